@@ -1,0 +1,45 @@
+# Fresh machine:  make knowledge   (install + build a knowledge file offline)
+#                 make test        (install + lint + tests)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU machines: these CUDA builds run on the CPU; pip takes them from local disk where cached.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: install system-deps knowledge test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# WordNet 3.0 from Debian for the offline noun vocabulary (tests skip without it).
+system-deps:
+	@if [ ! -f /usr/share/wordnet/data.noun ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index; \
+	  else echo "note: install Debian's wordnet-base wordnet-sense-index for the WordNet vocabulary"; fi; \
+	fi
+
+knowledge: install
+	$(VENV)/bin/kec knowledge build --labels examples/cifar10.labels.txt --out cifar10.knowledge.json
+	$(VENV)/bin/kec knowledge show cifar10.knowledge.json
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install system-deps lint
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_knowledge.py
+	$(PY) benchmarks/bench_cluster.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

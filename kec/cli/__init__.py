@@ -1,0 +1,1 @@
+"""The ``kec`` command line: knowledge, embed, vocab, scaffold and cluster commands."""

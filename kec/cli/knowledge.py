@@ -1,0 +1,202 @@
+"""``kec knowledge build | validate | show | merge | diff``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from kec.backends import available_backends, create_backend
+from kec.backends.base import SamplingParams
+from kec.backends.cache import default_cache_dir
+from kec.errors import InvalidKnowledgeError, KecError
+from kec.knowledge.builder import BuildParams, KnowledgeBuilder
+from kec.knowledge.document import (
+    diff_knowledge,
+    dumps_knowledge,
+    load_knowledge,
+    merge_knowledge,
+    read_knowledge_json,
+    save_knowledge,
+    summarize,
+    validation_errors,
+)
+from kec.knowledge.labels import read_groups, read_labels
+
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("knowledge", help="build, check and compare knowledge files")
+    ks = p.add_subparsers(dest="knowledge_command", metavar="ACTION", required=True)
+
+    b = ks.add_parser("build", help="condense labels into concepts, attributes and pairs",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--labels", type=Path, help="text file, one label per line")
+    src.add_argument("--groups", type=Path,
+                     help="JSON label groups (from `kec scaffold`), condensed as given")
+    b.add_argument("--out", type=Path, required=True, help="knowledge file to write")
+    b.add_argument("--backend", default="llamacpp", choices=sorted(available_backends()),
+                   help="LLM backend (llamacpp = embedded SmolLM2, offline)")
+    b.add_argument("--model", default=None,
+                   help="model for the backend (default: the backend's registry default)")
+    b.add_argument("--base-url", default=None, help="openai/langchain: endpoint URL")
+    b.add_argument("--api-key-env", default=None,
+                   help="openai/langchain: environment variable holding the API key "
+                        "(default OPENAI_API_KEY); the key is never written anywhere")
+    b.add_argument("--concurrency", type=int, default=None, help="openai: requests in flight")
+    b.add_argument("--timeout", type=float, default=None, help="openai: seconds per request")
+    b.add_argument("--max-retries", type=int, default=None,
+                   help="openai: transport retries (429/5xx/timeouts) with backoff")
+    b.add_argument("--structured-output", default=None,
+                   choices=["auto", "json_schema", "json_object", "none"],
+                   help="openai: structured-output form (auto detects what the server takes)")
+    b.add_argument("--text-encoder", default="minilm",
+                   help="groups labels and pairs concepts: minilm | "
+                        "sentence-transformers:NAME | clip:MODEL:PRETRAINED")
+    b.add_argument("--temperature", type=float, default=0.0)
+    b.add_argument("--max-tokens", type=int, default=384)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--n-attributes", type=int, default=2, help="lambda_1 per concept")
+    b.add_argument("--n-pair-attributes", type=int, default=1, help="lambda_2 per pair")
+    b.add_argument("--group-threshold", type=float, default=0.8,
+                   help="cosine above which two labels join one concept")
+    b.add_argument("--pair-mass", type=float, default=0.8,
+                   help="beta: cumulative softmax mass of each concept's pairs")
+    b.add_argument("--pair-temperature", type=float, default=0.05)
+    b.add_argument("--max-pairs", type=int, default=3, help="pairs per concept at most")
+    b.add_argument("--max-repairs", type=int, default=2,
+                   help="repair round-trips for an answer that breaks its schema")
+    b.add_argument("--template-dir", type=Path, default=None,
+                   help="directory of prompt templates overriding the built-in ones")
+    b.add_argument("--cache-dir", type=Path, default=None,
+                   help=f"LLM answer cache (default {default_cache_dir()})")
+    b.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_build)
+
+    v = ks.add_parser("validate", help="check files against the schema and semantic rules")
+    v.add_argument("files", nargs="+", type=Path)
+    v.set_defaults(func=cmd_validate)
+
+    s = ks.add_parser("show", help="print a knowledge file as text")
+    s.add_argument("file", type=Path)
+    s.add_argument("--json", action="store_true", help="print canonical JSON instead")
+    s.add_argument("--max", type=int, default=None, help="show at most this many concepts")
+    s.set_defaults(func=cmd_show)
+
+    m = ks.add_parser("merge", help="union of knowledge files")
+    m.add_argument("files", nargs="+", type=Path)
+    m.add_argument("--out", type=Path, required=True)
+    m.set_defaults(func=cmd_merge)
+
+    d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ)")
+    d.add_argument("a", type=Path)
+    d.add_argument("b", type=Path)
+    d.add_argument("--provenance", action="store_true",
+                   help="also compare backend, prompts, sampling and parameters")
+    d.set_defaults(func=cmd_diff)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if args.labels is not None:
+        labels, groups, source = read_labels(args.labels), None, str(args.labels)
+    else:
+        labels, groups, source = None, read_groups(args.groups), f"groups:{args.groups}"
+    params = BuildParams(
+        n_attributes=args.n_attributes,
+        n_pair_attributes=args.n_pair_attributes,
+        group_threshold=args.group_threshold,
+        pair_mass=args.pair_mass,
+        pair_temperature=args.pair_temperature,
+        max_pairs_per_concept=args.max_pairs,
+    )
+    params.validate()
+    if args.max_tokens < 1:
+        raise KecError("--max-tokens must be >= 1")
+    sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens,
+                              seed=args.seed)
+    needs_encoder = groups is None or (params.max_pairs_per_concept > 0
+                                       and params.n_pair_attributes > 0)
+    encoder = None
+    if needs_encoder:
+        from kec.encoders import create_text_encoder
+
+        encoder = create_text_encoder(args.text_encoder)
+    backend_opts = {
+        "model": args.model,
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,
+        "concurrency": args.concurrency,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+        "structured_output": args.structured_output,
+        "seed": args.seed,
+    }
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    with create_backend(args.backend, **backend_opts) as backend:
+        builder = KnowledgeBuilder(
+            backend, encoder, cache_dir=cache_dir, sampling=sampling, params=params,
+            template_dir=args.template_dir, max_repairs=args.max_repairs,
+            progress=False if args.quiet else None,
+        )
+        doc = builder.build(labels=labels, groups=groups, source=source)
+    save_knowledge(doc, args.out)
+    usage = doc["provenance"]["usage"]
+    failures = doc["provenance"]["failures"]
+    print(
+        f"wrote {args.out}: {len(doc['concepts'])} concepts, {len(doc['pairs'])} pairs; "
+        f"LLM calls {usage['calls']} (+{usage['cached_calls']} cached, "
+        f"{usage['repairs']} repairs), tokens {usage['prompt_tokens']}+"
+        f"{usage['completion_tokens']}; failures {len(failures)}",
+        file=sys.stderr,
+    )
+    for f in failures:
+        print(f"  failed: {f['prompt']} {f['item']}: {f['error']}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.files:
+        try:
+            doc = read_knowledge_json(path)
+        except InvalidKnowledgeError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+            continue
+        errors = validation_errors(doc)
+        for jp, msg in errors:
+            print(f"{path}: {jp}: {msg}", file=sys.stderr)
+        if errors:
+            bad += 1
+        else:
+            print(f"{path}: valid ({len(doc['concepts'])} concepts, {len(doc['pairs'])} pairs)")
+    return 1 if bad else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    doc = load_knowledge(args.file)
+    print(dumps_knowledge(doc) if args.json else summarize(doc, args.max), end="" if args.json
+          else "\n")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    docs = [load_knowledge(p) for p in args.files]
+    merged = merge_knowledge(docs, [str(p) for p in args.files])
+    save_knowledge(merged, args.out)
+    print(f"wrote {args.out}: {len(merged['concepts'])} concepts, {len(merged['pairs'])} pairs",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    lines = diff_knowledge(load_knowledge(args.a), load_knowledge(args.b), args.provenance)
+    for line in lines:
+        print(line)
+    return 1 if lines else 0
+
+

@@ -1,0 +1,308 @@
+"""The knowledge file: validation (schema + semantics), deterministic I/O, merge and diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from kec import __version__
+from kec._io import canonical_json, dump_json, sha256_text, write_json
+from kec.errors import InvalidKnowledgeError, KecError
+from kec.schemas import knowledge_schema
+
+SCHEMA_VERSION = "1.0"
+KIND = "kec.knowledge"
+
+
+def concept_id(labels: Iterable[str]) -> str:
+    """Stable id of the concept condensed from ``labels`` (order-insensitive)."""
+    return "c-" + sha256_text(canonical_json(sorted(labels)))[:10]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = knowledge_schema()
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def validation_errors(doc: Any) -> list[tuple[str, str]]:
+    """All problems of ``doc`` as ``(json_path, message)``: schema first, then the semantic
+    rules the schema cannot express (unique ids, pairs point at existing concepts,
+    no self-pairs or duplicate pairs, no blank names)."""
+    errors = [
+        (json_path(e.absolute_path), e.message)
+        for e in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.path)))
+    ]
+    if not isinstance(doc, dict):
+        return errors
+    concepts = doc.get("concepts") if isinstance(doc.get("concepts"), list) else []
+    ids: dict[str, int] = {}
+    for i, c in enumerate(concepts):
+        if not isinstance(c, dict):
+            continue
+        cid = c.get("id")
+        if isinstance(cid, str):
+            if cid in ids:
+                errors.append((f"$.concepts[{i}].id",
+                               f"duplicate concept id '{cid}' (first at $.concepts[{ids[cid]}])"))
+            else:
+                ids[cid] = i
+        name = c.get("name")
+        if isinstance(name, str) and name and not name.strip():
+            errors.append((f"$.concepts[{i}].name", "name is blank"))
+    pairs = doc.get("pairs") if isinstance(doc.get("pairs"), list) else []
+    seen_pairs: dict[tuple[str, str], int] = {}
+    for i, p in enumerate(pairs):
+        if not isinstance(p, dict):
+            continue
+        a, b = p.get("a"), p.get("b")
+        for key, ref in (("a", a), ("b", b)):
+            if isinstance(ref, str) and ref not in ids:
+                errors.append((f"$.pairs[{i}].{key}", f"unknown concept id '{ref}'"))
+        if isinstance(a, str) and a == b:
+            errors.append((f"$.pairs[{i}]", f"pairs concept '{a}' with itself"))
+        if isinstance(a, str) and isinstance(b, str):
+            key2 = (min(a, b), max(a, b))
+            if key2 in seen_pairs:
+                errors.append((f"$.pairs[{i}]", f"duplicate pair (first at "
+                                                f"$.pairs[{seen_pairs[key2]}])"))
+            else:
+                seen_pairs[key2] = i
+    return errors
+
+
+def validate_knowledge(doc: Any, source: str = "<knowledge>") -> None:
+    errors = validation_errors(doc)
+    if errors:
+        raise InvalidKnowledgeError(source, errors)
+
+
+def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
+    try:
+        text = Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        raise KecError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KecError(f"{path}: cannot read: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidKnowledgeError(str(path), [("$", f"not valid JSON: {exc}")]) from None
+
+
+def load_knowledge(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a knowledge file; raises :class:`InvalidKnowledgeError`."""
+    doc = read_knowledge_json(path)
+    validate_knowledge(doc, str(path))
+    return doc
+
+
+def canonicalize(doc: dict[str, Any]) -> dict[str, Any]:
+    """Stable ordering so that files diff cleanly: concepts by id, pairs by (a, b)."""
+    out = dict(doc)
+    out["concepts"] = sorted(doc["concepts"], key=lambda c: c["id"])
+    pairs = []
+    for p in doc["pairs"]:
+        p = dict(p)
+        if p["a"] > p["b"]:
+            p["a"], p["b"] = p["b"], p["a"]
+        pairs.append(p)
+    out["pairs"] = sorted(pairs, key=lambda p: (p["a"], p["b"]))
+    return out
+
+
+def dumps_knowledge(doc: dict[str, Any]) -> str:
+    return dump_json(canonicalize(doc))
+
+
+def save_knowledge(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Validate, order deterministically and write atomically."""
+    doc = canonicalize(doc)
+    validate_knowledge(doc, str(path))
+    write_json(path, doc)
+
+
+def _union(a: list[str], b: list[str]) -> list[str]:
+    seen = {x.casefold() for x in a}
+    return a + [x for x in b if x.casefold() not in seen and not seen.add(x.casefold())]
+
+
+def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
+                    ) -> dict[str, Any]:
+    """Union of knowledge files. Concepts with the same id (same labels) keep the first
+    file's name and description and the union of attributes; pairs likewise. Each input's
+    provenance is kept under ``provenance.merged_from``."""
+    if not docs:
+        raise KecError("nothing to merge")
+    sources = sources or [f"input {i}" for i in range(len(docs))]
+    concepts: dict[str, dict[str, Any]] = {}
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    labels: list[str] = []
+    for doc in docs:
+        labels = _union(labels, doc["labels"].get("items") or [])
+        for c in doc["concepts"]:
+            if c["id"] in concepts:
+                known = concepts[c["id"]]
+                known["attributes"] = _union(known["attributes"], c["attributes"])
+                if known.get("fallback") and not c.get("fallback"):
+                    known.update(name=c["name"], description=c["description"])
+                    known.pop("fallback", None)
+            else:
+                concepts[c["id"]] = json.loads(json.dumps(c))
+        for p in doc["pairs"]:
+            key = (min(p["a"], p["b"]), max(p["a"], p["b"]))
+            if key in pairs:
+                pairs[key]["attributes"] = _union(pairs[key]["attributes"], p["attributes"])
+            else:
+                pairs[key] = {**p, "a": key[0], "b": key[1]}
+    usage_keys = ("calls", "cached_calls", "repairs", "prompt_tokens", "completion_tokens")
+    first = docs[0]["provenance"]
+    merged = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "labels": {"source": "merge", "sha256": sha256_text(canonical_json(labels)),
+                   "count": len(labels), "items": labels},
+        "concepts": list(concepts.values()),
+        "pairs": list(pairs.values()),
+        "provenance": {
+            "kec_version": __version__,
+            "created_at": now_iso(),
+            "backend": first["backend"],
+            "prompts": sorted({canonical_json(p): p for d in docs
+                               for p in d["provenance"]["prompts"]}.values(),
+                              key=lambda p: (p["id"], p["version"], p["sha256"])),
+            "sampling": first["sampling"],
+            "usage": {k: sum(int(d["provenance"]["usage"].get(k, 0)) for d in docs)
+                      for k in usage_keys},
+            "failures": [f for d in docs for f in d["provenance"]["failures"]],
+            "merged_from": [{"source": s, **d["provenance"]} for s, d in zip(sources, docs)],
+        },
+    }
+    return canonicalize(merged)
+
+
+def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = False) -> list[str]:
+    """Human-readable differences between two knowledge files (empty list: same knowledge)."""
+    lines: list[str] = []
+    ca = {c["id"]: c for c in a["concepts"]}
+    cb = {c["id"]: c for c in b["concepts"]}
+    for cid in sorted(ca.keys() - cb.keys()):
+        lines.append(f"- concept {cid} {ca[cid]['name']!r}")
+    for cid in sorted(cb.keys() - ca.keys()):
+        lines.append(f"+ concept {cid} {cb[cid]['name']!r}")
+    for cid in sorted(ca.keys() & cb.keys()):
+        x, y = ca[cid], cb[cid]
+        for field in ("name", "description"):
+            if x[field] != y[field]:
+                lines.append(f"~ concept {cid} {field}: {x[field]!r} -> {y[field]!r}")
+        if sorted(x["labels"]) != sorted(y["labels"]):
+            lines.append(f"~ concept {cid} labels: {x['labels']} -> {y['labels']}")
+        for att in [t for t in x["attributes"] if t not in y["attributes"]]:
+            lines.append(f"- attribute {cid}: {att!r}")
+        for att in [t for t in y["attributes"] if t not in x["attributes"]]:
+            lines.append(f"+ attribute {cid}: {att!r}")
+
+    def pair_map(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(min(p["a"], p["b"]), max(p["a"], p["b"])): p for p in doc["pairs"]}
+
+    pa, pb = pair_map(a), pair_map(b)
+    for k in sorted(pa.keys() - pb.keys()):
+        lines.append(f"- pair {k[0]}|{k[1]}")
+    for k in sorted(pb.keys() - pa.keys()):
+        lines.append(f"+ pair {k[0]}|{k[1]}")
+    for k in sorted(pa.keys() & pb.keys()):
+        x, y = pa[k], pb[k]
+        if abs(x["similarity"] - y["similarity"]) > 1e-6:
+            lines.append(f"~ pair {k[0]}|{k[1]} similarity: {x['similarity']:.4f} -> "
+                         f"{y['similarity']:.4f}")
+        for att in [t for t in x["attributes"] if t not in y["attributes"]]:
+            lines.append(f"- pair attribute {k[0]}|{k[1]}: {att!r}")
+        for att in [t for t in y["attributes"] if t not in x["attributes"]]:
+            lines.append(f"+ pair attribute {k[0]}|{k[1]}: {att!r}")
+    if provenance:
+        keys = ("backend", "prompts", "sampling", "seed", "parameters", "text_encoder")
+        for key in keys:
+            va, vb = a["provenance"].get(key), b["provenance"].get(key)
+            if canonical_json(va) != canonical_json(vb):
+                lines.append(f"~ provenance.{key}: {canonical_json(va)} -> {canonical_json(vb)}")
+    return lines
+
+
+def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
+    """A plain-text view of a knowledge file for ``kec knowledge show``."""
+    prov = doc["provenance"]
+    names = {c["id"]: c["name"] for c in doc["concepts"]}
+    usage = prov["usage"]
+    backend = prov["backend"]
+    out = [
+        f"kec knowledge (schema {doc['schema_version']}, kec {prov['kec_version']}, "
+        f"created {prov['created_at']})",
+        f"backend: {backend.get('backend')} / {backend.get('model')}",
+        f"labels: {doc['labels']['count']} from {doc['labels']['source']}",
+        f"concepts: {len(doc['concepts'])}   pairs: {len(doc['pairs'])}   "
+        f"failures: {len(prov['failures'])}",
+        f"LLM calls: {usage['calls']} (+{usage['cached_calls']} cached), "
+        f"tokens: {usage['prompt_tokens']} prompt / {usage['completion_tokens']} completion",
+        "",
+    ]
+    concepts = doc["concepts"][:max_items] if max_items else doc["concepts"]
+    for c in concepts:
+        flag = "  [fallback]" if c.get("fallback") else ""
+        out.append(f"{c['id']}  {c['name']}{flag}")
+        if c["description"]:
+            out.append(f"    {c['description']}")
+        out.append(f"    labels: {', '.join(c['labels'])}")
+        for att in c["attributes"]:
+            out.append(f"    + {att}")
+    if max_items and len(doc["concepts"]) > max_items:
+        out.append(f"... {len(doc['concepts']) - max_items} more concepts")
+    if doc["pairs"]:
+        out.append("")
+        out.append("pairs:")
+    pairs = doc["pairs"][:max_items] if max_items else doc["pairs"]
+    for p in pairs:
+        out.append(f"  {names.get(p['a'], p['a'])} vs {names.get(p['b'], p['b'])} "
+                   f"(similarity {p['similarity']:.3f})")
+        for att in p["attributes"]:
+            out.append(f"    + {att}")
+    if prov["failures"]:
+        out.append("")
+        out.append("failures:")
+        for f in prov["failures"]:
+            out.append(f"  {f['prompt']} {f['item']}: {f['error']}")
+    return "\n".join(out)
+
+
+__all__ = [
+    "KIND",
+    "SCHEMA_VERSION",
+    "canonicalize",
+    "concept_id",
+    "diff_knowledge",
+    "dumps_knowledge",
+    "load_knowledge",
+    "merge_knowledge",
+    "save_knowledge",
+    "summarize",
+    "validate_knowledge",
+    "validation_errors",
+]
