@@ -158,7 +158,7 @@ class StructuredRunner:
         if max_repairs < 0:
             raise ValueError("max_repairs must be >= 0")
         self.backend = backend
-        self.cache = cache or ResponseCache(None)
+        self.cache = cache if cache is not None else ResponseCache(None)
         self.params = params or SamplingParams()
         self.max_repairs = max_repairs
         self.progress = sys.stderr.isatty() if progress is None else progress

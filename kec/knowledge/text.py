@@ -14,8 +14,10 @@ def normalize_attribute(text: str) -> str:
     t = unicodedata.normalize("NFKC", text)
     t = _SPACE.sub(" ", t).strip()
     t = _BULLET.sub("", t)
-    t = t.strip().strip("\"'`").strip()
-    t = t.rstrip(".;,").strip()
+    prev = None
+    while prev != t:  # peel quotes and trailing punctuation in any order
+        prev = t
+        t = t.strip().strip("\"'`").rstrip(".;,").strip()
     return t
 
 
