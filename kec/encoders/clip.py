@@ -1,0 +1,325 @@
+"""open_clip models: loading, and the image and text encoders built on one loaded model.
+
+``pretrained`` may be an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``), a local
+checkpoint file, or ``None`` for random weights (tests). A model name starting with
+``hf-hub:`` loads model and weights from the Hugging Face hub; its ``pretrained`` must
+be ``None``. On CUDA the weights are cast to fp16 unless told otherwise; on CPU fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kec._io import sha256_file
+from kec.encoders.base import BatchedTextEncoder, l2_normalize, resolve_device
+from kec.encoders.templates import TemplateSet, resolve_templates
+from kec.errors import KecError
+
+logger = logging.getLogger(__name__)
+
+HF_HUB_PREFIX = "hf-hub:"
+KIND = "open_clip"
+RANDOM_WEIGHTS_SEED = 0
+
+
+def normalize_pretrained(pretrained: str | None) -> str | None:
+    """``None``, ``""`` and ``"none"`` (any case) all mean random weights: ``None``."""
+    if pretrained is None:
+        return None
+    text = str(pretrained).strip()
+    return None if text.lower() in ("", "none") else text
+
+
+@dataclass
+class ClipModel:
+    """A loaded open_clip model with what is needed to use and describe it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The CLIP model, in eval mode, on ``device``.
+    preprocess : callable
+        The evaluation image transform (PIL image -> tensor).
+    tokenizer : callable
+        open_clip tokenizer for ``name``.
+    name, pretrained : str, str or None
+        As passed to :func:`load_clip` (``pretrained`` ``None`` = random weights).
+    device, precision : str
+        Torch device and ``"fp16"`` / ``"fp32"`` / ...
+    dim : int
+        Length of the joint embedding.
+    checkpoint_sha256 : str or None
+        Content hash when ``pretrained`` is a local file.
+    """
+
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    name: str
+    pretrained: str | None
+    device: str
+    precision: str
+    dim: int
+    checkpoint_sha256: str | None = None
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance of the model, shared by its image and text encoders."""
+        desc: dict[str, Any] = {
+            "kind": KIND,
+            "model": self.name,
+            "pretrained": self.pretrained,
+            "dim": self.dim,
+            "precision": self.precision,
+        }
+        if self.checkpoint_sha256:
+            desc["checkpoint_sha256"] = self.checkpoint_sha256
+        return desc
+
+
+def _embedding_dim(model: Any, tokenizer: Any, device: str) -> int:
+    dim = getattr(getattr(model, "visual", None), "output_dim", None)
+    if isinstance(dim, int):
+        return dim
+    import torch
+
+    with torch.inference_mode():  # pragma: no cover - models without visual.output_dim
+        return int(model.encode_text(tokenizer(["a"]).to(device)).shape[-1])
+
+
+def load_clip(
+    name: str,
+    pretrained: str | None = None,
+    *,
+    device: str | None = None,
+    precision: str | None = None,
+) -> ClipModel:
+    """Load an open_clip model for inference.
+
+    Parameters
+    ----------
+    name : str
+        open_clip model name (see ``open_clip.list_models()``), e.g.
+        ``"ViT-B-32-quickgelu"``, or ``"hf-hub:ORG/REPO"``.
+    pretrained : str or None
+        Pretrained tag, checkpoint file, or ``None``/``"none"`` for random weights.
+    device : str or None
+        Torch device; ``None`` picks CUDA when available, else CPU.
+    precision : str or None
+        open_clip precision; ``None`` gives ``"fp16"`` on CUDA and ``"fp32"`` elsewhere.
+
+    Raises
+    ------
+    kec.errors.KecError
+        Unknown model or tag, unreadable checkpoint, or weights that cannot be fetched.
+    """
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise KecError("open_clip is not installed: pip install open_clip_torch") from exc
+
+    pretrained = normalize_pretrained(pretrained)
+    device = resolve_device(device)
+    if precision is None:
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+        logger.info("precision not given; using %s on %s", precision, device)
+    if name.startswith(HF_HUB_PREFIX) and pretrained is not None:
+        raise KecError(
+            f"model {name!r} comes with its weights from the Hugging Face hub; "
+            f"do not also give pretrained={pretrained!r} (use 'none')"
+        )
+    checkpoint_sha256 = None
+    if pretrained is not None and Path(pretrained).is_file():
+        logger.info("hashing checkpoint %s", pretrained)
+        checkpoint_sha256 = sha256_file(pretrained)
+
+    logger.info("loading open_clip %s (pretrained=%s) on %s/%s", name, pretrained, device,
+                precision)
+    import torch
+
+    try:
+        # Random weights come from a fixed seed, so a "none" model is the same model in
+        # every process (image and text features of a test run match); the global RNG
+        # state is left untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, device=device, precision=precision
+            )
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        reason = str(exc)
+        if len(reason) > 300:  # open_clip lists every known model
+            reason = reason[:300] + "... (see open_clip.list_models())"
+        raise KecError(
+            f"cannot load open_clip model {name!r} with pretrained={pretrained!r}: {reason}"
+        ) from exc
+    if pretrained is None and not name.startswith(HF_HUB_PREFIX):
+        logger.warning("open_clip model %s has random weights (pretrained=none)", name)
+    model.eval()
+    dim = _embedding_dim(model, tokenizer, device)
+    return ClipModel(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        name=name,
+        pretrained=pretrained,
+        device=device,
+        precision=precision,
+        dim=dim,
+        checkpoint_sha256=checkpoint_sha256,
+    )
+
+
+class ClipTextEncoder(BatchedTextEncoder):
+    """Encode texts with an open_clip text tower, optionally with a template ensemble.
+
+    Parameters
+    ----------
+    clip : ClipModel
+        A loaded model (share one between image and text encoders).
+    templates : str, sequence of str, TemplateSet or None
+        Prompt templates (e.g. ``"tac"``); ``None`` encodes texts as they are.
+    batch_size : int
+        Prompts per forward pass.
+    """
+
+    def __init__(
+        self,
+        clip: ClipModel,
+        *,
+        templates: str | Sequence[str] | TemplateSet | None = None,
+        batch_size: int = 256,
+    ):
+        self.clip = clip
+        self.dim = clip.dim
+        self.batch_size = int(batch_size)
+        self.templates = resolve_templates(templates)
+
+    def _encode_batch(self, prompts: list[str]) -> np.ndarray:
+        import torch
+
+        tokens = self.clip.tokenizer(prompts).to(self.clip.device)
+        with torch.inference_mode():
+            feats = self.clip.model.encode_text(tokens)
+        return feats.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        """Model provenance plus the template set (``None`` for raw texts)."""
+        desc = self.clip.describe()
+        desc["templates"] = self.templates.describe() if self.templates else None
+        return desc
+
+    def __repr__(self) -> str:
+        return f"ClipTextEncoder({self.clip.name!r}, pretrained={self.clip.pretrained!r})"
+
+
+class ClipImageEncoder:
+    """Encode images with an open_clip image tower.
+
+    Parameters
+    ----------
+    clip : ClipModel
+        A loaded model.
+    batch_size : int
+        Images per forward pass.
+    num_workers : int
+        DataLoader worker processes that decode and preprocess image files.
+    """
+
+    def __init__(self, clip: ClipModel, *, batch_size: int = 64, num_workers: int = 0):
+        self.clip = clip
+        self.dim = clip.dim
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+
+    def text_encoder(
+        self, templates: str | Sequence[str] | TemplateSet | None = "tac", batch_size: int = 256
+    ) -> ClipTextEncoder:
+        """The matching text encoder, sharing this loaded model."""
+        return ClipTextEncoder(self.clip, templates=templates, batch_size=batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        """Model provenance plus the image preprocessing."""
+        desc = self.clip.describe()
+        desc["preprocess"] = " ".join(repr(self.clip.preprocess).split())
+        image_size = getattr(getattr(self.clip.model, "visual", None), "image_size", None)
+        if image_size is not None:
+            desc["image_size"] = list(image_size) if isinstance(image_size, tuple) else image_size
+        return desc
+
+    def _forward(self, batch: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = batch.to(self.clip.device, dtype=self.clip.dtype, non_blocking=True)
+            feats = self.clip.model.encode_image(x)
+        return l2_normalize(feats.float().cpu().numpy())
+
+    def encode(self, images: Sequence[Any], *, progress: bool = False) -> np.ndarray:
+        """Encode in-memory PIL images into an ``(n, dim)`` float32 array, unit-norm rows."""
+        import torch
+        from tqdm.auto import tqdm
+
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        starts = range(0, len(images), self.batch_size)
+        for start in tqdm(starts, desc="encoding images", disable=not progress, leave=False):
+            chunk = images[start : start + self.batch_size]
+            batch = torch.stack([self.clip.preprocess(im.convert("RGB")) for im in chunk])
+            out[start : start + len(chunk)] = self._forward(batch)
+        return out
+
+    def encode_files(
+        self, paths: Sequence[str | Path], *, progress: bool = False
+    ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
+        """Encode image files; unreadable ones are skipped, logged and returned.
+
+        Parameters
+        ----------
+        paths : sequence of path-like
+            Image files.
+        progress : bool
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        features : numpy.ndarray
+            ``(n_ok, dim)`` float32, unit-norm rows, in the order of ``paths``.
+        kept : list of int
+            Index in ``paths`` of each row of ``features``.
+        failed : list of (int, str)
+            Index and error message of every file that could not be read.
+        """
+        from kec.encoders.images import iterate_image_batches
+
+        chunks: list[np.ndarray] = []
+        kept: list[int] = []
+        failed: list[tuple[int, str]] = []
+        for indices, batch, errors in iterate_image_batches(
+            paths,
+            self.clip.preprocess,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            progress=progress,
+            pin_memory=self.clip.device.startswith("cuda"),
+        ):
+            for idx, msg in errors:
+                logger.warning("skipping unreadable image %s: %s", paths[idx], msg)
+            failed.extend(errors)
+            if batch is not None:
+                chunks.append(self._forward(batch))
+                kept.extend(indices)
+        feats = np.concatenate(chunks) if chunks else np.empty((0, self.dim), np.float32)
+        return feats, kept, failed
+
+    def __repr__(self) -> str:
+        return f"ClipImageEncoder({self.clip.name!r}, pretrained={self.clip.pretrained!r})"
