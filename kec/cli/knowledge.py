@@ -23,6 +23,7 @@ from kec.knowledge.document import (
     validation_errors,
 )
 from kec.knowledge.labels import read_groups, read_labels
+from kec.prompts import BUILTIN_PROMPTS, load_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="beta: cumulative softmax mass of each concept's pairs")
     b.add_argument("--pair-temperature", type=float, default=0.05)
     b.add_argument("--max-pairs", type=int, default=3, help="pairs per concept at most")
+    b.add_argument("--n-captions", type=int, default=3,
+                   help="photo captions per concept (a caption corpus for `cae`; 0 = none)")
     b.add_argument("--max-repairs", type=int, default=2,
                    help="repair round-trips for an answer that breaks its schema")
     b.add_argument("--template-dir", type=Path, default=None,
@@ -112,12 +115,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         pair_mass=args.pair_mass,
         pair_temperature=args.pair_temperature,
         max_pairs_per_concept=args.max_pairs,
+        n_captions=args.n_captions,
     )
     params.validate()
     if args.max_tokens < 1:
         raise KecError("--max-tokens must be >= 1")
     sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens,
                               seed=args.seed)
+    for pid in BUILTIN_PROMPTS:  # fail on a bad template before loading any model
+        load_prompt(pid, args.template_dir)
     needs_encoder = groups is None or (params.max_pairs_per_concept > 0
                                        and params.n_pair_attributes > 0)
     encoder = None

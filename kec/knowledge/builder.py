@@ -10,6 +10,8 @@
    (:func:`kec.knowledge.grouping.select_pairs`).
 5. **Bi-attributes.** ``n_pair_attributes`` (:math:`\\lambda_2`) attributes telling the two
    concepts of each pair apart.
+6. **Captions** (optional, ``n_captions``): short photo captions per concept, a caption
+   corpus for CAE's caption level (METHODS.md §3) when no caption dataset is at hand.
 
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
 schema validation, repair, failure records), so a re-run costs zero calls and an
@@ -35,7 +37,7 @@ from kec.knowledge.document import KIND, SCHEMA_VERSION, canonicalize, concept_i
 from kec.knowledge.grouping import group_by_similarity, select_pairs
 from kec.knowledge.labels import labels_sha256, unique_labels
 from kec.knowledge.text import dedup_attributes
-from kec.prompts import load_prompt
+from kec.prompts import BUILTIN_PROMPTS, load_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +59,15 @@ class BuildParams:
     pair_mass: float = 0.8  # beta: cumulative softmax mass of a concept's pairs
     pair_temperature: float = 0.05  # open: softmax temperature over cosines
     max_pairs_per_concept: int = 3  # open: cap per concept
+    n_captions: int = 3  # kec's choice: captions per concept for CAE (0 = none)
 
     def validate(self) -> None:
         if self.n_attributes < 0 or self.n_pair_attributes < 0:
             raise KecError("attribute counts must be >= 0")
-        if self.n_attributes > 8 or self.n_pair_attributes > 8:
-            raise KecError("at most 8 attributes per concept or pair")
+        if self.n_captions < 0:
+            raise KecError("caption count must be >= 0")
+        if max(self.n_attributes, self.n_pair_attributes, self.n_captions) > 8:
+            raise KecError("at most 8 attributes or captions per concept or pair")
         if not -1 <= self.group_threshold <= 1:
             raise KecError("group threshold must be a cosine in [-1, 1]")
         if not 0 < self.pair_mass <= 1:
@@ -113,7 +118,7 @@ class KnowledgeBuilder:
         self.runner = StructuredRunner(backend, ResponseCache(cache_dir), self.sampling,
                                        max_repairs=max_repairs, progress=progress)
         self.prompts = {pid: load_prompt(pid, template_dir)
-                        for pid in ("condense", "concept_attributes", "pair_attributes")}
+                        for pid in BUILTIN_PROMPTS}
 
     # ---------------------------------------------------------------------------------
     def build(
@@ -141,6 +146,7 @@ class KnowledgeBuilder:
         self._uni_attributes(concepts)
         pairs = self._pairs(concepts)
         self._bi_attributes(concepts, pairs)
+        self._captions(concepts)
 
         p = self.params
         doc = {
@@ -171,6 +177,7 @@ class KnowledgeBuilder:
                     "pair_mass": p.pair_mass,
                     "pair_temperature": p.pair_temperature,
                     "max_pairs_per_concept": p.max_pairs_per_concept,
+                    "n_captions": p.n_captions,
                     "max_repairs": self.runner.max_repairs,
                 },
                 "text_encoder": self.text_encoder.describe() if self.text_encoder else None,
@@ -260,3 +267,13 @@ class KnowledgeBuilder:
         for pr, out in zip(pairs, self.runner.run(jobs, desc="pairs")):
             if out.value is not None:
                 pr["attributes"] = dedup_attributes(out.value["attributes"], limit=n)
+
+    def _captions(self, concepts: list[dict[str, Any]]) -> None:
+        n = self.params.n_captions
+        if n == 0:
+            return
+        jobs = [Job(c["id"], self.prompts["captions"],
+                    {"concept": self._concept_data(c), "n": n}, tuple(c["labels"]))
+                for c in concepts]
+        for c, out in zip(concepts, self.runner.run(jobs, desc="captions")):
+            c["captions"] = dedup_attributes(out.value["captions"], limit=n) if out.value else []

@@ -163,6 +163,8 @@ def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
             if c["id"] in concepts:
                 known = concepts[c["id"]]
                 known["attributes"] = _union(known["attributes"], c["attributes"])
+                if c.get("captions"):
+                    known["captions"] = _union(known.get("captions", []), c["captions"])
                 if known.get("fallback") and not c.get("fallback"):
                     known.update(name=c["name"], description=c["description"])
                     known.pop("fallback", None)
@@ -273,6 +275,8 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
         out.append(f"    labels: {', '.join(c['labels'])}")
         for att in c["attributes"]:
             out.append(f"    + {att}")
+        for cap in c.get("captions", []):
+            out.append(f"    \u201c{cap}\u201d")
     if max_items and len(doc["concepts"]) > max_items:
         out.append(f"... {len(doc['concepts']) - max_items} more concepts")
     if doc["pairs"]:

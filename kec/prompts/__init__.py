@@ -1,4 +1,4 @@
-"""Versioned prompt templates: label condensation, concept attributes, pair attributes.
+"""Versioned prompt templates: condensation, concept and pair attributes, captions.
 
 A template is a JSON file (see ``templates/``) that declares its ``id``, ``version``,
 ``variables`` (name -> type), ``response_schema`` (a packaged schema name or an inline
@@ -28,7 +28,7 @@ from kec.schemas import load_schema
 
 __all__ = ["BUILTIN_PROMPTS", "PromptError", "PromptTemplate", "load_prompt"]
 
-BUILTIN_PROMPTS = ("condense", "concept_attributes", "pair_attributes")
+BUILTIN_PROMPTS = ("condense", "concept_attributes", "pair_attributes", "captions")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES = {
     "string": lambda v: isinstance(v, str),
@@ -41,6 +41,7 @@ _REQUIRED_KEYS = {
     "condense": {"name", "description"},
     "concept_attributes": {"attributes"},
     "pair_attributes": {"attributes"},
+    "captions": {"captions"},
 }
 
 

@@ -28,16 +28,17 @@ def test_build_groups_labels_condenses_pairs_and_records_provenance(smollm, mini
     for c in doc["concepts"]:
         assert c["name"].strip()
         assert len(c["attributes"]) <= 2
+        assert len(c["captions"]) <= 3  # the caption corpus for CAE
     assert len(doc["pairs"]) == 1  # two concepts: one pair
     prov = doc["provenance"]
     assert prov["backend"]["backend"] == "llamacpp"
     assert prov["backend"]["model"] == "smollm2-135m-instruct"
     assert prov["text_encoder"]["dim"] == 384
     assert {p["id"] for p in prov["prompts"]} == {"condense", "concept_attributes",
-                                                  "pair_attributes"}
+                                                  "pair_attributes", "captions"}
     assert prov["sampling"]["max_tokens"] == 96
     usage = prov["usage"]
-    assert usage["calls"] >= 5 and usage["cached_calls"] == 0  # 2 + 2 + 1 calls at least
+    assert usage["calls"] >= 7 and usage["cached_calls"] == 0  # 2 + 2 + 1 + 2 at least
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert doc["labels"]["count"] == 3 and doc["labels"]["groups_given"] is False
 

@@ -146,12 +146,14 @@ def test_merge_unions_concepts_attributes_and_pairs():
     b = make_doc(concepts={"cat": (["cat", "kitten"], ["whiskers", "long tail"]),
                            "bird": (["bird"], ["feathers"])},
                  pairs=[("cat", "bird", ["birds have beaks"])])
+    b["concepts"][0]["captions"] = ["a cat on a sofa"]
     m = merge_knowledge([a, b], ["a.json", "b.json"])
     validate_knowledge(m)
     names = sorted(c["name"] for c in m["concepts"])
     assert names == ["bird", "cat", "dog", "truck"]
     cat = next(c for c in m["concepts"] if c["name"] == "cat")
     assert cat["attributes"] == ["pointed ears", "whiskers", "long tail"]
+    assert cat["captions"] == ["a cat on a sofa"]
     assert len(m["pairs"]) == 2
     assert [x["source"] for x in m["provenance"]["merged_from"]] == ["a.json", "b.json"]
     assert m["provenance"]["usage"]["calls"] == 10

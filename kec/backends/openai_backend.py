@@ -1,0 +1,427 @@
+"""Any OpenAI-compatible chat-completions endpoint through the official ``openai`` package.
+
+OpenAI itself, ``vllm serve``, llama.cpp's server, Ollama, ... The transport policy is ours
+(the client's own retries are off), so it is the same everywhere and testable:
+
+* requests of a batch run concurrently on an :class:`asyncio` loop, at most
+  ``concurrency`` at a time, each under a ``timeout``;
+* 408/409/429/5xx answers, timeouts and connection errors are retried with exponential
+  backoff and jitter (``Retry-After`` is honoured, capped at ``backoff_max``), at most
+  ``max_retries`` times; other HTTP errors (400, 401, 404, ...) fail at once;
+* a request that still fails becomes a :class:`~kec.backends.base.ChatResult` with
+  ``error`` set; :meth:`OpenAIBackend.complete` never raises for one request;
+* servers differ in the structured-output form they accept: OpenAI takes
+  ``{"type": "json_schema", ...}``, llama.cpp's server answers it with HTTP 500 but takes
+  ``{"type": "json_object", "schema": S}``. With ``structured_output="auto"`` the first
+  request probes json_schema -> json_object(+schema) -> none (prompt only), the mode that
+  answers is locked and logged, and the other requests wait for the probe.
+
+The API key is read from the environment variable named by ``api_key_env`` and goes
+nowhere but the ``Authorization`` header: not into :meth:`identity`, :meth:`describe`,
+logs or error texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kec.backends.base import Backend, ChatRequest, ChatResult, ResultCallback
+from kec.errors import BackendError
+
+logger = logging.getLogger(__name__)
+
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "none")
+_PROBE_ORDER = ("json_schema", "json_object", "none")
+# statuses that may mean "this response_format is not supported" while probing
+_FORMAT_REJECTED = frozenset({400, 422, 500, 501})
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_PLACEHOLDER_KEY = "EMPTY"
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class _Failure(Exception):
+    """One failed attempt, classified: retry it or not, after how long, which HTTP status."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None,
+                 status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class OpenAIBackend(Backend):
+    """Chat completions from an OpenAI-compatible server, concurrent and retried.
+
+    Parameters
+    ----------
+    model : str
+        Model name sent with every request.
+    base_url : str or None
+        Endpoint root, e.g. ``http://127.0.0.1:8000/v1``; ``None`` means OpenAI.
+    api_key_env : str
+        Environment variable holding the API key. Without it a non-OpenAI ``base_url``
+        gets the placeholder key ``"EMPTY"``; OpenAI itself raises :class:`BackendError`.
+    concurrency : int
+        Requests in flight at once.
+    timeout : float
+        Seconds one HTTP attempt may take.
+    max_retries : int
+        Retries of a request after a retryable failure (so ``max_retries + 1`` attempts).
+    backoff_base, backoff_max : float
+        Delay before retry ``k`` is ``backoff_base * 2**(k-1)`` seconds with jitter
+        (x0.5 to x1), at most ``backoff_max``; a ``Retry-After`` header replaces it
+        (also capped at ``backoff_max``).
+    structured_output : {"auto", "json_schema", "json_object", "none"}
+        How the prompt's response schema is sent; ``auto`` probes once and locks.
+    seed : int or None
+        Seed of the jitter generator (the backend's own, not the global one).
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+                 timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 1.0,
+                 backoff_max: float = 30.0, structured_output: str = "auto",
+                 seed: int | None = None):
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            raise BackendError("the openai backend needs the 'openai' package: "
+                               "pip install openai") from None
+        if not model:
+            raise BackendError("openai backend: a model name is required")
+        if structured_output not in STRUCTURED_MODES:
+            raise BackendError(f"openai backend: structured_output must be one of "
+                               f"{', '.join(STRUCTURED_MODES)}, not {structured_output!r}")
+        if concurrency < 1:
+            raise BackendError("openai backend: concurrency must be >= 1")
+        if timeout <= 0:
+            raise BackendError("openai backend: timeout must be > 0")
+        if max_retries < 0:
+            raise BackendError("openai backend: max_retries must be >= 0")
+        if backoff_base < 0 or backoff_max < 0:
+            raise BackendError("openai backend: backoff_base and backoff_max must be >= 0")
+        self.model = str(model)
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.api_key_env = api_key_env
+        self.concurrency = int(concurrency)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.structured_output = structured_output
+        self._rng = random.Random(seed)
+        # the locked structured-output mode; set at once unless "auto"
+        self._mode: str | None = None if structured_output == "auto" else structured_output
+        self._mode_note = "" if structured_output == "auto" else "configured"
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if not key:
+            if self._is_openai():
+                raise BackendError(
+                    f"openai backend: no API key; set the environment variable "
+                    f"{api_key_env or 'OPENAI_API_KEY'} (or pass --base-url for a local server)"
+                )
+            logger.info("openai backend: %s is not set; using a placeholder key for %s",
+                        api_key_env, self._public_url())
+            key = _PLACEHOLDER_KEY
+        self._api_key = key  # only ever handed to the client
+        logger.info("openai backend: model %s at %s, concurrency %d, timeout %.0f s, "
+                    "%d retries, structured output %s", self.model, self._public_url(),
+                    self.concurrency, self.timeout, self.max_retries, structured_output)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> OpenAIBackend:
+        allowed = {"model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries",
+                   "backoff_base", "backoff_max", "structured_output", "seed"}
+        unknown = set(options) - allowed
+        if unknown:
+            logger.info("openai backend ignores options %s", sorted(unknown))
+        return cls(**{k: v for k, v in options.items() if k in allowed})
+
+    # -- provenance -----------------------------------------------------------------------
+    def _is_openai(self) -> bool:
+        if self.base_url is None:
+            return True
+        host = urlsplit(self.base_url).hostname or ""
+        return host == "openai.com" or host.endswith(".openai.com")
+
+    def _public_url(self) -> str:
+        """The base URL without any user:password part."""
+        if self.base_url is None:
+            return "https://api.openai.com/v1"
+        parts = urlsplit(self.base_url)
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    @property
+    def structured_mode(self) -> str | None:
+        """The structured-output mode in use; ``None`` while ``auto`` has not decided."""
+        return self._mode
+
+    def describe(self) -> dict[str, Any]:
+        if self._mode is None:
+            structured = "auto (not yet determined)"
+        elif self.structured_output == "auto":
+            structured = f"{self._mode} (auto-detected)"
+        else:
+            structured = self._mode
+        out = {**self.identity(), "base_url": self._public_url(),
+               "structured_output": structured, "concurrency": self.concurrency,
+               "timeout_s": self.timeout, "max_retries": self.max_retries}
+        if self._mode_note and self.structured_output == "auto":
+            out["structured_output_rejected"] = self._mode_note
+        return out
+
+    def _scrub(self, text: str) -> str:
+        key = self._api_key
+        if key and key != _PLACEHOLDER_KEY and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+    # -- sync entry point -----------------------------------------------------------------
+    def complete(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None
+                 ) -> list[ChatResult]:
+        """Run ``requests`` concurrently; call ``on_result(i, result)`` as each finishes.
+
+        Runs its own event loop (in a helper thread when the calling thread already runs
+        one, e.g. in Jupyter), so it can be called from sync code, repeatedly.
+        """
+        if not requests:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acomplete(requests, on_result))
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kec-openai") as ex:
+            return ex.submit(asyncio.run, self.acomplete(requests, on_result)).result()
+
+    async def acomplete(self, requests: Sequence[ChatRequest],
+                        on_result: ResultCallback | None = None) -> list[ChatResult]:
+        """Async form of :meth:`complete` (one client per call, closed at the end)."""
+        from openai import AsyncOpenAI
+
+        results: list[ChatResult | None] = [None] * len(requests)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        probe_lock = asyncio.Lock()
+        t0 = time.monotonic()
+        async with AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
+                               max_retries=0, timeout=self.timeout + 5.0) as client:
+
+            async def run_one(i: int, request: ChatRequest) -> None:
+                async with semaphore:
+                    res = await self._with_retries(client, i, request, probe_lock)
+                results[i] = res
+                if on_result is not None:
+                    on_result(i, res)
+
+            await asyncio.gather(*(run_one(i, r) for i, r in enumerate(requests)))
+        done = [r for r in results if r is not None]
+        failed = sum(not r.ok for r in done)
+        logger.info("openai backend: %d request(s) in %.1f s, %d failed", len(done),
+                    time.monotonic() - t0, failed)
+        return done
+
+    # -- one request ----------------------------------------------------------------------
+    async def _with_retries(self, client: Any, i: int, request: ChatRequest,
+                            probe_lock: asyncio.Lock) -> ChatResult:
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._attempt(client, i, request, probe_lock)
+            except _Failure as f:
+                if not f.retryable:
+                    logger.warning("request %d failed, not retried: %s", i, f.message)
+                    return ChatResult(text=None, error=self._scrub(f"{f.message} (not retried)"))
+                if attempt == attempts:
+                    logger.warning("request %d failed after %d attempt(s): %s", i, attempts,
+                                   f.message)
+                    return ChatResult(text=None, error=self._scrub(
+                        f"{f.message} (gave up after {attempts} attempt(s))"))
+                delay = self._backoff(attempt, f.retry_after)
+                logger.info("request %d: %s; retry %d/%d in %.2f s", i, f.message, attempt,
+                            self.max_retries, delay)
+                await asyncio.sleep(delay)
+            except Exception as exc:  # a bug here must not end the build
+                error = self._scrub(f"{type(exc).__name__}: {exc}")
+                logger.error("request %d: unexpected error: %s", i, error)
+                return ChatResult(text=None, error=error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.backoff_max)
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return delay * (0.5 + 0.5 * self._rng.random())
+
+    async def _attempt(self, client: Any, i: int, request: ChatRequest,
+                       probe_lock: asyncio.Lock) -> ChatResult:
+        if request.schema is None:
+            return await self._call(client, request, "none")
+        if self._mode is not None:
+            return await self._call(client, request, self._mode)
+        async with probe_lock:  # the first request probes, the others wait for it
+            if self._mode is not None:  # decided while this one waited
+                mode = self._mode
+            else:
+                return await self._probe(client, i, request)
+        return await self._call(client, request, mode)
+
+    async def _probe(self, client: Any, i: int, request: ChatRequest) -> ChatResult:
+        """Try json_schema -> json_object -> none on this request; lock the first that
+        answers. If every form fails, nothing is learnt: the last failure is raised (the
+        server fails whatever the format) and the next attempt probes again."""
+        rejected: list[str] = []
+        last: _Failure | None = None
+        for mode in _PROBE_ORDER:
+            try:
+                result = await self._call(client, request, mode)
+            except _Failure as f:
+                status = f.status
+                if status in _FORMAT_REJECTED:
+                    logger.debug("request %d: response_format %s answered %s", i, mode,
+                                 f.message)
+                    rejected.append(f"{mode}: HTTP {status}")
+                    last = f
+                    continue
+                raise  # transport trouble says nothing about the format
+            self._mode = mode
+            self._mode_note = "; ".join(rejected)
+            if rejected:
+                logger.warning("structured output: server rejected %s; using %s from now on",
+                               ", ".join(rejected), _MODE_LABEL[mode])
+            else:
+                logger.info("structured output: server accepts %s; using it from now on",
+                            _MODE_LABEL[mode])
+            return result
+        assert last is not None
+        logger.info("request %d: every structured-output form failed (%s); structured "
+                    "output stays undecided", i, "; ".join(rejected))
+        raise last
+
+    async def _call(self, client: Any, request: ChatRequest, mode: str) -> ChatResult:
+        import openai
+
+        p = request.params
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in request.messages],
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "max_tokens": p.max_tokens,
+        }
+        if p.seed is not None:
+            kwargs["seed"] = p.seed
+        fmt = self._response_format(request, mode)
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        try:
+            resp = await asyncio.wait_for(client.chat.completions.create(**kwargs),
+                                          timeout=self.timeout)
+        except asyncio.TimeoutError:
+            raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
+        except openai.APITimeoutError:
+            raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+            raise _Failure(self._scrub(f"connection error ({detail})"), retryable=True
+                           ) from None
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            # error bodies may quote the key (OpenAI's 401 does): scrub before anything
+            # logs or stores the message
+            raise _Failure(self._scrub(f"HTTP {status}: {_error_message(exc)}"),
+                           retryable=status in _RETRYABLE_STATUS or status >= 500,
+                           retry_after=_retry_after(exc.response.headers),
+                           status=status) from None
+        except openai.APIResponseValidationError as exc:
+            raise _Failure(self._scrub(f"malformed response: {exc}"), retryable=True
+                           ) from None
+        if not getattr(resp, "choices", None):
+            raise _Failure("response without choices", retryable=True)
+        choice = resp.choices[0]
+        message = choice.message
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        refusal = getattr(message, "refusal", None)
+        if message.content is None and refusal:
+            return ChatResult(text=None, prompt_tokens=prompt_tokens,
+                              completion_tokens=completion_tokens,
+                              error=self._scrub(f"model refused: {refusal}"))
+        if choice.finish_reason == "length":
+            logger.debug("answer hit max_tokens=%d (finish_reason=length)", p.max_tokens)
+        return ChatResult(text=message.content or "", prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens)
+
+    @staticmethod
+    def _response_format(request: ChatRequest, mode: str) -> dict[str, Any] | None:
+        if request.schema is None or mode == "none":
+            return None
+        if mode == "json_schema":
+            name = _SCHEMA_NAME.sub("_", request.schema_name)[:64] or "response"
+            # $schema/$id are metadata that some servers refuse inside response_format
+            schema = {k: v for k, v in request.schema.items() if k not in ("$schema", "$id")}
+            return {"type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema, "strict": False}}
+        return {"type": "json_object", "schema": request.schema}
+
+
+_MODE_LABEL = {
+    "json_schema": "response_format json_schema",
+    "json_object": "response_format json_object + schema",
+    "none": "no response_format (prompt only)",
+}
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    msg: Any = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+    text = str(msg if msg is not None else getattr(exc, "message", exc))
+    text = " ".join(text.split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+__all__ = ["STRUCTURED_MODES", "OpenAIBackend"]
