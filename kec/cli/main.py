@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "kec.cli.vocab",
     "kec.cli.scaffold",
     "kec.cli.cluster",
+    "kec.cli.bench",
+    "kec.cli.report",
 )
 
 
