@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install system-deps knowledge test lint bench clean
+.PHONY: install system-deps knowledge test lint bench docs-screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# WordNet 3.0 from Debian for the offline noun vocabulary (tests skip without it).
+# Debian packages: WordNet 3.0 (offline noun vocabulary) and Chromium (report screenshot
+# tests). Installed when missing and we are root with apt-get; tests skip without them.
 system-deps:
-	@if [ ! -f /usr/share/wordnet/data.noun ]; then \
+	@if [ ! -f /usr/share/wordnet/data.noun ] || ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index; \
-	  else echo "note: install Debian's wordnet-base wordnet-sense-index for the WordNet vocabulary"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      wordnet-base wordnet-sense-index chromium; \
+	  else echo "note: install Debian's wordnet-base wordnet-sense-index chromium for all tests"; fi; \
 	fi
 
 knowledge: install
@@ -40,6 +42,9 @@ test: install system-deps lint
 bench: install
 	$(PY) benchmarks/bench_knowledge.py
 	$(PY) benchmarks/bench_cluster.py
+
+docs-screenshot: install
+	KEC_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/report/test_screenshot.py -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

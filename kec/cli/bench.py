@@ -1,0 +1,117 @@
+"""``kec bench DATASET --root DIR``: reproduce the papers' tables with every method."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kec.errors import KecError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}"
+                                         ) from exc
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from kec.backends import available_backends
+    from kec.encoders.factory import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from kec.report.bench import ALL_METHODS
+
+    p = sub.add_parser(
+        "bench", help="run every method on a dataset of the papers, beside their numbers",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Embed a dataset (features cached), select nouns, build knowledge "
+                    "(cached), run each method with each seed, and write summary.md / "
+                    "summary.csv with ACC/NMI/ARI beside the published numbers.")
+    p.add_argument("dataset", nargs="?", help="dataset name (see --list)")
+    p.add_argument("--list", action="store_true",
+                   help="list the datasets and what each needs, then exit")
+    p.add_argument("--root", type=Path, help="where the dataset lives (or is downloaded to)")
+    p.add_argument("--split", default=None, help="split (default: the one the papers use); "
+                   "join several with '+'")
+    p.add_argument("--download", action="store_true",
+                   help="let torchvision download a missing dataset")
+    p.add_argument("--limit-per-class", type=int, default=None,
+                   help="use at most this many images per class (quick runs)")
+    p.add_argument("--out", type=Path, default=Path("bench"), help="output and cache folder")
+    p.add_argument("--model", default=DEFAULT_CLIP_MODEL, help="open_clip model")
+    p.add_argument("--pretrained", default=DEFAULT_CLIP_PRETRAINED,
+                   help="open_clip weights: tag, checkpoint file, or 'none' (random)")
+    p.add_argument("--methods", type=_names, default=ALL_METHODS,
+                   help=f"comma-separated, from {','.join(ALL_METHODS)}")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="comma-separated seeds")
+    p.add_argument("--vocab", default="auto",
+                   help="nouns: auto (WordNet if installed, else class names) | wordnet | "
+                        "classes | FILE")
+    p.add_argument("--over-clusters", type=int, default=None,
+                   help="scaffold over-clusters (default: the registry's value for the "
+                        "full split, else N/300)")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument("--knowledge", type=Path, default=None,
+                   help="use this knowledge file instead of building one")
+    k.add_argument("--skip-knowledge", action="store_true",
+                   help="build no knowledge: kec and kec+cae are reported as skipped")
+    p.add_argument("--captions", type=Path, default=None,
+                   help="caption corpus for cae (default: the knowledge's descriptions "
+                        "and attributes)")
+    p.add_argument("--backend", default="llamacpp", choices=sorted(available_backends()),
+                   help="LLM backend for the knowledge (llamacpp = embedded SmolLM2)")
+    p.add_argument("--llm-model", default=None, help="model of the backend")
+    p.add_argument("--base-url", default=None, help="openai/langchain endpoint")
+    p.add_argument("--api-key-env", default=None,
+                   help="environment variable holding the API key (never written)")
+    p.add_argument("--text-encoder", default="clip",
+                   help="text encoder that pairs similar concepts in the knowledge build: "
+                        "clip (the benchmarked model's text tower) | minilm | any "
+                        "kec.encoders spec")
+    p.add_argument("--device", default=None, help="torch device")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_list() -> int:
+    from kec.datasets import available_datasets
+
+    for name, e in sorted(available_datasets().items()):
+        split = e["default_split"]
+        print(f"{name:14s} {e['title']} — {e['num_classes']} classes, "
+              f"{e['images'].get(split, '?')} images ({split})")
+        print(f"{'':14s} needs: {e['needs']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.list:
+        return cmd_list()
+    if not args.dataset or args.root is None:
+        raise KecError("give a DATASET and --root (or --list to see the datasets)")
+    from kec.report.bench import BenchConfig, run_bench
+
+    options = {"model": args.llm_model, "base_url": args.base_url,
+               "api_key_env": args.api_key_env}
+    config = BenchConfig(
+        dataset=args.dataset, root=args.root, split=args.split, out=args.out,
+        model=args.model, pretrained=args.pretrained, methods=tuple(args.methods),
+        seeds=tuple(args.seeds), download=args.download,
+        limit_per_class=args.limit_per_class, vocab=args.vocab, knowledge=args.knowledge,
+        skip_knowledge=args.skip_knowledge, backend=args.backend,
+        backend_options={k: v for k, v in options.items() if v is not None},
+        text_encoder=args.text_encoder, captions=args.captions,
+        over_clusters=args.over_clusters, device=args.device, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    record = run_bench(config)
+    print((args.out / "summary.md").read_text("utf-8"))
+    failed = [r for r in record["results"] if r["status"] == "failed"]
+    print(f"wrote {args.out}/summary.md, summary.csv, results.csv, bench.json "
+          f"({record['timings']['total']:.1f} s)")
+    return 1 if failed else 0

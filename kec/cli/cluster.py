@@ -1,0 +1,285 @@
+"""``kec cluster``: cluster image features with kmeans, tac, kec, cae or kec+cae.
+
+Writes ``OUT/assignments.csv`` (``id,cluster[,label]``) and ``OUT/summary.json``
+(inputs with hashes, parameters, per-stage timings, metrics when the images carry
+labels, and per-cluster names, concepts and attributes for the knowledge methods).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from kec import __version__
+from kec._io import atomic_write_text, sha256_file, write_json
+from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
+from kec.cluster.clusterers import CLUSTERERS
+from kec.cluster.grounding import DEFAULT_TEMPERATURE
+from kec.cluster.methods import METHOD_NAMES, run_method
+from kec.cluster.metrics import evaluate
+from kec.cluster.ot import DEFAULT_REG
+from kec.errors import KecError
+
+logger = logging.getLogger(__name__)
+
+RESULT_KIND = "kec.cluster_result"
+RESULT_VERSION = 1
+USES_NOUNS = ("tac", "cae", "kec+cae")
+USES_CAPTIONS = ("cae", "kec+cae")
+USES_KNOWLEDGE = ("kec", "kec+cae")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cluster",
+        help="cluster image features (kmeans, tac, kec, cae, kec+cae)",
+        description="Cluster image features, optionally guided by nouns, captions or a "
+                    "knowledge file, and write assignments.csv and summary.json.",
+    )
+    p.add_argument("images", type=Path, help="image feature file (kec embed images)")
+    p.add_argument("--k", type=int, required=True, help="number of clusters")
+    p.add_argument("--method", choices=METHOD_NAMES, default="kmeans",
+                   help="clustering method (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="result folder to write")
+    p.add_argument("--knowledge", type=Path, default=None,
+                   help="knowledge file (kec knowledge build); needed by kec and kec+cae; "
+                        "for cae without --captions, its captions are the caption corpus")
+    p.add_argument("--nouns", type=Path, default=None,
+                   help="noun feature file from the images' encoder; needed by tac and cae")
+    p.add_argument("--captions", type=Path, default=None,
+                   help="caption feature file from the images' encoder (cae, kec+cae)")
+    p.add_argument("--text-encoder", default=None,
+                   help="encoder for the knowledge texts (default: the images' own text "
+                        "encoder, e.g. clip:MODEL:PRETRAINED)")
+    p.add_argument("--clusterer", choices=CLUSTERERS, default="kmeans",
+                   help="final clustering algorithm (default: %(default)s)")
+    p.add_argument("--n-init", type=n_init_arg, default="auto",
+                   help="k-means restarts: integer or 'auto' (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g = p.add_argument_group("method parameters")
+    g.add_argument("--overclusters", type=overcluster_arg, default="n/300",
+                   help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
+                        "(default: %(default)s)")
+    g.add_argument("--n-classes", type=int, default=None, help="for the '3k' rule")
+    g.add_argument("--top-k", type=int, default=5,
+                   help="texts kept per over-cluster (default: %(default)s)")
+    g.add_argument("--tau", type=float, default=0.005,
+                   help="tac: softmax temperature of the text counterpart (default: "
+                        "%(default)s)")
+    g.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help="kec: grounding softmax temperature T (default: %(default)s)")
+    g.add_argument("--reg", type=float, default=DEFAULT_REG,
+                   help="cae, kec+cae: entropic OT regularisation (default: %(default)s)")
+    g.add_argument("--ot-method", default="auto",
+                   choices=("auto", "sinkhorn", "chunked", "semi_relaxed", "partial"),
+                   help="OT solver (default: %(default)s)")
+    g.add_argument("--ot-cache-gib", type=float, default=None,
+                   help="memory for cached OT kernel blocks in GiB (default: 4)")
+    g.add_argument("--gamma", type=float, default=0.01,
+                   help="cae, kec+cae: adaptive fusion temperature (default: %(default)s)")
+    g.add_argument("--fusion", choices=("sum", "concat", "kec"), default="sum",
+                   help="cae, kec+cae: adaptive weighted sum or concatenation; kec+cae "
+                        "also 'kec' = [x ; c + a] (default: %(default)s)")
+    g.add_argument("--attribute-mode", choices=("transport", "elementwise"),
+                   default="transport", help="kec+cae: attribute level (default: %(default)s)")
+    g.add_argument("--no-pair-attributes", action="store_true",
+                   help="kec, kec+cae: ground uni-attributes only (ablation)")
+    p.set_defaults(func=cmd_cluster)
+
+
+def make_text_encoder(spec: str) -> Any:
+    """The text encoder for knowledge texts (a seam for tests)."""
+    from kec.encoders import create_text_encoder
+
+    return create_text_encoder(spec)
+
+
+def _warn(msg: str) -> None:
+    print(f"kec: warning: {msg}", file=sys.stderr)
+
+
+def _load_text(path: Path, images: Any, what: str) -> Any:
+    from kec.features import check_compatible, load_features
+
+    feats = load_features(path, kind="text")
+    check_compatible(images, feats)
+    logger.info("%s: %d x %d from %s", what, len(feats), feats.dim, path)
+    return feats
+
+
+def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
+    from kec.cluster.knowledge_features import knowledge_features
+    from kec.features import encoder_differences
+    from kec.knowledge.document import load_knowledge
+
+    doc = load_knowledge(args.knowledge)
+    if args.text_encoder:
+        spec = args.text_encoder
+    else:
+        from kec.encoders import spec_from_description
+
+        try:
+            spec = spec_from_description(images.encoder)
+        except KecError as exc:
+            raise KecError(f"cannot tell which text encoder matches {args.images} ({exc}); "
+                           "give --text-encoder") from None
+    encoder = make_text_encoder(spec)
+    described = dict(encoder.describe()) if hasattr(encoder, "describe") else {"spec": spec}
+    dim = getattr(encoder, "dim", None)
+    if dim is not None and int(dim) != images.dim:
+        raise KecError(f"text encoder {spec!r} gives {dim}-d vectors but {args.images} holds "
+                       f"{images.dim}-d image features; use the images' encoder "
+                       "(--text-encoder clip:MODEL:PRETRAINED)")
+    diffs = encoder_differences(images.encoder, described) if "kind" in described else []
+    if diffs:
+        raise KecError(f"text encoder {spec!r} is not the encoder of {args.images} "
+                       f"({'; '.join(diffs)}): its vectors live in another space")
+    kf = knowledge_features(doc, encoder, pair_attributes="both", source=str(args.knowledge))
+    info = {"path": str(args.knowledge), "sha256": sha256_file(args.knowledge),
+            "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
+            "n_pairs": len(kf.pairs), "text_encoder": described}
+    return kf, info
+
+
+def _method_params(args: argparse.Namespace) -> dict[str, Any]:
+    m = args.method
+    params: dict[str, Any] = {"clusterer": args.clusterer, "random_state": args.seed}
+    if args.clusterer == "kmeans":
+        params["clusterer_params"] = {"n_init": args.n_init}
+    over: dict[str, Any] = {}
+    if isinstance(args.overclusters, int):
+        over["n_overclusters"] = args.overclusters
+    else:
+        over["rule"] = args.overclusters
+    over.update(n_classes=args.n_classes, top_k=args.top_k)
+    ot_params = ({"cache_bytes": int(args.ot_cache_gib * 2**30)}
+                 if args.ot_cache_gib is not None else None)
+    if args.fusion == "kec" and m != "kec+cae":
+        raise KecError("--fusion kec is only for --method kec+cae")
+    if m == "tac":
+        params.update(over, tau=args.tau)
+    elif m == "cae":
+        params.update(over, reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
+                      gamma=args.gamma, fusion=args.fusion)
+    elif m == "kec":
+        params.update(temperature=args.temperature,
+                      pair_attributes=not args.no_pair_attributes)
+    elif m == "kec+cae":
+        params.update(reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
+                      gamma=args.gamma, attribute_mode=args.attribute_mode,
+                      pair_attributes=not args.no_pair_attributes,
+                      fusion="kec" if args.fusion == "kec" else "adaptive",
+                      fusion_mode="sum" if args.fusion == "kec" else args.fusion)
+        if args.nouns is not None or args.captions is not None:
+            params.update(over)
+    return params
+
+
+def _assignments_csv(ids: list[str], labels: np.ndarray, truth: list[str] | None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "cluster", "label"] if truth is not None else ["id", "cluster"])
+    for i, cid in enumerate(ids):
+        row = [cid, int(labels[i])]
+        if truth is not None:
+            row.append(truth[i])
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from kec.features import load_features
+
+    t0 = time.perf_counter()
+    m = args.method
+    if args.k < 1:
+        raise KecError(f"--k must be >= 1, got {args.k}")
+    if m in USES_KNOWLEDGE and args.knowledge is None:
+        raise KecError(f"--method {m} needs --knowledge K.json (make one with "
+                       "'kec knowledge build')")
+    if m in ("tac", "cae") and args.nouns is None:
+        raise KecError(f"--method {m} needs --nouns NOUNS.safetensors (kec embed texts)")
+    for opt, users in (("knowledge", (*USES_KNOWLEDGE, "cae")), ("nouns", USES_NOUNS),
+                       ("captions", USES_CAPTIONS)):
+        if getattr(args, opt) is not None and m not in users:
+            _warn(f"--{opt} is not used by --method {m}")
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    images = load_features(args.images, kind="image")
+    if args.k > len(images):
+        raise KecError(f"--k {args.k} is larger than the number of images ({len(images)}) "
+                       f"in {args.images}")
+    inputs: dict[str, Any] = {"features": describe_file(args.images, images)}
+    nouns = captions = None
+    if args.nouns is not None and m in USES_NOUNS:
+        nouns = _load_text(args.nouns, images, "nouns")
+        inputs["nouns"] = describe_file(args.nouns, nouns)
+    if args.captions is not None and m in USES_CAPTIONS:
+        captions = _load_text(args.captions, images, "captions")
+        inputs["captions"] = describe_file(args.captions, captions)
+    timings["load"] = round(time.perf_counter() - t, 4)
+    knowledge = None
+    if m in USES_KNOWLEDGE:
+        t = time.perf_counter()
+        knowledge, inputs["knowledge"] = _knowledge(args, images)
+        timings["embed_knowledge"] = round(time.perf_counter() - t, 4)
+    elif m == "cae" and captions is None and args.knowledge is not None:
+        # no caption corpus: the knowledge file's LLM-written captions stand in for one
+        t = time.perf_counter()
+        kf, info = _knowledge(args, images)
+        if kf.caption_emb is None:
+            raise KecError(f"{args.knowledge} holds no captions (build it with "
+                           "--n-captions > 0) and no --captions file was given")
+        captions = SimpleNamespace(features=kf.caption_emb)
+        inputs["captions"] = {"from_knowledge": info["path"], "sha256": info["sha256"],
+                              "count": len(kf.caption_texts)}
+        timings["embed_captions"] = round(time.perf_counter() - t, 4)
+
+    result = run_method(
+        m, images.features, args.k,
+        nouns=None if nouns is None else nouns.features,
+        captions=None if captions is None else captions.features,
+        knowledge=knowledge, **_method_params(args),
+    )
+    timings.update(result.timings)
+
+    t = time.perf_counter()
+    metrics = evaluate(images.labels, result.labels) if images.labels is not None else None
+    timings["evaluate"] = round(time.perf_counter() - t, 4)
+    clusters = result.clusters
+    if clusters is None:
+        sizes = np.bincount(result.labels, minlength=args.k)
+        clusters = [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)]
+    timings["total"] = round(time.perf_counter() - t0, 4)
+    summary = {
+        "kind": RESULT_KIND,
+        "version": RESULT_VERSION,
+        "kec_version": __version__,
+        "method": m,
+        "parameters": {"k": args.k, "seed": args.seed, "method": m, **result.params},
+        "inputs": inputs,
+        "timings": timings,
+        "metrics": metrics,
+        "clusters": clusters,
+        "info": result.info,
+    }
+    atomic_write_text(args.out / "assignments.csv",
+                      _assignments_csv(images.ids, result.labels, images.labels))
+    write_json(args.out / "summary.json", summary)
+    line = f"clustered {len(images)} images into {args.k} clusters with {m}"
+    if metrics:
+        line += (f": ACC {100 * metrics['acc']:.1f}  NMI {100 * metrics['nmi']:.1f}  "
+                 f"ARI {100 * metrics['ari']:.1f}")
+    print(f"{line}; wrote {args.out}/assignments.csv and summary.json "
+          f"({timings['total']:.1f} s)")
+    return 0

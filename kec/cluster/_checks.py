@@ -1,0 +1,96 @@
+"""Input validation shared by the clustering modules: one clear message per problem."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kec.errors import KecError
+
+
+class ClusteringInputError(KecError, ValueError):
+    """Arrays or parameters given to :mod:`kec.cluster` cannot be used.
+
+    A :class:`ValueError` for library callers and a :class:`kec.errors.KecError` for the
+    CLI, which prints the message as one line and exits non-zero.
+    """
+
+
+def as_features(x: object, name: str = "features", *, dtype: type = np.float32) -> np.ndarray:
+    """Return ``x`` as a C-contiguous 2-D finite array of ``dtype``.
+
+    Raises
+    ------
+    ClusteringInputError
+        Not 2-D, no rows or columns, or NaN/inf values.
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ClusteringInputError(f"{name} must be a 2-D (n, d) array, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ClusteringInputError(f"{name} is empty (shape {arr.shape})")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ClusteringInputError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.all(axis=1))
+        raise ClusteringInputError(
+            f"{name}: {len(bad)} row(s) contain NaN or infinite values "
+            f"(first rows: {bad[:5].tolist()})"
+        )
+    return arr
+
+
+def same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """Raise unless ``a`` and ``b`` have the same number of columns."""
+    if a.shape[1] != b.shape[1]:
+        raise ClusteringInputError(
+            f"dimension mismatch: {name_a} are {a.shape[1]}-d but {name_b} are "
+            f"{b.shape[1]}-d (were they made by the same encoder?)"
+        )
+
+
+def check_n_clusters(n_clusters: object, n_samples: int, name: str = "n_clusters") -> int:
+    """Return ``n_clusters`` as int after checking ``1 <= n_clusters <= n_samples``."""
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise ClusteringInputError(f"{name} must be an integer, got {n_clusters!r}")
+    k = int(n_clusters)
+    if k < 1:
+        raise ClusteringInputError(f"{name} must be >= 1, got {k}")
+    if k > n_samples:
+        raise ClusteringInputError(
+            f"{name}={k} is larger than the number of samples ({n_samples})"
+        )
+    return k
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as float after checking it is finite and > 0."""
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ClusteringInputError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_fraction(value: float, name: str, *, low_open: bool = True) -> float:
+    """Return ``value`` as float after checking it lies in (0, 1] (or [0, 1])."""
+    v = float(value)
+    ok = (0 < v <= 1) if low_open else (0 <= v <= 1)
+    if not ok:
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ClusteringInputError(f"{name} must be in {interval}, got {value!r}")
+    return v
+
+
+def l2_normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm, in place when ``x`` is a float array.
+
+    Zero rows stay zero. Returns ``x`` (float32/float64 kept).
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    np.maximum(norms, eps, out=norms)
+    x /= norms
+    return x

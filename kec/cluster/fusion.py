@@ -1,0 +1,130 @@
+r"""Fusing an image feature with its text-side features (CAE §3.3, KEC §2.5, METHODS.md).
+
+CAE's adaptive fusion over modalities :math:`m` (image, nouns, captions, ...):
+
+.. math::
+
+    p_i = \frac1{|m|}\sum_m x^m_i, \qquad
+    w^m_i = \operatorname{softmax}_m\big(\cos(x^m_i, p_i)/\gamma\big), \quad \gamma = 0.01,
+
+then either the weighted sum :math:`\sum_m w^m_i x^m_i` or the weighted concatenation
+:math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]` (METHODS.md leaves the choice open; both are
+here). KEC's fusion is the plain concatenation :math:`[x_i ; \kappa_i]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kec.cluster._checks import ClusteringInputError, as_features, check_positive, l2_normalize_rows
+
+DEFAULT_GAMMA = 0.01
+FUSION_MODES = ("sum", "concat")
+
+
+def _stack(modalities: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(modalities) < 1:
+        raise ClusteringInputError("fusion needs at least one modality")
+    mods = [as_features(m, f"modality {i}") for i, m in enumerate(modalities)]
+    n, d = mods[0].shape
+    for i, m in enumerate(mods[1:], start=1):
+        if m.shape != (n, d):
+            raise ClusteringInputError(
+                f"modality {i} has shape {m.shape}, expected {(n, d)} like modality 0"
+            )
+    return mods
+
+
+def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA) -> np.ndarray:
+    r"""CAE's per-image modality weights :math:`w^m_i` (METHODS.md §3.3).
+
+    Parameters
+    ----------
+    modalities : sequence of numpy.ndarray
+        ``m`` arrays of shape ``(N, d)`` in one embedding space (e.g. :math:`x`,
+        :math:`x^u`, :math:`x^v`).
+    gamma : float
+        Temperature :math:`\gamma` (0.01 in CAE).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, m)`` float32, rows sum to 1.
+    """
+    mods = _stack(modalities)
+    gamma = check_positive(gamma, "gamma")
+    units = [l2_normalize_rows(m.copy()) for m in mods]
+    p = l2_normalize_rows(np.mean(mods, axis=0))
+    logits = np.stack([(u * p).sum(axis=1) for u in units], axis=1).astype(np.float64) / gamma
+    logits -= logits.max(axis=1, keepdims=True)
+    w = np.exp(logits)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.astype(np.float32)
+
+
+def weighted_sum(modalities: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_m w^m_i x^m_i`, ``(N, d)`` float32 (not renormalised)."""
+    mods = _stack(modalities)
+    w = _weights(weights, mods)
+    out = np.zeros_like(mods[0])
+    for k, m in enumerate(mods):
+        out += w[:, k : k + 1] * m
+    return out
+
+
+def weighted_concat(modalities: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    r""":math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]`, ``(N, m·d)`` float32."""
+    mods = _stack(modalities)
+    w = _weights(weights, mods)
+    return np.concatenate([w[:, k : k + 1] * m for k, m in enumerate(mods)], axis=1)
+
+
+def _weights(weights: np.ndarray, mods: list[np.ndarray]) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float32)
+    if w.shape != (mods[0].shape[0], len(mods)):
+        raise ClusteringInputError(
+            f"weights have shape {w.shape}, expected {(mods[0].shape[0], len(mods))}"
+        )
+    return w
+
+
+def adaptive_fusion(
+    modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA, mode: str = "sum"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`adaptive_weights` then :func:`weighted_sum` (``mode="sum"``) or
+    :func:`weighted_concat` (``mode="concat"``). Returns ``(fused, weights)``."""
+    if mode not in FUSION_MODES:
+        raise ClusteringInputError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
+    w = adaptive_weights(modalities, gamma)
+    fused = weighted_sum(modalities, w) if mode == "sum" else weighted_concat(modalities, w)
+    return fused, w
+
+
+def concat(parts: Sequence[np.ndarray], *, normalize: bool = True) -> np.ndarray:
+    """Row-wise concatenation of ``(N, d_k)`` arrays, each L2-normalised first by default."""
+    if len(parts) < 1:
+        raise ClusteringInputError("nothing to concatenate")
+    arrs = [as_features(p, f"part {i}") for i, p in enumerate(parts)]
+    n = arrs[0].shape[0]
+    if any(a.shape[0] != n for a in arrs):
+        raise ClusteringInputError(f"parts have different numbers of rows: "
+                                   f"{[a.shape[0] for a in arrs]}")
+    if normalize:
+        arrs = [l2_normalize_rows(a.copy()) for a in arrs]
+    return np.concatenate(arrs, axis=1)
+
+
+def kec_concat(X: np.ndarray, kappa: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+    r"""KEC's fusion input :math:`[x_i ; \kappa_i]` (METHODS.md §2.5).
+
+    ``normalize=True`` (kec's default, a choice) scales both halves to unit norm so that
+    neither dominates the cosine: :math:`\|\kappa_i\|` is about 1.8 with un-normalised
+    :math:`\zeta`, while :math:`\|x_i\| = 1`. ``False`` concatenates as written.
+    """
+    X = as_features(X, "image features")
+    K = as_features(kappa, "kappa")
+    if K.shape != X.shape:
+        raise ClusteringInputError(f"kappa has shape {K.shape}, expected {X.shape}")
+    return concat([X, K], normalize=normalize)

@@ -1,0 +1,155 @@
+"""What ``kec bench`` runs per step, on top of :mod:`kec.cluster`: the scaffold's label
+groups, one method run, its scores, and its result folder (the ``kec cluster`` layout, so
+``kec report`` reads it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kec._io import atomic_write_text, write_json
+from kec.features import FeatureSet
+
+logger = logging.getLogger(__name__)
+
+#: written in every run's summary.json, as ``kec cluster`` does
+RESULT_KIND = "kec.cluster_result"
+RESULT_VERSION = 1
+
+
+def scaffold_groups(images: FeatureSet, nouns: FeatureSet, *, over_clusters: int | None,
+                    seed: int, out: Path) -> list[list[str]]:
+    """TAC's over-clustering and noun selection with KEC's merging (METHODS §1.2-1.3,
+    §2.2): the label groups the knowledge builder condenses, also saved as
+    ``out/groups.json`` (readable by ``kec knowledge build --groups``)."""
+    from kec.cluster.scaffold import build_groups
+
+    doc = build_groups(images.features, nouns.features, nouns.ids,
+                       n_overclusters=over_clusters, random_state=seed)
+    write_json(Path(out) / "groups.json", doc)
+    groups = [list(g["labels"]) for g in doc["groups"]]
+    logger.info("scaffold: %d over-clusters -> %d label groups, %d nouns",
+                doc["params"]["n_overclusters"], len(groups), sum(len(g) for g in groups))
+    return groups
+
+
+def captions_from_knowledge(path: str | Path) -> list[str]:
+    """A caption corpus for CAE made from a knowledge file, so that ``cae`` needs no
+    caption dataset: the concepts' own ``captions`` when the file has them, else their
+    descriptions and ``"<name>, <attribute>"`` for every uni-attribute (a kec choice)."""
+    from kec.knowledge import load_knowledge
+
+    doc = load_knowledge(path)
+    out: list[str] = []
+    for c in doc["concepts"]:
+        caps = [s for s in c.get("captions", []) if isinstance(s, str) and s.strip()]
+        if caps:
+            out.extend(caps)
+            continue
+        if c.get("description"):
+            out.append(c["description"])
+        out.extend(f"{c['name']}, {a}" for a in c.get("attributes", []))
+    return list(dict.fromkeys(s.strip() for s in out if s.strip()))
+
+
+def _text_encoder(inputs: dict[str, Any]) -> Any:
+    cache = inputs.setdefault("_cache", {})
+    if "text_encoder" not in cache:
+        cache["text_encoder"] = inputs["image_encoder"]().text_encoder(templates=None)
+    return cache["text_encoder"]
+
+
+def _knowledge_features(inputs: dict[str, Any]) -> Any:
+    cache = inputs.setdefault("_cache", {})
+    if "knowledge" not in cache:
+        from kec.cluster.knowledge_features import knowledge_features
+        from kec.knowledge import load_knowledge
+
+        path = inputs["knowledge"]
+        cache["knowledge"] = knowledge_features(load_knowledge(path), _text_encoder(inputs),
+                                                source=str(path))
+    return cache["knowledge"]
+
+
+def _caption_features(inputs: dict[str, Any]) -> np.ndarray | None:
+    cache = inputs.setdefault("_cache", {})
+    if "captions" not in cache:
+        texts = inputs.get("captions")
+        cache["captions"] = _text_encoder(inputs).encode(texts) if texts else None
+    return cache["captions"]
+
+
+def run_one(method: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Run ``method`` once with ``seed`` through :func:`kec.cluster.run_method`.
+
+    ``inputs``: ``images`` and ``nouns`` (feature sets), ``k``, ``over_clusters``,
+    ``knowledge`` (path or None), ``captions`` (texts or None) and ``image_encoder``
+    (a callable returning the loaded CLIP encoder; used, once, only to embed knowledge
+    and captions). Returns ``{"clusters", "summary"}``.
+    """
+    from kec.cluster import run_method
+
+    X = inputs["images"].features
+    params: dict[str, Any] = {"random_state": seed}
+    kwargs: dict[str, Any] = {}
+    over = inputs.get("over_clusters")
+    if method in ("tac", "cae"):
+        kwargs["nouns"] = inputs["nouns"].features
+        if over is not None:
+            params["n_overclusters"] = over
+    if method == "cae":
+        kwargs["captions"] = _caption_features(inputs)
+    if method in ("kec", "kec+cae"):
+        kwargs["knowledge"] = _knowledge_features(inputs)
+    result = run_method(method, X, inputs["k"], **kwargs, **params)
+    summary = {"parameters": result.params, "timings": result.timings, "info": result.info}
+    if result.clusters is not None:
+        summary["clusters"] = result.clusters
+    return {"clusters": result.labels, "summary": summary}
+
+
+def score(labels: list[str] | None, clusters: np.ndarray) -> dict[str, float]:
+    """ACC, NMI, ARI in [0, 1] (empty without labels)."""
+    if labels is None:
+        return {}
+    from kec.cluster.metrics import evaluate
+
+    m = evaluate(labels, clusters)
+    return {k: float(m[k]) for k in ("acc", "nmi", "ari")}
+
+
+def write_run(folder: Path, images: FeatureSet, clusters: np.ndarray, *, method: str,
+              seed: int, metrics: dict[str, float], seconds: float,
+              extra: dict[str, Any] | None, features_path: Path,
+              knowledge_path: Path | None) -> None:
+    """``assignments.csv`` + ``summary.json`` in the layout of ``kec cluster``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    labelled = images.labels is not None
+    w.writerow(["id", "cluster", "label"] if labelled else ["id", "cluster"])
+    for i, image_id in enumerate(images.ids):
+        w.writerow([image_id, int(clusters[i])] + ([images.labels[i]] if labelled else []))
+    atomic_write_text(Path(folder) / "assignments.csv", buf.getvalue())
+    extra = extra or {}
+    k = int(np.max(clusters)) + 1 if len(clusters) else 0
+    sizes = np.bincount(clusters, minlength=k)
+    inputs: dict[str, Any] = {"features": {"path": str(Path(features_path).resolve())}}
+    if knowledge_path is not None and method in ("kec", "kec+cae"):
+        inputs["knowledge"] = {"path": str(Path(knowledge_path).resolve())}
+    write_json(Path(folder) / "summary.json", {
+        "kind": RESULT_KIND,
+        "version": RESULT_VERSION,
+        "method": method,
+        "parameters": {"seed": seed, "method": method, **extra.get("parameters", {})},
+        "inputs": inputs,
+        "timings": {**extra.get("timings", {}), "total": round(seconds, 4)},
+        "metrics": metrics or None,
+        "clusters": extra.get("clusters")
+        or [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)],
+        "info": extra.get("info", {}),
+    })

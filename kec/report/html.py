@@ -1,0 +1,330 @@
+"""``build_report``: one self-contained HTML page for a clustering result.
+
+Everything is inline (CSS, PNG figures and JPEG thumbnails as base64 ``data:`` URIs), so
+the file can be mailed, archived or opened offline. Sections: run summary and metrics;
+confusion-matrix heat map (when labels exist); PCA scatter of the features coloured by
+cluster; the knowledge graph; one card per cluster with its name, top concepts and
+attributes, size, majority label, and its most representative images (closest to the
+cluster centre).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kec import __version__
+from kec._io import atomic_write_text
+from kec.errors import KecError
+from kec.report import plots
+from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
+from kec.report.result import ClusterResult, load_result
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportOptions:
+    """What and how much to show.
+
+    Attributes
+    ----------
+    max_clusters : int
+        Cluster cards shown (largest clusters first); the rest are listed in one line.
+    images_per_cluster : int
+        Thumbnails per cluster.
+    thumb_size : int
+        Thumbnail side in pixels.
+    title : str or None
+        Page title (default: method and result folder).
+    """
+
+    max_clusters: int = 100
+    images_per_cluster: int = 12
+    thumb_size: int = 96
+    title: str | None = None
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f4f5f7;
+color:#1d2330}
+header{background:#23395b;color:#fff;padding:18px 28px}
+header h1{margin:0 0 4px;font-size:24px}
+header p{margin:0;opacity:.85}
+main{padding:18px 28px;max-width:1400px}
+section{background:#fff;border-radius:8px;padding:14px 18px;margin:0 0 18px;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h2{font-size:18px;margin:0 0 10px;color:#23395b}
+.metrics{display:flex;gap:14px;flex-wrap:wrap}
+.metric{background:#eef3fb;border-radius:8px;padding:10px 18px;min-width:110px}
+.metric b{display:block;font-size:26px;color:#2a6bd1}
+.metric span{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#555}
+table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #e3e6eb;padding:3px 10px;text-align:left;vertical-align:top}
+.figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.figs figure{margin:0;flex:1 1 420px;max-width:100%}
+.figs img{max-width:100%;height:auto;border:1px solid #e3e6eb;border-radius:6px}
+.clusters{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:14px}
+.card{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 3px rgba(0,0,0,.1);
+border-top:6px solid var(--c)}
+.card h3{margin:0 0 4px;font-size:17px}
+.card .meta{font-size:12px;color:#555;margin-bottom:6px}
+.chip{display:inline-block;background:#eef0f4;border-radius:10px;padding:1px 8px;margin:2px;
+font-size:12px}
+.concepts{font-size:13px}
+.card ul{margin:4px 0 8px 18px;padding:0;font-size:13px}
+.grid{display:flex;flex-wrap:wrap;gap:4px}
+.grid img{border-radius:4px;display:block}
+.note{color:#777;font-size:13px}
+details{margin-top:8px}summary{cursor:pointer;color:#23395b;font-weight:600}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _pct(value: float) -> str:
+    """Scores are fractions in [0, 1], as kec writes them."""
+    return f"{100 * value:.1f}"
+
+
+def _metrics(result: ClusterResult) -> dict[str, float]:
+    """ACC/NMI/ARI from the summary, else computed from the labels (if any)."""
+    metrics = {k.lower(): v for k, v in result.metrics.items()
+               if k.lower() in ("acc", "nmi", "ari")}
+    if metrics or result.labels is None:
+        return metrics
+    from kec.cluster.metrics import evaluate
+
+    scores = evaluate(result.labels, result.clusters)
+    return {k: float(scores[k]) for k in ("acc", "nmi", "ari")}
+
+
+def _aligned_features(result: ClusterResult, feature_set: Any) -> np.ndarray | None:
+    if feature_set is None:
+        return None
+    index = {v: i for i, v in enumerate(feature_set.ids)}
+    rows = [index.get(i) for i in result.ids]
+    if any(r is None for r in rows):
+        missing = sum(r is None for r in rows)
+        logger.warning("%d result ids are not in the feature file; no scatter or "
+                       "representative images", missing)
+        return None
+    return np.asarray(feature_set.features)[rows]
+
+
+def _flat(prefix: str, obj: Any, out: list[tuple[str, str]], depth: int = 0) -> None:
+    if isinstance(obj, dict) and depth < 2:
+        for k in sorted(obj):
+            _flat(f"{prefix}.{k}" if prefix else str(k), obj[k], out, depth + 1)
+    elif isinstance(obj, (dict, list)):
+        out.append((prefix, json.dumps(obj, sort_keys=True, ensure_ascii=False)[:300]))
+    else:
+        out.append((prefix, str(obj)))
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+                               for k, v in rows) + "</table>"
+
+
+def _run_section(result: ClusterResult, features_path: str | None,
+                 knowledge_path: str | None) -> str:
+    """Method, sizes and input files in view; parameters and timings folded."""
+    rows: list[tuple[str, str]] = [
+        ("method", result.method),
+        ("images", str(len(result))),
+        ("clusters", str(len(result.info))),
+    ]
+    for name, path in (("features file", features_path), ("knowledge file", knowledge_path)):
+        if path:
+            rows.append((name, path))
+    parts = [f"<section><h2>Run</h2>{_table(rows)}"]
+    s = result.summary
+    for key in ("parameters", "timings", "info"):
+        if isinstance(s.get(key), dict) and s[key]:
+            flat: list[tuple[str, str]] = []
+            _flat("", s[key], flat)
+            parts.append(f"<details><summary>{_e(key)}</summary>{_table(flat)}</details>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _cluster_card(result: ClusterResult, c: int, colour: str, thumbs: list[str]) -> str:
+    ci = result.info[c]
+    parts = [f'<div class="card" style="--c:{colour}">',
+             f"<h3>#{c} · {_e(ci.title)}</h3>",
+             f'<div class="meta">{ci.size} images ({100 * ci.size / len(result):.1f}%)']
+    if ci.majority_label is not None:
+        parts.append(f" · majority label <b>{_e(ci.majority_label)}</b> "
+                     f"({100 * (ci.majority_share or 0):.0f}%)")
+    parts.append("</div>")
+    if ci.concepts:
+        chips = "".join(
+            f'<span class="chip">{_e(n)}{"" if w is None else f" {w:.2f}"}</span>'
+            for n, w in ci.concepts[:6])
+        parts.append(f"<div class='concepts'>concepts: {chips}</div>")
+    if ci.attributes:
+        items = "".join(f"<li>{_e(a)}{'' if w is None else f' <small>({w:.2f})</small>'}</li>"
+                        for a, w in ci.attributes[:5])
+        parts.append(f"<ul>{items}</ul>")
+    if thumbs:
+        imgs = "".join(f'<img src="{t}" alt="cluster {c} image">' for t in thumbs)
+        parts.append(f'<div class="grid">{imgs}</div>')
+    else:
+        parts.append('<p class="note">images not available</p>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _hex(rgba: Any) -> str:
+    r, g, b = (round(255 * float(v)) for v in list(rgba)[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def build_report(
+    result: ClusterResult | str | os.PathLike[str],
+    *,
+    features: str | os.PathLike[str] | None = None,
+    knowledge: str | os.PathLike[str] | None = None,
+    images_root: str | os.PathLike[str] | None = None,
+    options: ReportOptions | None = None,
+) -> str:
+    """Render a result folder as one self-contained HTML page.
+
+    Parameters
+    ----------
+    result : ClusterResult or path-like
+        A loaded result or a ``kec cluster --out`` folder.
+    features : path-like, optional
+        Image feature file (default: the one the summary references). Gives the PCA
+        scatter and the representative images; its ``extra`` tells where images are.
+    knowledge : path-like, optional
+        Knowledge file (default: the one the summary references), for the graph.
+    images_root : path-like, optional
+        Folder the image ids are relative to, when the feature file does not say.
+    options : ReportOptions, optional
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    from kec.features import load_features
+
+    opts = options or ReportOptions()
+    res = result if isinstance(result, ClusterResult) else load_result(result)
+    features_path = str(features) if features else res.reference("features")
+    knowledge_path = str(knowledge) if knowledge else res.reference("knowledge")
+    feature_set = None
+    if features_path:
+        try:
+            feature_set = load_features(features_path, kind="image")
+        except KecError as exc:
+            logger.warning("features not used: %s", exc)
+    feats = _aligned_features(res, feature_set)
+    doc = None
+    if knowledge_path:
+        from kec.knowledge import load_knowledge
+
+        try:
+            doc = load_knowledge(knowledge_path)
+        except (KecError, OSError) as exc:
+            logger.warning("knowledge graph not drawn: %s", exc)
+    extra = (feature_set.metadata.get("extra") if feature_set is not None else None) or {}
+    resolver = ImageResolver(images_root, extra)
+
+    names = {c: ci.name for c, ci in res.info.items() if ci.name}
+    order = res.cluster_ids()
+    colours = plots.cluster_colours(len(order))
+    colour_of = {c: _hex(colours[i]) for i, c in enumerate(sorted(res.info))}
+    title = opts.title or f"kec · {res.method} · {res.folder.name}"
+
+    body: list[str] = [f"<header><h1>{_e(title)}</h1><p>{len(res)} images in "
+                       f"{len(res.info)} clusters · method {_e(res.method)} · "
+                       f"kec {_e(__version__)}</p></header><main>"]
+    metrics = _metrics(res)
+    if metrics:
+        tiles = "".join(f'<div class="metric"><b>{_pct(metrics[k])}</b>'
+                        f"<span>{_e(k.upper())} %</span></div>"
+                        for k in ("acc", "nmi", "ari") if k in metrics)
+        body.append(f"<section><h2>Metrics</h2><div class='metrics'>{tiles}</div></section>")
+    body.append(_run_section(res, features_path, knowledge_path))
+
+    figs: list[str] = []
+    if res.labels is not None:
+        png = plots.confusion_png(res.labels, res.clusters, names)
+        figs.append(f'<figure><img src="{png_data_uri(png)}" alt="confusion matrix">'
+                    "<figcaption class='note'>class × cluster, row-normalised</figcaption>"
+                    "</figure>")
+    if feats is not None:
+        png = plots.scatter_png(feats, res.clusters, names)
+        figs.append(f'<figure><img src="{png_data_uri(png)}" alt="feature scatter">'
+                    "<figcaption class='note'>features projected on 2 principal components, "
+                    "coloured by cluster</figcaption></figure>")
+    if figs:
+        body.append(f"<section><h2>Overview</h2><div class='figs'>{''.join(figs)}</div>"
+                    "</section>")
+
+    cards = []
+    for c in order[: opts.max_clusters]:
+        members = np.flatnonzero(res.clusters == c).tolist()
+        thumbs = []
+        for i in representatives(feats, members, opts.images_per_cluster):
+            im = resolver.open(res.ids[i])
+            if im is not None:
+                thumbs.append(thumbnail_data_uri(im, opts.thumb_size))
+        cards.append(_cluster_card(res, c, colour_of[c], thumbs))
+    more = ""
+    if len(order) > opts.max_clusters:
+        more = (f"<p class='note'>{len(order) - opts.max_clusters} smaller clusters not "
+                "shown (raise --max-clusters)</p>")
+    rep = "closest to the cluster centre" if feats is not None else "first members"
+    body.append(f"<section><h2>Clusters</h2><p class='note'>largest first; images: {rep}"
+                f"</p><div class='clusters'>{''.join(cards)}</div>{more}</section>")
+    if doc is not None:
+        body.append(_knowledge_section(doc, names.values()))
+    if resolver.failures:
+        logger.warning("%d images could not be found for thumbnails (try --images DIR)",
+                       resolver.failures)
+    body.append("</main>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_e(title)}</title><meta name='generator' content='kec {_e(__version__)}'>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _knowledge_section(doc: dict[str, Any], highlight: Any) -> str:
+    png = plots.knowledge_graph_png(doc, list(highlight))
+    by_id = {c["id"]: c for c in doc.get("concepts", [])}
+    rows = []
+    for p in doc.get("pairs", [])[:200]:
+        a = by_id.get(p.get("a"), {}).get("name", p.get("a"))
+        b = by_id.get(p.get("b"), {}).get("name", p.get("b"))
+        attrs = "; ".join(str(x) for x in p.get("attributes", []))
+        rows.append(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td><td>{_e(attrs)}</td></tr>")
+    table = (f"<table><tr><th>concept</th><th>vs.</th><th>what tells them apart</th></tr>"
+             f"{''.join(rows)}</table>") if rows else "<p class='note'>no pairs</p>"
+    return (f"<section><h2>Knowledge</h2><div class='figs'><figure><img "
+            f"src='{png_data_uri(png)}' alt='knowledge graph'><figcaption class='note'>"
+            "concepts linked by the pairs whose attributes tell them apart; orange: a "
+            f"cluster's name</figcaption></figure><div>{table}</div></div></section>")
+
+
+def write_report(
+    result: ClusterResult | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    **kwargs: Any,
+) -> Path:
+    """:func:`build_report` and write the page atomically to ``out``."""
+    page = build_report(result, **kwargs)
+    atomic_write_text(out, page)
+    logger.info("wrote report %s (%d KB)", out, len(page) // 1024)
+    return Path(out)

@@ -1,0 +1,224 @@
+"""Read a clustering result folder (``assignments.csv`` + ``summary.json``) for reporting.
+
+``assignments.csv`` has a header with ``id``, ``cluster`` and optionally ``label``;
+``summary.json`` holds parameters, metrics and per-cluster names, concepts and
+attributes. The summary's layout is read leniently (a cluster list or a mapping, several
+key spellings), so reports keep working as the clustering output grows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kec.errors import KecError
+
+logger = logging.getLogger(__name__)
+
+ASSIGNMENTS = "assignments.csv"
+SUMMARY = "summary.json"
+
+
+class ResultError(KecError):
+    """A result folder is missing or malformed."""
+
+
+@dataclass
+class ClusterInfo:
+    """What a report shows about one cluster.
+
+    Attributes
+    ----------
+    cluster : int
+    size : int
+    name : str or None
+        The dominant concept (or an LLM-written name), when the clustering gave one.
+    concepts : list of (str, float or None)
+        Top concepts with their mean grounding weight.
+    attributes : list of (str, float or None)
+        Top attributes (explanations) with their weight.
+    majority_label, majority_share : str or None, float or None
+        Most common ground-truth label and its share of the cluster, when labels exist.
+    """
+
+    cluster: int
+    size: int
+    name: str | None = None
+    concepts: list[tuple[str, float | None]] = field(default_factory=list)
+    attributes: list[tuple[str, float | None]] = field(default_factory=list)
+    majority_label: str | None = None
+    majority_share: float | None = None
+
+    @property
+    def title(self) -> str:
+        return self.name or f"cluster {self.cluster}"
+
+
+@dataclass
+class ClusterResult:
+    """A loaded result folder."""
+
+    folder: Path
+    ids: list[str]
+    clusters: np.ndarray
+    labels: list[str] | None
+    summary: dict[str, Any]
+    info: dict[int, ClusterInfo]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def method(self) -> str:
+        s = self.summary
+        return str(s.get("method") or _get(s, "parameters", "method") or "unknown")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        m = self.summary.get("metrics") or {}
+        return {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
+
+    def reference(self, key: str) -> str | None:
+        """A path the summary records (``features``, ``knowledge``, ...), made absolute
+        relative to the result folder when it is relative and exists there."""
+        value = _find_path(self.summary, key)
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        if not p.is_absolute() and (self.folder / p).exists():
+            return str(self.folder / p)
+        return str(p)
+
+    def cluster_ids(self) -> list[int]:
+        """Clusters by decreasing size (ties by id)."""
+        return sorted(self.info, key=lambda c: (-self.info[c].size, c))
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(obj, dict) or k not in obj:
+            return None
+        obj = obj[k]
+    return obj
+
+
+def _find_path(summary: dict[str, Any], key: str) -> str | None:
+    for where in ((key,), ("inputs", key), ("parameters", key), ("files", key),
+                  ("inputs", f"{key}_path"), (f"{key}_path",)):
+        value = _get(summary, *where)
+        if isinstance(value, dict):
+            value = value.get("path")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _scored(items: Any) -> list[tuple[str, float | None]]:
+    """``["a", ...]``, ``[["a", 0.3], ...]``, ``[{"name"|"text": "a", "weight": .3}]``."""
+    out: list[tuple[str, float | None]] = []
+    for item in items or []:
+        if isinstance(item, str):
+            out.append((item, None))
+        elif isinstance(item, (list, tuple)) and item:
+            w = item[1] if len(item) > 1 and isinstance(item[1], (int, float)) else None
+            out.append((str(item[0]), w))
+        elif isinstance(item, dict):
+            text = next((item[k] for k in ("name", "text", "attribute", "concept", "label")
+                         if isinstance(item.get(k), str)), None)
+            w = next((item[k] for k in ("weight", "score", "mass", "share")
+                      if isinstance(item.get(k), (int, float))), None)
+            if text and isinstance(item.get("versus"), str):
+                text = f"{text} (vs. {item['versus']})"
+            if text:
+                out.append((text, None if w is None else float(w)))
+    return out
+
+
+def _cluster_entries(summary: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    raw = summary.get("clusters")
+    if raw is None:
+        raw = summary.get("cluster_names")
+    entries: dict[int, dict[str, Any]] = {}
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            try:
+                c = int(key)
+            except (TypeError, ValueError):
+                continue
+            entries[c] = value if isinstance(value, dict) else {"name": value}
+    elif isinstance(raw, list):
+        for i, value in enumerate(raw):
+            if isinstance(value, dict):
+                c = value.get("cluster", value.get("id", i))
+                entries[int(c)] = value
+            elif isinstance(value, str):
+                entries[i] = {"name": value}
+    return entries
+
+
+def read_assignments(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray,
+                                                           list[str] | None]:
+    """``(ids, clusters, labels)`` from an ``assignments.csv`` (labels ``None`` when the
+    column is absent or empty)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise ResultError(f"cannot read {path}: {exc}") from exc
+    if not rows or "id" not in rows[0] or "cluster" not in rows[0]:
+        raise ResultError(f"{path} needs a header with 'id' and 'cluster' and at least one row")
+    try:
+        clusters = np.asarray([int(r["cluster"]) for r in rows], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise ResultError(f"{path}: cluster column is not integer ({exc})") from exc
+    labels = [r.get("label") or "" for r in rows]
+    return [r["id"] for r in rows], clusters, labels if any(labels) else None
+
+
+def load_result(folder: str | os.PathLike[str]) -> ClusterResult:
+    """Load a result folder written by ``kec cluster`` (or ``kec bench``).
+
+    Raises
+    ------
+    ResultError
+        No ``assignments.csv``, or malformed files.
+    """
+    folder = Path(folder)
+    if not (folder / ASSIGNMENTS).is_file():
+        raise ResultError(f"{folder} holds no {ASSIGNMENTS}; is it a `kec cluster --out` folder?")
+    ids, clusters, labels = read_assignments(folder / ASSIGNMENTS)
+    summary: dict[str, Any] = {}
+    if (folder / SUMMARY).is_file():
+        try:
+            summary = json.loads((folder / SUMMARY).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultError(f"cannot read {folder / SUMMARY}: {exc}") from exc
+    else:
+        logger.warning("%s has no %s: no names, metrics or parameters", folder, SUMMARY)
+    entries = _cluster_entries(summary)
+    info: dict[int, ClusterInfo] = {}
+    for c in np.unique(clusters).tolist():
+        members = np.flatnonzero(clusters == c)
+        e = entries.get(int(c), {})
+        ci = ClusterInfo(cluster=int(c), size=len(members))
+        name = e.get("name") or e.get("label") or e.get("title")
+        ci.name = str(name) if name else None
+        ci.concepts = _scored(e.get("top_concepts", e.get("concepts")))
+        ci.attributes = _scored(e.get("top_attributes", e.get("attributes")))
+        if ci.name is None and ci.concepts:
+            ci.name = ci.concepts[0][0]
+        if labels is not None:
+            top, count = Counter(labels[i] for i in members).most_common(1)[0]
+            ci.majority_label, ci.majority_share = top, count / len(members)
+        info[int(c)] = ci
+    return ClusterResult(folder=folder, ids=ids, clusters=clusters, labels=labels,
+                         summary=summary, info=info)

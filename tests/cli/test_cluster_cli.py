@@ -1,0 +1,185 @@
+"""``kec scaffold`` and ``kec cluster`` end to end on small feature files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from kec.cli import cluster as cluster_cli
+from kec.cli.main import main
+from kec.features import save_features
+from kec.knowledge.document import save_knowledge
+from kec.knowledge.labels import read_groups
+from kec.report.result import load_result
+from tests.cluster.helpers import HashEncoder, blobs
+from tests.knowledge.docs import make_doc
+
+NAMES = ["apple", "boat", "cloud"]
+ENCODER = {"kind": "test-hash", "model": "hash", "pretrained": None, "dim": 16}
+
+
+@pytest.fixture()
+def files(tmp_path):
+    X, y, centres = blobs(20, 3, d=16, spread=0.4, seed=8)
+    enc = HashEncoder(dim=16, anchors=dict(zip(NAMES, centres)), weight=2.0)
+    images = tmp_path / "images.safetensors"
+    save_features(images, X, ids=[f"img{i:03d}.jpg" for i in range(60)], kind="image",
+                  encoder=ENCODER, labels=[NAMES[c] for c in y])
+    texts = [f"{n} {j}" for n in NAMES for j in range(4)] + ["pebble", "ladder"]
+    nouns = tmp_path / "nouns.safetensors"
+    save_features(nouns, enc.encode(texts), ids=texts, kind="text", encoder=ENCODER)
+    doc = make_doc({n: ([n], [f"{n} shape", f"{n} colour"]) for n in NAMES},
+                   [("apple", "boat", ["apples are round"])])
+    knowledge = tmp_path / "knowledge.json"
+    save_knowledge(doc, knowledge)
+    return {"images": images, "nouns": nouns, "knowledge": knowledge, "enc": enc,
+            "tmp": tmp_path, "y": y}
+
+
+def test_scaffold_writes_groups_the_knowledge_builder_reads(files, capsys):
+    out = files["tmp"] / "groups.json"
+    rc = main(["scaffold", str(files["images"]), str(files["nouns"]), "--out", str(out),
+               "--overclusters", "6", "--top-k", "2", "--seed", "1"])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "kec.groups" and doc["version"] == 1
+    assert doc["params"]["n_overclusters"] == 6 and doc["params"]["top_k"] == 2
+    assert doc["source"]["images"]["n"] == 60 and len(doc["source"]["nouns"]["sha256"]) == 64
+    for g in doc["groups"]:
+        assert set(g) == {"id", "labels", "size", "members"}
+    assert sum(g["size"] for g in doc["groups"]) == 60
+    assert read_groups(out) == [g["labels"] for g in doc["groups"]]
+    assert "label groups" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["kmeans", "tac", "cae"])
+def test_cluster_writes_assignments_and_summary(files, method, capsys):
+    out = files["tmp"] / f"result-{method}"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", method,
+               "--nouns", str(files["nouns"]), "--overclusters", "6", "--out", str(out)])
+    assert rc == 0
+    with open(out / "assignments.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["id", "cluster", "label"] and len(rows) == 61
+    assert rows[1][0] == "img000.jpg" and rows[1][2] in NAMES
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == method and summary["parameters"]["k"] == 3
+    assert summary["metrics"]["acc"] >= 0.9
+    assert summary["timings"]["total"] >= summary["timings"]["cluster"] >= 0
+    assert summary["inputs"]["features"]["path"] == str(files["images"])
+    assert len(summary["clusters"]) == 3
+    if method != "kmeans":
+        assert summary["inputs"]["nouns"]["n"] == 14
+    result = load_result(out)  # the report reader understands the folder
+    assert result.method == method and result.metrics["acc"] == summary["metrics"]["acc"]
+    assert "ACC" in capsys.readouterr().out
+
+
+def test_cluster_kec_names_clusters(files, monkeypatch):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    out = files["tmp"] / "result-kec"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+               "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
+               "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["knowledge"]["n_concepts"] == 3
+    assert sorted(c["name"] for c in summary["clusters"]) == sorted(NAMES)
+    assert all(c["attributes"] for c in summary["clusters"])
+    result = load_result(out)
+    assert sorted(result.info[c].name for c in result.info) == sorted(NAMES)
+    for info in result.info.values():
+        assert info.majority_label == info.name
+
+
+def test_cluster_kec_cae_runs(files, monkeypatch):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    out = files["tmp"] / "result-kc"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec+cae",
+               "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
+               "--fusion", "concat", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["fusion_mode"] == "concat"
+    assert summary["metrics"]["acc"] >= 0.9
+
+
+def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    doc = json.loads(files["knowledge"].read_text())
+    for c in doc["concepts"]:
+        c["captions"] = [f"a photo of {c['name']} on a table", f"{c['name']} outdoors"]
+    with_captions = files["tmp"] / "k-captions.json"
+    save_knowledge(doc, with_captions)
+    out = files["tmp"] / "result-cae-k"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "cae",
+               "--nouns", str(files["nouns"]), "--knowledge", str(with_captions),
+               "--text-encoder", "hash", "--overclusters", "6", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["captions"]["count"] == 6
+    assert summary["inputs"]["captions"]["from_knowledge"] == str(with_captions)
+    assert summary["metrics"]["acc"] >= 0.9
+    assert "not used" not in capsys.readouterr().err
+    # a knowledge file without captions cannot stand in for a caption corpus
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "cae",
+               "--nouns", str(files["nouns"]), "--knowledge", str(files["knowledge"]),
+               "--text-encoder", "hash", "--overclusters", "6", "--out", str(out)])
+    assert rc != 0 and "holds no captions" in capsys.readouterr().err
+
+
+def _error(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert err.startswith("kec: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    return err
+
+
+def test_clear_errors(files, capsys, tmp_path):
+    img, out = str(files["images"]), str(tmp_path / "r")
+    assert "--k 61 is larger than the number of images (60)" in _error(
+        capsys, ["cluster", img, "--k", "61", "--out", out])
+    assert "needs --knowledge" in _error(capsys, ["cluster", img, "--k", "3", "--method",
+                                                  "kec", "--out", out])
+    assert "needs --nouns" in _error(capsys, ["cluster", img, "--k", "3", "--method", "tac",
+                                              "--out", out])
+    # nouns from another encoder / of another dimension
+    other = tmp_path / "other.safetensors"
+    save_features(other, np.eye(3, 8, dtype=np.float32), ids=["a", "b", "c"], kind="text",
+                  encoder={**ENCODER, "dim": 8})
+    assert "dimension 16 != 8" in _error(capsys, ["cluster", img, "--k", "3", "--method",
+                                                  "tac", "--nouns", str(other), "--out", out])
+    assert "dimension 16 != 8" in _error(capsys, ["scaffold", img, str(other), "--out", out])
+    # image features with NaN (written without kec's own checks)
+    bad = tmp_path / "nan.safetensors"
+    feats = np.ones((4, 16), dtype=np.float32)
+    feats[2, 3] = np.nan
+    meta = {"format": '"kec.features"', "kind": '"image"', "encoder": json.dumps(ENCODER),
+            "ids": json.dumps(["a", "b", "c", "d"])}
+    save_file({"features": feats}, str(bad), metadata=meta)
+    assert "NaN" in _error(capsys, ["cluster", str(bad), "--k", "2", "--out", out])
+    # the knowledge encoder must live in the images' space
+    assert "give --text-encoder" in _error(
+        capsys, ["cluster", img, "--k", "3", "--method", "kec", "--knowledge",
+                 str(files["knowledge"]), "--out", out])
+
+
+def test_text_encoder_dimension_is_checked(files, capsys, monkeypatch):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: HashEncoder(dim=8))
+    err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+                          "--knowledge", str(files["knowledge"]), "--text-encoder", "x",
+                          "--out", str(files["tmp"] / "r")])
+    assert "gives 8-d vectors" in err
+
+
+def test_unused_inputs_warn(files, capsys):
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--nouns", str(files["nouns"]),
+               "--out", str(files["tmp"] / "r")])
+    assert rc == 0
+    assert "--nouns is not used by --method kmeans" in capsys.readouterr().err

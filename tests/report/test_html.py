@@ -1,0 +1,75 @@
+"""The HTML report: self-contained, every section present, names and images in place."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from kec.report import ReportOptions, build_report, load_result, write_report
+
+
+def test_report_has_every_section(result_dir, tmp_path):
+    out = write_report(result_dir, tmp_path / "report.html")
+    page = out.read_text("utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    for text in ("Metrics", "95.8", "Overview", "confusion matrix", "feature scatter",
+                 "Knowledge", "knowledge graph", "a disc has no corners", "Clusters",
+                 "#1 · green block", "majority label <b>green square</b> (86%)",
+                 "round red shape", "kec+cae"):
+        assert text in page, text
+    # four cluster cards, largest first, each with its 5-7 thumbnails
+    cards = re.findall(r'<div class="card".*?</div></div>', page)
+    assert len(cards) == 4 and "#1 ·" in cards[0]
+    assert [c.count("data:image/jpeg;base64,") for c in cards] == [7, 6, 6, 5]
+    # escaped text, nothing fetched from outside the file
+    assert "a &lt;rhombus&gt; on its tip &amp; corner" in page and "<rhombus>" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:|file:|//)""", page)
+    assert page.count("data:image/png;base64,") == 3
+
+
+def test_representative_images_come_first(result_dir):
+    """Cluster 1 holds six green squares and one red circle: the red one is the farthest
+    from the centre, so it is the last thumbnail."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    page = build_report(result_dir)
+    card = re.search(r'#1 · green block.*?</div></div>', page).group(0)
+    thumbs = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", card)
+    def redness(b64):
+        im = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"), int)
+        return (im[..., 0] - im[..., 1]).max()
+    scores = [redness(t) for t in thumbs]
+    assert scores.index(max(scores)) == len(scores) - 1
+
+
+def test_report_without_features_knowledge_or_labels(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "assignments.csv").write_text("id,cluster\na.png,0\nb.png,1\nc.png,1\n")
+    page = build_report(folder, options=ReportOptions(max_clusters=1, title="Tiny"))
+    assert "<title>Tiny</title>" in page and "images not available" in page
+    assert "Metrics" not in page and "Knowledge" not in page
+    assert "1 smaller clusters not shown" in page
+
+
+def test_images_root_and_explicit_paths(result_dir, tmp_path):
+    """Without the feature file, thumbnails are found under --images."""
+    res = load_result(result_dir)
+    res.summary["parameters"].pop("features")
+    data = tmp_path / "data" / "synthetic"
+    page = build_report(res, images_root=data, knowledge=None)
+    assert page.count("data:image/jpeg;base64,") == 24
+    assert "first members" in page
+
+
+def test_metrics_computed_from_labels_when_the_summary_has_none(tmp_path):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "assignments.csv").write_text(
+        "id,cluster,label\na,0,cat\nb,0,cat\nc,1,dog\nd,0,dog\n")
+    page = build_report(folder)
+    assert "<b>75.0</b><span>ACC %</span>" in page
