@@ -1,1 +1,1 @@
-"""The ``kec`` command line: knowledge, embed, vocab, scaffold and cluster commands."""
+"""The ``kec`` command line: knowledge, embed, vocab, scaffold, cluster, bench, report."""
