@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, from {','.join(ALL_METHODS)}")
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="comma-separated seeds")
     p.add_argument("--vocab", default="auto",
-                   help="nouns: auto (WordNet if installed, else class names) | wordnet | "
-                        "classes | FILE")
+                   help="nouns: auto (WordNet if installed and a GPU encodes it, else the "
+                        "class names) | wordnet | classes | FILE")
     p.add_argument("--over-clusters", type=int, default=None,
                    help="scaffold over-clusters (default: the registry's value for the "
                         "full split, else N/300)")

@@ -67,7 +67,8 @@ class BenchConfig:
     limit_per_class : int or None
         Cap on images per class (quick runs).
     vocab : str
-        ``auto`` (WordNet when available, else the class names), ``wordnet``,
+        ``auto`` (WordNet when available and a GPU encodes it, else the class names),
+        ``wordnet``,
         ``classes``, or a text file with one noun per line.
     knowledge : Path or None
         Use this knowledge file instead of building one.
@@ -223,6 +224,13 @@ class Bench:
             self._timed("embed_images", start)
         return path, fs
 
+    def _on_gpu(self) -> bool:
+        if self.cfg.device is not None:
+            return str(self.cfg.device).startswith("cuda")
+        import torch
+
+        return bool(torch.cuda.is_available())
+
     def vocabulary(self, ds: ImageDataset) -> tuple[list[str], str]:
         """The noun vocabulary and where it came from."""
         from kec.vocab import VocabularyError, read_lines, wordnet_nouns
@@ -230,6 +238,11 @@ class Bench:
         v = self.cfg.vocab
         if v not in VOCABS:
             return read_lines(v), f"file:{v}"
+        if v == "auto" and not self._on_gpu():
+            logger.warning("no GPU: encoding ~119k WordNet nouns x 7 templates on the CPU takes "
+                           "hours; using the %d class names as the noun vocabulary "
+                           "(--vocab wordnet to insist)", ds.num_classes)
+            return list(ds.class_names), "classes"
         if v in ("auto", "wordnet"):
             try:
                 return wordnet_nouns(), "wordnet"
