@@ -59,12 +59,16 @@ class LlamaCppBackend(Backend):
         CPU threads (llama.cpp's default when ``None``).
     n_gpu_layers : int
         Layers to offload when llama.cpp was built with GPU support.
+    repeat_penalty : float
+        llama.cpp's repetition penalty. 1.1 is what llama.cpp's server uses by default;
+        without it (1.0) small models loop ("apple", "apple", ...) until ``max_tokens`` and
+        the JSON is cut off. Part of :meth:`identity`, so it keys the cache.
     """
 
     name = "llamacpp"
 
     def __init__(self, model: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, seed: int = 0):
+                 n_gpu_layers: int = 0, seed: int = 0, repeat_penalty: float = 1.1):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -73,14 +77,18 @@ class LlamaCppBackend(Backend):
         self.path = resolve_model_path(model)
         self.model = EMBEDDED_MODEL if model in (None, "", EMBEDDED_MODEL) else str(self.path)
         self.n_ctx = n_ctx
+        self.repeat_penalty = float(repeat_penalty)
         logger.info("loading %s (n_ctx=%d)", self.path, n_ctx)
         self._llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
                           n_gpu_layers=n_gpu_layers, seed=seed, verbose=False)
 
     @classmethod
     def from_options(cls, **options: Any) -> LlamaCppBackend:
-        allowed = {"model", "n_ctx", "n_threads", "n_gpu_layers", "seed"}
+        allowed = {"model", "n_ctx", "n_threads", "n_gpu_layers", "seed", "repeat_penalty"}
         return cls(**{k: v for k, v in options.items() if k in allowed})
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "repeat_penalty": self.repeat_penalty}
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity(), "file": self.path.name, "n_ctx": self.n_ctx,
@@ -93,6 +101,7 @@ class LlamaCppBackend(Backend):
             "temperature": p.temperature,
             "top_p": p.top_p,
             "max_tokens": p.max_tokens,
+            "repeat_penalty": self.repeat_penalty,
         }
         if p.seed is not None:
             kwargs["seed"] = p.seed
