@@ -141,8 +141,12 @@ def test_report_on_a_bench_run(bench_out, tmp_path):
     assert _run(["report", str(bench_out / "runs" / "kec_cae" / "seed0"), "--out",
                  str(page)]) == 0
     html = page.read_text()
-    # thumbnails found through the dataset reference in the feature file
-    assert html.count("data:image/jpeg;base64,") == 24
+    # thumbnails found through the dataset reference in the feature file: every cluster
+    # shows its members, at most 12 (the default --images-per-cluster)
+    summary = json.loads((bench_out / "runs" / "kec_cae" / "seed0" / "summary.json").read_text())
+    sizes = [c["size"] for c in summary["clusters"]]
+    assert sum(sizes) == 24
+    assert html.count("data:image/jpeg;base64,") == sum(min(s, 12) for s in sizes)
     assert "Knowledge" in html and "Metrics" in html and "feature scatter" in html
 
 
