@@ -6,6 +6,13 @@ import importlib.util
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples on every run (a red CI must be reproducible); locally
+# hypothesis keeps searching new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # never reach a model hub, even by accident
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
