@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 from kec.cluster._checks import (
     ClusteringInputError,
@@ -36,6 +34,7 @@ from kec.cluster._checks import (
     same_dim,
 )
 from kec.cluster.kmeans import SphericalKMeans
+from kec.knowledge.grouping import threshold_components
 
 GROUPS_KIND = "kec.groups"
 GROUPS_VERSION = 1
@@ -288,13 +287,7 @@ def merge_overclusters(R: np.ndarray, beta: float = 0.8) -> list[list[int]]:
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] != R.shape[1]:
         raise ClusteringInputError(f"R must be a square matrix, got shape {R.shape}")
-    adj = np.greater(R, float(beta))
-    np.fill_diagonal(adj, False)
-    _, comp = connected_components(csr_matrix(adj), directed=False)
-    groups: dict[int, list[int]] = {}
-    for k, c in enumerate(comp):
-        groups.setdefault(int(c), []).append(k)
-    return sorted(groups.values(), key=lambda g: g[0])
+    return threshold_components(R, beta)
 
 
 # --------------------------------------------------------------------------- groups

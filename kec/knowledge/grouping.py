@@ -17,27 +17,34 @@ def _check_unit_rows(emb: np.ndarray) -> np.ndarray:
     return emb / np.maximum(norms, 1e-12)
 
 
-def group_by_similarity(emb: np.ndarray, threshold: float) -> list[list[int]]:
-    r"""Connected components of the thresholded cosine-similarity graph.
-
-    .. math::  i \sim j \iff \cos(e_i, e_j) > \beta
-
-    (METHODS.md §2.2 with :math:`\alpha = 0`: only text similarity exists for plain labels.)
+def threshold_components(sim: np.ndarray, threshold: float) -> list[list[int]]:
+    r"""Connected components of the graph :math:`i \sim j \iff s_{ij} > \beta` over a
+    square similarity matrix (METHODS.md §2.2).
 
     Returns groups of row indices; each group is sorted, groups are ordered by their
     smallest index, so the result is deterministic.
     """
-    e = _check_unit_rows(emb)
-    n = e.shape[0]
-    if n == 0:
-        return []
-    adj = (e @ e.T) > threshold
+    adj = np.greater(np.asarray(sim, dtype=np.float64), float(threshold))
     np.fill_diagonal(adj, False)
     _, comp = connected_components(csr_matrix(adj), directed=False)
     groups: dict[int, list[int]] = {}
     for i, c in enumerate(comp):
         groups.setdefault(int(c), []).append(i)
     return sorted(groups.values(), key=lambda g: g[0])
+
+
+def group_by_similarity(emb: np.ndarray, threshold: float) -> list[list[int]]:
+    r"""Connected components of the thresholded cosine-similarity graph.
+
+    .. math::  i \sim j \iff \cos(e_i, e_j) > \beta
+
+    (METHODS.md §2.2 with :math:`\alpha = 0`: only text similarity exists for plain labels.)
+    See :func:`threshold_components` for the order of the result.
+    """
+    e = _check_unit_rows(emb)
+    if e.shape[0] == 0:
+        return []
+    return threshold_components(e @ e.T, threshold)
 
 
 def select_pairs(
