@@ -230,16 +230,21 @@ class KnowledgeBuilder:
     def _concept_data(c: dict[str, Any]) -> dict[str, str]:
         return {"name": c["name"], "description": c["description"]}
 
-    def _uni_attributes(self, concepts: list[dict[str, Any]]) -> None:
-        n = self.params.n_attributes
+    def _per_concept(self, concepts: list[dict[str, Any]], prompt_id: str, n: int, key: str,
+                     desc: str) -> None:
+        """Ask ``prompt_id`` for ``n`` items per concept and store them under ``key``
+        (left empty for a concept whose answer failed)."""
         if n == 0:
             return
-        jobs = [Job(c["id"], self.prompts["concept_attributes"],
+        jobs = [Job(c["id"], self.prompts[prompt_id],
                     {"concept": self._concept_data(c), "n": n}, tuple(c["labels"]))
                 for c in concepts]
-        for c, out in zip(concepts, self.runner.run(jobs, desc="attributes")):
-            if out.value is not None:
-                c["attributes"] = dedup_attributes(out.value["attributes"], limit=n)
+        for c, out in zip(concepts, self.runner.run(jobs, desc=desc)):
+            c[key] = dedup_attributes(out.value[key], limit=n) if out.value else c.get(key, [])
+
+    def _uni_attributes(self, concepts: list[dict[str, Any]]) -> None:
+        self._per_concept(concepts, "concept_attributes", self.params.n_attributes,
+                          "attributes", "attributes")
 
     def _pairs(self, concepts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p = self.params
@@ -269,11 +274,4 @@ class KnowledgeBuilder:
                 pr["attributes"] = dedup_attributes(out.value["attributes"], limit=n)
 
     def _captions(self, concepts: list[dict[str, Any]]) -> None:
-        n = self.params.n_captions
-        if n == 0:
-            return
-        jobs = [Job(c["id"], self.prompts["captions"],
-                    {"concept": self._concept_data(c), "n": n}, tuple(c["labels"]))
-                for c in concepts]
-        for c, out in zip(concepts, self.runner.run(jobs, desc="captions")):
-            c["captions"] = dedup_attributes(out.value["captions"], limit=n) if out.value else []
+        self._per_concept(concepts, "captions", self.params.n_captions, "captions", "captions")
