@@ -2,10 +2,8 @@
 
 Every method runs in its own subprocess so that its memory is measured alone: per stage,
 the wall time and the peak resident memory (RSS sampled every 10 ms from /proc, plus the
-process's exact ``ru_maxrss``). Then kec's streamed OT is put beside POT's dense
-``ot.sinkhorn(method="sinkhorn_log")``: at the full size (POT's memory is estimated from
-a probe), at the largest size POT fits in the memory budget (a few timed iterations),
-and at a comparison size where both run to convergence and their plans are compared.
+process's exact ``ru_maxrss``). The OT comparison with POT (at equal L1 accuracy) lives
+in ``benchmarks/bench_ot.py``.
 
 Defaults are the ImageNet-1K validation scale: N = 50,000 images, d = 512, K = 1,000
 classes, CAE's OT against M = 20,000 selected nouns (and as many captions). Run small
@@ -197,75 +195,7 @@ def child_method(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def child_ot_full(args: argparse.Namespace) -> dict[str, Any]:
-    """kec's streamed OT + transported features at N x M, alone."""
-    from kec.cluster.ot import solve_and_transport
-
-    folder = Path(args.data)
-    meter = StageMeter()
-    with meter("load"):
-        X = np.load(folder / "X.npy")
-        U = np.load(folder / "nouns.npy", mmap_mode="r")[: args.m].copy()
-    t0 = time.perf_counter()
-    with meter("ot+features"):
-        _, res = solve_and_transport(X, U, "chunked")
-    meter.close()
-    return {"seconds": time.perf_counter() - t0, "n_iter": res.n_iter,
-            "converged": res.converged, "marginal_error": res.marginal_error,
-            "kernel_s": res.info.get("kernel_seconds"), "ot_s": res.seconds,
-            "maxrss": maxrss_bytes(), "peak_rss": meter.peaks.get("ot+features", 0)}
-
-
-def _small_problem(folder: Path, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    X = np.load(folder / "X.npy", mmap_mode="r")[:n].copy()
-    U = np.load(folder / "nouns.npy", mmap_mode="r")[:m].copy()
-    return X, U
-
-
-def child_pot(args: argparse.Namespace) -> dict[str, Any]:
-    """POT's dense log-domain Sinkhorn at n x m; optionally saves the plan."""
-    import ot
-
-    X, U = _small_problem(Path(args.data), args.pot_n, args.pot_m)
-    base = rss_bytes()
-    C = X.astype(np.float64) @ U.astype(np.float64).T
-    np.subtract(1.0, C, out=C)
-    a, b = np.full(C.shape[0], 1 / C.shape[0]), np.full(C.shape[1], 1 / C.shape[1])
-    t0 = time.perf_counter()
-    T, log = ot.sinkhorn(a, b, C, args.reg, method="sinkhorn_log", numItermax=args.pot_iters,
-                         stopThr=args.pot_stop, log=True)
-    seconds = time.perf_counter() - t0
-    if args.save_plan:
-        np.save(args.save_plan, T)
-    return {"seconds": seconds, "n_iter": int(log["niter"]),
-            "col_l1": float(np.abs(T.sum(0) - b).sum()), "maxrss": maxrss_bytes(),
-            "bytes_per_entry": (maxrss_bytes() - base) / C.size}
-
-
-def child_ot_compare(args: argparse.Namespace) -> dict[str, Any]:
-    """kec's OT at the comparison size vs POT's saved plan and vs a tight float64 solve."""
-    from kec.cluster.ot import plan_from_duals, sinkhorn_log_chunked
-
-    X, U = _small_problem(Path(args.data), args.pot_n, args.pot_m)
-    n, m = X.shape[0], U.shape[0]
-    T_pot = np.load(args.save_plan)
-    exact = plan_from_duals(X, U, sinkhorn_log_chunked(X, U, reg=args.reg, tol=1e-10,
-                                                       dtype=np.float64, max_iter=20_000))
-    rows = []
-    for tol in (1e-4, 1e-6):
-        t0 = time.perf_counter()
-        res = sinkhorn_log_chunked(X, U, reg=args.reg, tol=tol)
-        seconds = time.perf_counter() - t0
-        T = plan_from_duals(X, U, res)
-        rows.append({"tol": tol, "seconds": seconds, "n_iter": res.n_iter,
-                     "converged": res.converged,
-                     "vs_pot_n": float(np.abs(T - T_pot).max() * n),
-                     "vs_pot_nm": float(np.abs(T - T_pot).max() * n * m),
-                     "vs_exact_n": float(np.abs(T - exact).max() * n)})
-    return {"rows": rows, "pot_vs_exact_n": float(np.abs(T_pot - exact).max() * n)}
-
-
-CHILDREN = {"ot-full": child_ot_full, "pot": child_pot, "ot-compare": child_ot_compare}
+CHILDREN: dict[str, Any] = {}
 
 
 def run_child(kind: str, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
@@ -319,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     args.pot_n = args.pot_n or min(args.n, 4000)
     args.pot_m = args.pot_m or min(args.m, 1600)
     vocab = args.vocab or 5 * args.m
-    budget = args.memory_gib * GIB
     with tempfile.TemporaryDirectory(prefix="kec-bench-") as tmp:
         args.data = tmp
         t0 = time.perf_counter()
@@ -347,55 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{'':8s} {key}: {v['n_iter']} passes, converged={v['converged']}, "
                           f"marginal L1 {v['marginal_error']:.1e}, {v['seconds']:.1f} s")
 
-        print(f"\nOT: N x M, reg={args.reg}, uniform marginals")
-        full = run_child("ot-full", args)
-        results["ot_full"] = full
-        probe = run_child("pot", args, pot_n=min(args.n, 1000), pot_m=min(args.m, 400),
-                          pot_iters=20, pot_stop=1e-300)
-        per_entry = probe.get("bytes_per_entry", float("nan"))
-        results["pot_probe"] = probe
-        print(f"{'solver':28s} {'N x M':>14s} {'seconds':>9s} {'passes':>7s} {'peak GiB':>9s}")
-        if "error" in full:
-            print(f"kec chunked (+features)      FAILED: {full['error']}")
-        else:
-            print(f"{'kec chunked + features':28s} {args.n:>6d}x{args.m:<7d} "
-                  f"{full['seconds']:9.1f} {full['n_iter']:7d} {gib(full['maxrss']):>9s}")
-        need = per_entry * args.n * args.m
-        print(f"(POT probe: {per_entry:.0f} bytes of peak memory per N x M entry)")
-        if need > budget:
-            print(f"{'POT sinkhorn_log':28s} {args.n:>6d}x{args.m:<7d} does not fit: needs "
-                  f"~{need / GIB:.0f} GiB ({per_entry:.0f} B/entry measured) > "
-                  f"{args.memory_gib:g} GiB")
-            if not args.no_pot_largest:
-                scale = math.sqrt(budget * 0.9 / per_entry / (args.n * args.m))
-                ln, lm = int(args.n * scale), int(args.m * scale)
-                big = run_child("pot", args, pot_n=ln, pot_m=lm, pot_iters=10,
-                                pot_stop=1e-300)
-                results["pot_largest"] = big | {"n": ln, "m": lm}
-                if "error" not in big:
-                    print(f"{'POT sinkhorn_log (10 its)':28s} {ln:>6d}x{lm:<7d} "
-                          f"{big['seconds']:9.1f} {10:7d} {gib(big['maxrss']):>9s}"
-                          f"   = {big['seconds'] / 10:.2f} s/iteration")
-        plan = Path(tmp) / "pot_plan.npy"
-        pot = run_child("pot", args, pot_n=args.pot_n, pot_m=args.pot_m,
-                        pot_stop=args.pot_stop, pot_iters=args.pot_iters, save_plan=plan)
-        results["pot_compare"] = pot
-        if "error" not in pot:
-            print(f"{'POT sinkhorn_log':28s} {args.pot_n:>6d}x{args.pot_m:<7d} "
-                  f"{pot['seconds']:9.1f} {pot['n_iter']:7d} {gib(pot['maxrss']):>9s}"
-                  f"   stopThr {args.pot_stop:g}, column L1 error {pot['col_l1']:.1e}")
-            cmp_ = run_child("ot-compare", args, pot_n=args.pot_n, pot_m=args.pot_m,
-                             save_plan=plan)
-            results["ot_compare"] = cmp_
-            for row in cmp_.get("rows", []):
-                label = f"kec chunked tol={row['tol']:g}"
-                print(f"{label:28s} {args.pot_n:>6d}x{args.pot_m:<7d}"
-                      f" {row['seconds']:9.1f} {row['n_iter']:7d} {'':>9s}"
-                      f"   N*max|T-T_pot| {row['vs_pot_n']:.1e} (NM* {row['vs_pot_nm']:.1e}),"
-                      f" N*max|T-T_exact| {row['vs_exact_n']:.1e}")
-            if "pot_vs_exact_n" in cmp_:
-                print(f"{'':28s} POT itself: N*max|T_pot-T_exact| "
-                      f"{cmp_['pot_vs_exact_n']:.1e} (T_exact: kec float64, tol 1e-10)")
+        print("\nOT against POT: see benchmarks/bench_ot.py")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

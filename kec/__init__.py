@@ -3,13 +3,74 @@
 LLMs build reusable textual knowledge (concepts, discriminative attributes, pairs of
 similar concepts) once; CLIP features, optimal transport and k-means use it to cluster
 images without training.
+
+>>> import kec
+>>> X = kec.load_features("images.safetensors")                   # doctest: +SKIP
+>>> model = kec.KEC(n_clusters=10).fit(X, knowledge="knowledge.json")  # doctest: +SKIP
+>>> [c["name"] for c in model.clusters_]                          # doctest: +SKIP
+
+Estimators (scikit-learn): :class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`,
+:class:`CAE`, :class:`KECCAE`, :class:`SphericalKMeans`. Factories:
+:func:`load_features`, :func:`load_knowledge`, :func:`create_text_encoder`,
+:func:`embed_knowledge`. All are imported on first use, so ``import kec`` (and
+``kec --help``) loads no numpy, torch or model library.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("kec")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from kec.api import create_text_encoder, embed_knowledge, load_features, load_knowledge
+    from kec.cluster.estimators import CAE, KEC, KECCAE, TAC, KMeansBaseline
+    from kec.cluster.kmeans import SphericalKMeans
+    from kec.cluster.registry import method_names
+
+_LAZY: dict[str, str] = {
+    "CAE": "kec.cluster.estimators",
+    "KEC": "kec.cluster.estimators",
+    "KECCAE": "kec.cluster.estimators",
+    "KMeansBaseline": "kec.cluster.estimators",
+    "TAC": "kec.cluster.estimators",
+    "SphericalKMeans": "kec.cluster.kmeans",
+    "create_text_encoder": "kec.api",
+    "embed_knowledge": "kec.api",
+    "load_features": "kec.api",
+    "load_knowledge": "kec.api",
+    "method_names": "kec.cluster.registry",
+}
+
+__all__ = [
+    "CAE",
+    "KEC",
+    "KECCAE",
+    "TAC",
+    "KMeansBaseline",
+    "SphericalKMeans",
+    "__version__",
+    "create_text_encoder",
+    "embed_knowledge",
+    "load_features",
+    "load_knowledge",
+    "method_names",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kec' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -35,3 +35,25 @@ class MissingDependencyError(KecError):
         super().__init__(
             f"{what} needs the optional package '{package}': pip install 'kec[{extra}]'"
         )
+
+
+class OutputPathError(KecError):
+    """An output path cannot be written (an existing directory, a path under a file, a
+    folder without write permission): found before any expensive work starts."""
+
+
+class BuildFailuresError(KecError):
+    """A knowledge build finished, but some LLM calls failed (their items fell back).
+
+    The knowledge file is written; the exit code tells scripts it is incomplete.
+    ``--allow-failures`` turns this into exit 0.
+    """
+
+    exit_code = 3
+
+
+class EndpointDownError(BackendError):
+    """The circuit breaker opened: an LLM endpoint failed to connect too many times in a
+    row, so the run stopped early. Answers already received stay in the cache."""
+
+    exit_code = 4

@@ -9,6 +9,12 @@ or text), and string metadata whose values are JSON: ``format`` (``"kec.features
 Very long id or label lists (over :data:`MAX_HEADER_LIST_BYTES` of JSON) go into uint8
 tensors ``ids_json`` / ``labels_json`` instead, because safetensors caps its header
 size; :func:`load_features` reads both layouts.
+
+:func:`load_features` trusts nothing it has not checked: it reads the safetensors header
+itself and checks the header length, every tensor's dtype, shape and byte range against
+the file size, and the id and label lists (strings, one per row) **before** it reads the
+feature matrix, so a corrupt or hostile file fails in milliseconds with a clear message
+instead of allocating what its header claims.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +41,9 @@ KINDS = ("image", "text")
 FEATURES_KEY = "features"
 REQUIRED_METADATA = ("kind", "encoder")
 MAX_HEADER_LIST_BYTES = 32 * 1024 * 1024
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+MAX_LIST_TENSOR_BYTES = 2 * 1024 * 1024 * 1024
+FEATURE_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
 
 
 class FeatureFileError(KecError):
@@ -111,9 +121,19 @@ def _check_finite(features: np.ndarray, where: str) -> None:
 
 
 def _check_strings(values: Sequence[Any], name: str, n: int) -> list[str]:
+    """``values`` as ``n`` strings; numbers are written as text, anything else (``None``,
+    lists, objects) is refused."""
     if isinstance(values, str) or len(values) != n:
         raise ValueError(f"{name} must be a sequence of {n} strings (one per row)")
-    return [str(v) for v in values]
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            out.append(str(v))
+        else:
+            raise ValueError(f"{name}[{i}] is {type(v).__name__}, not a string")
+    return out
 
 
 def save_features(
@@ -196,21 +216,141 @@ def _decode_header(path: Path, raw: Mapping[str, str]) -> dict[str, Any]:
     for key, value in raw.items():
         try:
             meta[key] = json.loads(value)
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
             raise MissingMetadataError(
-                f"{path}: metadata {key!r} is not JSON ({exc}); was this file written by kec?"
-            ) from exc
+                f"{path}: metadata {key!r} is not JSON ({type(exc).__name__}); was this file "
+                "written by kec?"
+            ) from None
     return meta
 
 
-def _list_from(meta: dict[str, Any], tensors: dict[str, np.ndarray], name: str) -> Any:
-    if f"{name}_json" in tensors:
-        return json.loads(tensors[f"{name}_json"].tobytes().decode("utf-8"))
-    return meta.pop(name, None)
+def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]],
+                                                       dict[str, str], int]:
+    """Read and check a safetensors header without reading any tensor.
+
+    Returns
+    -------
+    tensors : dict
+        ``name -> {"dtype", "shape", "data_offsets"}``, each checked: known dtype, a shape
+        of non-negative ints, and a byte range of exactly ``prod(shape) * itemsize`` bytes
+        inside the file.
+    metadata : dict of str
+        The raw ``__metadata__`` strings.
+    data_start : int
+        File offset where the tensor data begins.
+
+    Raises
+    ------
+    NotAFeatureFileError
+        The file is too short, the header length or JSON is bad, or a tensor's range does
+        not fit the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise NotAFeatureFileError(f"{path} is not a safetensors feature file "
+                                       f"({size} bytes, too short)")
+        (n_header,) = struct.unpack("<Q", head)
+        if n_header > min(MAX_HEADER_BYTES, size - 8):
+            raise NotAFeatureFileError(
+                f"{path} is not a safetensors feature file (header length {n_header} does "
+                f"not fit a {size}-byte file)")
+        raw = fh.read(n_header)
+    try:
+        header = json.loads(raw)
+    except RecursionError:
+        raise NotAFeatureFileError(f"{path}: safetensors header nested too deeply") from None
+    except ValueError as exc:
+        raise NotAFeatureFileError(f"{path} is not a safetensors feature file (header is "
+                                   f"not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise NotAFeatureFileError(f"{path}: safetensors header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise NotAFeatureFileError(f"{path}: safetensors metadata must map names to strings")
+    data_start = 8 + n_header
+    data_size = size - data_start
+    itemsizes = {**FEATURE_DTYPES, "U8": 1, "I8": 1, "BOOL": 1, "I16": 2, "U16": 2,
+                 "I32": 4, "U32": 4, "I64": 8, "U64": 8}
+    end_max = 0
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise NotAFeatureFileError(f"{path}: tensor {name!r} has no description")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in itemsizes:
+            raise NotAFeatureFileError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            raise NotAFeatureFileError(f"{path}: tensor {name!r} has a bad shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise NotAFeatureFileError(f"{path}: tensor {name!r} has bad data_offsets "
+                                       f"{offsets!r}")
+        nbytes = int(np.prod(shape, dtype=object)) * itemsizes[dtype]
+        if offsets[1] - offsets[0] != nbytes:
+            raise NotAFeatureFileError(
+                f"{path}: tensor {name!r} of shape {shape} and dtype {dtype} needs {nbytes} "
+                f"bytes but its header gives it {offsets[1] - offsets[0]}")
+        if offsets[1] > data_size:
+            raise NotAFeatureFileError(
+                f"{path}: tensor {name!r} ends at byte {offsets[1]} of a {data_size}-byte "
+                "data section (the file is truncated or its header is wrong)")
+        end_max = max(end_max, offsets[1])
+    if end_max != data_size:
+        raise NotAFeatureFileError(f"{path}: {data_size - end_max} bytes after the last "
+                                   "tensor (not a safetensors file kec wrote)")
+    return header, meta, data_start
+
+
+def _read_list(path: Path, tensors: dict[str, dict[str, Any]], data_start: int,
+               meta: dict[str, Any], name: str) -> Any:
+    """The ``ids``/``labels`` list: from the ``{name}_json`` uint8 tensor or the metadata."""
+    info = tensors.get(f"{name}_json")
+    if info is None:
+        return meta.pop(name, None)
+    start, end = info["data_offsets"]
+    if info["dtype"] != "U8" or len(info["shape"]) != 1:
+        raise MissingMetadataError(f"{path}: tensor {name}_json must be 1-D uint8")
+    if end - start > MAX_LIST_TENSOR_BYTES:
+        raise MissingMetadataError(f"{path}: {name}_json is {end - start} bytes, over the "
+                                   f"{MAX_LIST_TENSOR_BYTES}-byte limit")
+    with open(path, "rb") as fh:
+        fh.seek(data_start + start)
+        raw = fh.read(end - start)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise MissingMetadataError(f"{path}: tensor {name}_json is not a JSON list "
+                                   f"({type(exc).__name__})") from None
+
+
+def _check_list(path: Path, values: Any, name: str, n: int) -> list[str]:
+    if not isinstance(values, list) or len(values) != n:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        raise MissingMetadataError(f"{path}: metadata {name!r} has {got} entries for {n} "
+                                   "feature rows")
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise MissingMetadataError(
+                f"{path}: metadata {name}[{i}] is {json.dumps(v)[:60] if _plain(v) else '…'}"
+                f" ({type(v).__name__}), not a string; every {name[:-1]} must be text")
+    return values
+
+
+def _plain(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float)) or (
+        isinstance(v, list) and len(v) < 8 and all(isinstance(x, (str, int)) for x in v))
 
 
 def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> FeatureSet:
     """Read and validate a feature file written by :func:`save_features`.
+
+    The header (tensor shapes, dtypes and byte ranges against the file size, metadata,
+    the id and label lists) is checked before the feature matrix is read.
 
     Parameters
     ----------
@@ -222,9 +362,11 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
     Raises
     ------
     NotAFeatureFileError
-        Missing file, not safetensors, or no ``features`` tensor.
+        Missing file, not safetensors, a header that does not fit the file, or no
+        ``features`` tensor.
     MissingMetadataError
-        No ``kind``/``encoder``/``ids`` metadata, or ids/labels of the wrong length.
+        No ``kind``/``encoder``/``ids`` metadata, or ids/labels that are not one string
+        per row.
     WrongFeatureKindError
         ``kind`` given and different.
     NonFiniteFeaturesError
@@ -235,25 +377,26 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
     path = Path(path)
     if not path.is_file():
         raise NotAFeatureFileError(f"{path}: no such feature file")
-    try:
-        with safe_open(str(path), framework="np") as fh:
-            raw_meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    except Exception as exc:  # safetensors raises its own error type for any bad header
-        raise NotAFeatureFileError(
-            f"{path} is not a safetensors feature file ({type(exc).__name__}: {exc})"
-        ) from exc
-    if FEATURES_KEY not in tensors:
+    header, raw_meta, data_start = read_header(path)
+    if FEATURES_KEY not in header:
         raise NotAFeatureFileError(
             f"{path} is a safetensors file but not a kec feature file "
-            f"(no {FEATURES_KEY!r} tensor; tensors: {sorted(tensors)[:5]})"
+            f"(no {FEATURES_KEY!r} tensor; tensors: {sorted(header)[:5]})"
         )
+    info = header[FEATURES_KEY]
+    if info["dtype"] not in FEATURE_DTYPES:
+        raise NotAFeatureFileError(f"{path}: features have dtype {info['dtype']}, expected "
+                                   "a float type")
+    shape = info["shape"]
+    if len(shape) != 2:
+        raise NotAFeatureFileError(f"{path}: features have shape {tuple(shape)}, expected 2-D")
+    n = shape[0]
     if not raw_meta:
         raise MissingMetadataError(f"{path} has no metadata; write it with kec.features")
     meta = _decode_header(path, raw_meta)
     missing = [k for k in REQUIRED_METADATA if k not in meta]
-    ids = _list_from(meta, tensors, "ids")
-    labels = _list_from(meta, tensors, "labels")
+    ids = _read_list(path, header, data_start, meta, "ids")
+    labels = _read_list(path, header, data_start, meta, "labels")
     if ids is None:
         missing.append("ids")
     if missing:
@@ -264,24 +407,27 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
         raise WrongFeatureKindError(f"{path} holds {meta['kind']} features, expected {kind}")
     if not isinstance(meta["encoder"], dict):
         raise MissingMetadataError(f"{path}: metadata 'encoder' is not an object")
+    ids = _check_list(path, ids, "ids", n)
+    if labels is not None:
+        labels = _check_list(path, labels, "labels", n)
+    for key, value in (("n", n), ("dim", shape[1])):
+        if key in meta and meta[key] != value:
+            raise MissingMetadataError(f"{path}: metadata says {key}={meta[key]!r} but the "
+                                       f"features tensor has {key}={value}")
 
-    feats = np.asarray(tensors[FEATURES_KEY])
-    if feats.ndim != 2:
-        raise NotAFeatureFileError(f"{path}: features have shape {feats.shape}, expected 2-D")
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            feats = np.asarray(fh.get_tensor(FEATURES_KEY))
+    except Exception as exc:  # safetensors raises its own error type for any bad file
+        raise NotAFeatureFileError(
+            f"{path} is not a safetensors feature file ({type(exc).__name__}: {exc})"
+        ) from exc
     feats = feats.astype(np.float32, copy=False)
-    n = feats.shape[0]
-    for name, values in (("ids", ids), ("labels", labels)):
-        if values is None and name == "labels":
-            continue
-        if not isinstance(values, list) or len(values) != n:
-            got = len(values) if isinstance(values, list) else type(values).__name__
-            raise MissingMetadataError(f"{path}: metadata {name!r} has {got} entries "
-                                       f"for {n} feature rows")
     _check_finite(feats, str(path))
     return FeatureSet(
         features=feats,
-        ids=[str(i) for i in ids],
-        labels=[str(lb) for lb in labels] if labels is not None else None,
+        ids=list(ids),
+        labels=list(labels) if labels is not None else None,
         metadata=meta,
         source=str(path),
     )

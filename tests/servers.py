@@ -19,14 +19,42 @@ n-th action of the rule (the last action repeats). Actions:
     text that is not JSON;
 ``bad_schema``
     valid JSON that breaks the schema;
-``429`` / ``500`` / ``400`` / ``401``
-    an OpenAI-style error (429 carries ``Retry-After``; 401 quotes the key it got, as
-    OpenAI does, so tests can check that clients keep it out of their error texts);
+``429`` / ``500`` / ``503`` / ``400`` / ``401``
+    an OpenAI-style error (503: a gateway whose model server is down; 429 carries
+    ``Retry-After``; 401 quotes the key it got, as OpenAI does, so tests can check that
+    clients keep it out of their error texts);
 ``hang``
     no answer for ``hang_s`` seconds (longer than any client timeout in the tests), then
     the connection is closed;
 ``drop``
     headers and half the body, then the connection is closed.
+
+Misbehaviours of a broken or hostile server (issue 9):
+
+``empty_choices``
+    HTTP 200, a completion whose ``choices`` list is empty;
+``html``
+    HTTP 200 with an HTML page (a web server, not an API, at the base URL);
+``deep``
+    a completion whose answer text is JSON nested ``DEEP_LEVELS`` deep;
+``deep_body``
+    an HTTP body that is itself JSON nested ``DEEP_LEVELS`` deep;
+``content_int`` / ``content_list``
+    ``message.content`` is the number 42 / the list ``[1, 2, 3]``;
+``huge``
+    a valid completion padded to ``huge_bytes`` bytes, with its ``Content-Length``;
+``huge_answer``
+    a completion whose answer text is ``huge_answer_chars`` characters (a JSON object
+    with one long string), under any sane body cap;
+``stream``
+    HTTP/1.1 chunked body that never ends (64 KiB chunks as fast as the client reads);
+``slowloris``
+    headers, then one byte of body every ``trickle_s`` seconds, never finishing;
+``echo_key``
+    a valid answer whose text quotes the ``Authorization`` key the server got;
+``die``
+    the server stops listening (every later connection is refused) and closes this
+    connection without an answer: a server killed mid-build.
 
 A request that forces a function (``tools`` + ``tool_choice``) gets its answer as the
 arguments of a tool call, as function-calling clients expect.
@@ -54,7 +82,12 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("ok", "invalid_json", "bad_schema", "429", "500", "400", "401", "hang", "drop")
+ACTIONS = ("ok", "invalid_json", "bad_schema", "429", "500", "503", "400", "401", "hang",
+           "drop", "empty_choices", "html", "deep", "deep_body", "content_int", "content_list",
+           "huge", "huge_answer", "stream", "slowloris", "echo_key", "die")
+DEEP_LEVELS = 100_000
+HTML_PAGE = ("<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head>"
+             "<body><h1>Welcome to nginx!</h1></body></html>")
 INVALID_JSON_TEXT = 'Sure! Here is the answer: {"name": "unfinished'
 BAD_SCHEMA_TEXT = '{"unexpected": true}'
 LLAMACPP_JSON_SCHEMA_ERROR = (
@@ -254,11 +287,19 @@ class FaultServer:
         Schema for ``ok`` answers when the request carries none (prompt-only mode).
     model : str
         Model id listed by ``GET /v1/models``.
+    huge_bytes, huge_answer_chars : int
+        Sizes of the ``huge`` body and the ``huge_answer`` answer text.
+    trickle_s : float
+        Seconds between the bytes of ``slowloris``.
+    port : int
+        Port to listen on (0: any free one); a restarted server can take a dead one's.
     """
 
     def __init__(self, rules: list[Rule] | None = None, default: str = "ok", delay: float = 0.0,
                  reject_json_schema: bool = False, hang_s: float = 10.0, retry_after: str = "0",
-                 fallback_schema: dict[str, Any] | None = None, model: str = "fault-model"):
+                 fallback_schema: dict[str, Any] | None = None, model: str = "fault-model",
+                 huge_bytes: int = 50 * 1024 * 1024, huge_answer_chars: int = 1_000_000,
+                 trickle_s: float = 0.2, port: int = 0):
         if default not in ACTIONS:
             raise ValueError(f"unknown default action {default!r}")
         self.rules = list(rules or [])
@@ -269,6 +310,11 @@ class FaultServer:
         self.retry_after = retry_after
         self.fallback_schema = fallback_schema
         self.model = model
+        self.huge_bytes = huge_bytes
+        self.huge_answer_chars = huge_answer_chars
+        self.trickle_s = trickle_s
+        self.port = port
+        self.bytes_sent = 0  # body bytes written by stream / slowloris / huge
         self.requests: list[ReceivedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -276,17 +322,20 @@ class FaultServer:
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._dead_url: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
+        if self._dead_url is not None:
+            return self._dead_url
         if self._httpd is None:
             raise RuntimeError("fault server is not running")
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
     def start(self) -> FaultServer:
         handler = _make_handler(self)
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", self.port), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name="fault-server", daemon=True)
@@ -298,9 +347,16 @@ class FaultServer:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._httpd = self._thread = None
+
+    def die(self) -> None:
+        """Stop listening at once (later connects are refused); keep ``base_url`` known."""
+        if self._httpd is not None and self._dead_url is None:
+            self._dead_url = self.base_url
+            self._httpd.shutdown()  # called from a handler thread: the loop exits in 50 ms
+            self._httpd.server_close()  # later connects are refused
 
     def __enter__(self) -> FaultServer:
         return self.start()
@@ -422,6 +478,7 @@ _ERRORS = {
     "401": (401, "invalid_request_error", ""),
     "429": (429, "rate_limit_error", "rate limited (scripted)"),
     "500": (500, "internal_server_error", "internal error (scripted)"),
+    "503": (503, "service_unavailable", "no healthy upstream (scripted gateway)"),
 }
 
 
@@ -492,10 +549,20 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 headers = {"Retry-After": server.retry_after} if status == 429 else None
                 self._error(status, kind, message, headers)
                 return
+            if action in _MISBEHAVIOURS:
+                getattr(self, f"_{action}")(body, rec)
+                return
             if action == "invalid_json":
                 text = INVALID_JSON_TEXT
             elif action == "bad_schema":
                 text = BAD_SCHEMA_TEXT
+            elif action == "echo_key":
+                token = rec.headers.get("authorization", "").removeprefix("Bearer ")
+                value = json.loads(server.answer_text(body))
+                first = next(iter(value), None) if isinstance(value, dict) else None
+                if first is not None and isinstance(value[first], str):
+                    value[first] = f"{value[first]} (key {token})"
+                text = json.dumps(value)
             else:
                 text = server.answer_text(body)
             payload = _completion(body, text, rec.index)
@@ -513,7 +580,105 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 return
             self._send_json(200, payload)
 
+        # -- misbehaviours ----------------------------------------------------------------
+        def _raw(self, status: int, data: bytes, content_type: str = "application/json"
+                 ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _empty_choices(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            payload = _completion(body, "", rec.index)
+            payload["choices"] = []
+            self._send_json(200, payload)
+
+        def _html(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            self._raw(200, HTML_PAGE.encode("utf-8"), "text/html; charset=utf-8")
+
+        def _deep(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            text = "[" * DEEP_LEVELS + "]" * DEEP_LEVELS
+            self._send_json(200, _completion(body, '{"name": ' + text + "}", rec.index))
+
+        def _deep_body(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            self._raw(200, b"[" * DEEP_LEVELS + b"]" * DEEP_LEVELS)
+
+        def _content_int(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            payload = _completion(body, "", rec.index)
+            payload["choices"][0]["message"]["content"] = 42
+            self._send_json(200, payload)
+
+        def _content_list(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            payload = _completion(body, "", rec.index)
+            payload["choices"][0]["message"]["content"] = [1, 2, 3]
+            self._send_json(200, payload)
+
+        def _huge(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            payload = _completion(body, server.answer_text(body), rec.index)
+            head = json.dumps(payload)[:-1] + ', "padding": "'
+            n_pad = max(server.huge_bytes - len(head) - 2, 0)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(head) + n_pad + 2))
+            self.end_headers()
+            block = b"x" * (1 << 20)
+            with contextlib.suppress(OSError):
+                self.wfile.write(head.encode("utf-8"))
+                left = n_pad
+                while left > 0 and not server._stop.is_set():
+                    chunk = block[: min(left, len(block))]
+                    self.wfile.write(chunk)
+                    server.bytes_sent += len(chunk)
+                    left -= len(chunk)
+                self.wfile.write(b'"}')
+
+        def _huge_answer(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            text = json.dumps({"name": "x" * server.huge_answer_chars, "description": "y"})
+            self._send_json(200, _completion(body, text, rec.index))
+
+        def _stream(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            chunk = b"x" * (64 * 1024)
+            frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"6\r\n{\"a\":\"\r\n")
+                while not server._stop.is_set():
+                    self.wfile.write(frame)
+                    server.bytes_sent += len(chunk)
+            self.close_connection = True
+
+        def _slowloris(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(10**6))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"{")
+                self.wfile.flush()
+                while not server._stop.wait(server.trickle_s):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    server.bytes_sent += 1
+            self.close_connection = True
+
+        def _die(self, body: dict[str, Any], rec: ReceivedRequest) -> None:
+            server.die()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
     return Handler
+
+
+_MISBEHAVIOURS = frozenset({"empty_choices", "html", "deep", "deep_body", "content_int",
+                            "content_list", "huge", "huge_answer", "stream", "slowloris",
+                            "die"})
 
 
 def fault_server_factory() -> tuple[Callable[..., FaultServer], Callable[[], None]]:
@@ -536,6 +701,8 @@ def fault_server_factory() -> tuple[Callable[..., FaultServer], Callable[[], Non
 __all__ = [
     "ACTIONS",
     "BAD_SCHEMA_TEXT",
+    "DEEP_LEVELS",
+    "HTML_PAGE",
     "INVALID_JSON_TEXT",
     "FaultServer",
     "ReceivedRequest",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -184,3 +185,127 @@ def test_swapped_kinds_are_an_error(image_file):
     img = load_features(image_file)
     with pytest.raises(WrongFeatureKindError):
         check_compatible(_text_set(ENC), img)
+
+
+# -- issue 9 item 10: the header is checked before any tensor is read ---------------------
+def _header_file(path, header: dict, data_size: int, sparse: bool = False) -> None:
+    """A safetensors file with exactly this header and ``data_size`` bytes of data (a
+    sparse hole when ``sparse``: no disk is used)."""
+    raw = json.dumps(header).encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        if sparse:
+            fh.truncate(8 + len(raw) + data_size)
+        else:
+            fh.write(b"\0" * data_size)
+
+
+def _meta(ids, labels=None, **extra):
+    meta = {"kind": '"image"', "encoder": json.dumps(ENC), "ids": json.dumps(ids)}
+    if labels is not None:
+        meta["labels"] = json.dumps(labels)
+    meta.update(extra)
+    return meta
+
+
+def test_a_huge_sparse_file_with_wrong_ids_fails_before_reading(tmp_path, monkeypatch):
+    """6 GiB of features (a sparse file: no disk used) whose header is consistent but whose
+    ids do not match: refused in milliseconds, without reading or mapping the matrix."""
+    n, d = 3 * 2**20, 512  # 6 GiB of float32
+    path = tmp_path / "sparse.safetensors"
+    _header_file(path, {"__metadata__": _meta(["a", "b"]),
+                        "features": {"dtype": "F32", "shape": [n, d],
+                                     "data_offsets": [0, n * d * 4]}}, n * d * 4, sparse=True)
+    import safetensors
+
+    def no_read(*a, **k):
+        raise AssertionError("the tensor data was opened before the header was checked")
+
+    monkeypatch.setattr(safetensors, "safe_open", no_read)
+    t0 = time.perf_counter()
+    with pytest.raises(MissingMetadataError, match=f"'ids' has 2 entries for {n}"):
+        load_features(path)
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("header, data, match", [
+    ({"features": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}, 32,
+     "ends at byte 64 of a 32-byte data section"),
+    ({"features": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}}, 32,
+     "needs 64 bytes"),
+    ({"features": {"dtype": "X9", "shape": [2, 2], "data_offsets": [0, 16]}}, 16,
+     "unknown dtype"),
+    ({"features": {"dtype": "F32", "shape": [2, -2], "data_offsets": [0, 16]}}, 16,
+     "bad shape"),
+    ({"features": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 4]}}, 16,
+     "bad data_offsets"),
+    ({"features": {"dtype": "I32", "shape": [2, 2], "data_offsets": [0, 16]}}, 16,
+     "expected a float type"),
+    ({"features": {"dtype": "F32", "shape": [2, 2, 1], "data_offsets": [0, 16]}}, 16,
+     "expected 2-D"),
+    ({"features": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, 24,
+     "8 bytes after the last tensor"),
+])
+def test_inconsistent_headers_are_refused(tmp_path, header, data, match):
+    path = tmp_path / "bad.safetensors"
+    _header_file(path, {"__metadata__": _meta(["a", "b"]), **header}, data)
+    with pytest.raises(NotAFeatureFileError, match=match):
+        load_features(path)
+
+
+def test_a_header_length_beyond_the_file_is_refused(tmp_path):
+    path = tmp_path / "liar.safetensors"
+    path.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    with pytest.raises(NotAFeatureFileError, match="header length 1000000000000 does not fit"):
+        load_features(path)
+    deep = tmp_path / "deep.safetensors"
+    raw = b"[" * 100_000 + b"]" * 100_000
+    deep.write_bytes(len(raw).to_bytes(8, "little") + raw)
+    with pytest.raises(NotAFeatureFileError, match="nested too deeply"):
+        load_features(deep)
+
+
+def test_metadata_n_and_dim_must_match_the_tensor(tmp_path):
+    path = tmp_path / "f.safetensors"
+    save_file({"features": _unit(2).astype(np.float32)}, str(path),
+              metadata=_meta(["a", "b"], n="5"))
+    with pytest.raises(MissingMetadataError, match="n=5 but the features tensor has n=2"):
+        load_features(path)
+
+
+# -- issue 9 item 15: ids and labels must be strings ---------------------------------------
+@pytest.mark.parametrize("ids, labels, match", [
+    (["a", "b"], [None, "cat"], r"labels\[0\] is null"),
+    ([["a", "b"], "c"], None, r"ids\[0\] is \[\"a\", \"b\"\]"),
+    (["a", {"x": 1}], None, r"ids\[1\] is … \(dict\)"),
+    (["a", 3], None, r"ids\[1\] is 3 \(int\)"),
+])
+def test_non_string_ids_or_labels_are_refused(tmp_path, ids, labels, match):
+    path = tmp_path / "f.safetensors"
+    save_file({"features": _unit(2).astype(np.float32)}, str(path),
+              metadata=_meta(ids, labels))
+    with pytest.raises(MissingMetadataError, match=match):
+        load_features(path)
+
+
+def test_non_string_ids_in_the_tensor_layout_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(F, "MAX_HEADER_LIST_BYTES", 1)
+    path = tmp_path / "f.safetensors"
+    ids_json = np.frombuffer(json.dumps([["a"], "b"]).encode(), dtype=np.uint8)
+    meta = _meta(["x"])
+    meta.pop("ids")
+    save_file({"features": _unit(2).astype(np.float32), "ids_json": ids_json}, str(path),
+              metadata=meta)
+    with pytest.raises(MissingMetadataError, match=r"ids\[0\]"):
+        load_features(path)
+
+
+def test_save_refuses_null_labels_but_writes_numbers_as_text(tmp_path):
+    with pytest.raises(ValueError, match=r"labels\[1\] is NoneType"):
+        save_features(tmp_path / "a", _unit(2), ids=["a", "b"], kind="image", encoder=ENC,
+                      labels=["cat", None])
+    with pytest.raises(ValueError, match=r"ids\[0\] is list"):
+        save_features(tmp_path / "a", _unit(2), ids=[["a"], "b"], kind="image", encoder=ENC)
+    save_features(tmp_path / "b", _unit(2), ids=["a", "b"], kind="image", encoder=ENC,
+                  labels=[3, np.int64(5)])
+    assert load_features(tmp_path / "b").labels == ["3", "5"]

@@ -79,6 +79,15 @@ class Backend:
         """Provenance details (no secrets). Subclasses extend this."""
         return dict(self.identity())
 
+    def scrub(self, text: str) -> str:
+        """``text`` with this backend's secrets (API keys) replaced by ``***``.
+
+        Applied to every answer and error text before it is cached, logged or stored, so a
+        server that echoes the key cannot leak it. Backends without secrets keep the
+        default (the text unchanged).
+        """
+        return text
+
     def complete(
         self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None
     ) -> list[ChatResult]:

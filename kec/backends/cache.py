@@ -5,15 +5,27 @@ messages, sampling parameters, response schema). Secrets are never part of a bac
 identity, so they never reach the key or the stored entry. One small JSON file per entry
 (``<dir>/<k[:2]>/<k>.json``), written atomically as soon as its answer arrives: a build
 killed at any point resumes with zero repeated calls.
+
+Runs that share a cache take a per-key advisory file lock (:meth:`ResponseCache.lock`,
+``<dir>/.locks/<k[:2]>/<k>.lock``, ``fcntl.flock``) around each request, so two builds
+started at once make each paid request once: the second waits and reads the first's
+answer. The lock is released by the kernel if a run dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-run locking
+    fcntl = None  # type: ignore[assignment]
 
 from kec._io import atomic_write_text, canonical_json, sha256_text
 
@@ -83,6 +95,41 @@ class ResponseCache:
             return None
         return entry
 
+    def invalidate(self, key: str) -> None:
+        """Remove the entry for ``key`` (an answer that must not be served again)."""
+        if self.directory is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+            logger.warning("removed cache entry %s", key)
+
+    def lock(self, key: str, blocking: bool = True
+             ) -> contextlib.AbstractContextManager[None] | None:
+        """An exclusive lock on ``key`` shared by every process using this cache.
+
+        Returns a context manager that holds the lock until it exits, or ``None`` when
+        ``blocking`` is false and another process holds it. Without a cache directory (or
+        without ``fcntl``) the lock is a no-op that always succeeds.
+        """
+        if self.directory is None or fcntl is None:
+            return contextlib.nullcontext()
+        path = self.directory / ".locks" / key[:2] / f"{key}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:  # a read-only cache: no sharing to protect
+            logger.debug("no lock for cache key %s: %s", key, exc)
+            return contextlib.nullcontext()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return _held(fd)
+
     def put(self, key: str, entry: dict[str, Any]) -> None:
         if self.directory is None:
             return
@@ -92,3 +139,12 @@ class ResponseCache:
         if self.directory is None or not self.directory.exists():
             return 0
         return sum(1 for _ in self.directory.glob("*/*.json"))
+
+
+@contextlib.contextmanager
+def _held(fd: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

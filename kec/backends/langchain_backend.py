@@ -161,17 +161,24 @@ class LangChainBackend(Backend):
             netloc += f":{parts.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
-    def describe(self) -> dict[str, Any]:
-        out = {**self.identity(), "chat_model_class": type(self._chat_model).__name__,
-               "structured": self.structured, "concurrency": self.concurrency}
+    def identity(self) -> dict[str, Any]:
+        """Backend, model and, when given, the endpoint without credentials."""
+        out = super().identity()
         if self.base_url:
             out["base_url"] = self._public_url()
         return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity(), "chat_model_class": type(self._chat_model).__name__,
+                "structured": self.structured, "concurrency": self.concurrency}
 
     def _scrub(self, text: str) -> str:
         if self._secret and len(self._secret) >= 4:
             text = text.replace(self._secret, "***")
         return text
+
+    def scrub(self, text: str) -> str:
+        return self._scrub(text)
 
     # -- runnables ------------------------------------------------------------------------
     def _with_sampling(self, params: SamplingParams) -> Any:

@@ -16,9 +16,25 @@ OpenAI itself, ``vllm serve``, llama.cpp's server, Ollama, ... The transport pol
   request probes json_schema -> json_object(+schema) -> none (prompt only), the mode that
   answers is locked and logged, and the other requests wait for the probe.
 
+A bad server cannot crash or exhaust kec:
+
+* every HTTP body is capped at ``max_response_bytes`` while it streams in (a
+  ``Content-Length`` over the cap is refused before reading; a never-ending chunked body
+  is cut at the cap), and every attempt is bounded by ``timeout`` seconds in all (a
+  server that trickles bytes cannot hold a request longer);
+* an answer that is not an OpenAI chat completion (an HTML page, no ``choices``, a
+  ``content`` that is a number) is a protocol error with a clear message, not retried;
+* a circuit breaker stops the run after ``breaker_threshold`` consecutive attempts that
+  could not reach the endpoint (connection errors, timeouts, gateway errors 502/503/504,
+  protocol errors):
+  :meth:`OpenAIBackend.complete` raises :class:`~kec.errors.EndpointDownError`, and every
+  answer received before stays cached.
+
 The API key is read from the environment variable named by ``api_key_env`` and goes
 nowhere but the ``Authorization`` header: not into :meth:`identity`, :meth:`describe`,
-logs or error texts.
+logs, error texts or answers (a server that echoes it gets it scrubbed to ``***``).
+:meth:`identity` holds the base URL without credentials, so answers cached from one
+endpoint are never served as another endpoint's.
 """
 
 from __future__ import annotations
@@ -26,6 +42,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import functools
+import json
 import logging
 import os
 import random
@@ -36,7 +54,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kec.backends.base import Backend, ChatRequest, ChatResult, ResultCallback
-from kec.errors import BackendError
+from kec.errors import BackendError, EndpointDownError
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +63,23 @@ _PROBE_ORDER = ("json_schema", "json_object", "none")
 # statuses that may mean "this response_format is not supported" while probing
 _FORMAT_REJECTED = frozenset({400, 422, 500, 501})
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+_GATEWAY_DOWN = frozenset({502, 503, 504})
 _PLACEHOLDER_KEY = "EMPTY"
 _SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]")
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+DEFAULT_BREAKER_THRESHOLD = 8
+_SNIPPET = 80
+_NOT_SENT = "not sent: the endpoint is down (circuit breaker open)"
+
+
+class ResponseTooLargeError(Exception):
+    """An HTTP body passed the configured size cap (raised while it streams in)."""
+
+    def __init__(self, limit: int, declared: int | None = None):
+        what = f"declares {declared} bytes" if declared is not None else "kept coming"
+        super().__init__(f"response body {what}, over the {limit}-byte cap "
+                         "(max_response_bytes)")
+        self.limit = limit
 
 
 class _Failure(Exception):
@@ -59,6 +92,10 @@ class _Failure(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+
+
+class _Unreachable(_Failure):
+    """A failure that says the endpoint is unusable (counts toward the circuit breaker)."""
 
 
 class OpenAIBackend(Backend):
@@ -87,6 +124,14 @@ class OpenAIBackend(Backend):
         How the prompt's response schema is sent; ``auto`` probes once and locks.
     seed : int or None
         Seed of the jitter generator (the backend's own, not the global one).
+    max_response_bytes : int or None
+        Largest HTTP body read from the server; a longer one fails the attempt (not
+        retried) without being read further. ``None``: ``$KEC_MAX_RESPONSE_BYTES``, else
+        4 MiB.
+    breaker_threshold : int
+        Consecutive attempts that could not reach the endpoint (connection errors,
+        timeouts, protocol errors) after which the run stops with
+        :class:`~kec.errors.EndpointDownError`; ``0`` disables the breaker.
     """
 
     name = "openai"
@@ -95,7 +140,9 @@ class OpenAIBackend(Backend):
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
                  timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 1.0,
                  backoff_max: float = 30.0, structured_output: str = "auto",
-                 seed: int | None = None):
+                 seed: int | None = None,
+                 max_response_bytes: int | None = None,
+                 breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD):
         try:
             import openai  # noqa: F401
         except ImportError:
@@ -114,6 +161,12 @@ class OpenAIBackend(Backend):
             raise BackendError("openai backend: max_retries must be >= 0")
         if backoff_base < 0 or backoff_max < 0:
             raise BackendError("openai backend: backoff_base and backoff_max must be >= 0")
+        if max_response_bytes is None:
+            max_response_bytes = _env_int("KEC_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)
+        if max_response_bytes < 1024:
+            raise BackendError("openai backend: max_response_bytes must be >= 1024")
+        if breaker_threshold < 0:
+            raise BackendError("openai backend: breaker_threshold must be >= 0")
         self.model = str(model)
         self.base_url = base_url.rstrip("/") if base_url else None
         self.api_key_env = api_key_env
@@ -123,6 +176,10 @@ class OpenAIBackend(Backend):
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self.structured_output = structured_output
+        self.max_response_bytes = int(max_response_bytes)
+        self.breaker_threshold = int(breaker_threshold)
+        self._consecutive_down = 0
+        self._breaker_open: str | None = None  # why the breaker opened
         self._rng = random.Random(seed)
         # the locked structured-output mode; set at once unless "auto"
         self._mode: str | None = None if structured_output == "auto" else structured_output
@@ -145,7 +202,8 @@ class OpenAIBackend(Backend):
     @classmethod
     def from_options(cls, **options: Any) -> OpenAIBackend:
         allowed = {"model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries",
-                   "backoff_base", "backoff_max", "structured_output", "seed"}
+                   "backoff_base", "backoff_max", "structured_output", "seed",
+                   "max_response_bytes", "breaker_threshold"}
         unknown = set(options) - allowed
         if unknown:
             logger.info("openai backend ignores options %s", sorted(unknown))
@@ -168,6 +226,11 @@ class OpenAIBackend(Backend):
             netloc += f":{parts.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
+    def identity(self) -> dict[str, Any]:
+        """Backend, model and endpoint (without credentials): the same model name at
+        another server is another source of answers."""
+        return {**super().identity(), "base_url": self._public_url()}
+
     @property
     def structured_mode(self) -> str | None:
         """The structured-output mode in use; ``None`` while ``auto`` has not decided."""
@@ -180,7 +243,7 @@ class OpenAIBackend(Backend):
             structured = f"{self._mode} (auto-detected)"
         else:
             structured = self._mode
-        out = {**self.identity(), "base_url": self._public_url(),
+        out = {**self.identity(),
                "structured_output": structured, "concurrency": self.concurrency,
                "timeout_s": self.timeout, "max_retries": self.max_retries}
         if self._mode_note and self.structured_output == "auto":
@@ -192,6 +255,33 @@ class OpenAIBackend(Backend):
         if key and key != _PLACEHOLDER_KEY and len(key) >= 4:
             text = text.replace(key, "***")
         return text
+
+    def scrub(self, text: str) -> str:
+        return self._scrub(text)
+
+    # -- circuit breaker ------------------------------------------------------------------
+    @property
+    def breaker_open(self) -> bool:
+        """Whether the circuit breaker stopped calls to the endpoint."""
+        return self._breaker_open is not None
+
+    def _note_down(self, message: str) -> None:
+        self._consecutive_down += 1
+        if (self.breaker_threshold and self._breaker_open is None
+                and self._consecutive_down >= self.breaker_threshold):
+            self._breaker_open = (f"{self._consecutive_down} consecutive requests to "
+                                  f"{self._public_url()} failed (last: {message})")
+            logger.error("openai backend: circuit breaker open: %s", self._breaker_open)
+
+    def _note_up(self) -> None:
+        self._consecutive_down = 0
+
+    def _raise_if_open(self) -> None:
+        if self._breaker_open is not None:
+            raise EndpointDownError(
+                f"LLM endpoint is down: {self._breaker_open}; stopped calling it. Answers "
+                "received so far are cached: run the same command again once the server "
+                "is back (check --base-url)")
 
     # -- sync entry point -----------------------------------------------------------------
     def complete(self, requests: Sequence[ChatRequest], on_result: ResultCallback | None = None
@@ -210,23 +300,39 @@ class OpenAIBackend(Backend):
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kec-openai") as ex:
             return ex.submit(asyncio.run, self.acomplete(requests, on_result)).result()
 
+    def _http_client(self) -> Any:
+        """An ``httpx.AsyncClient`` whose bodies are capped at ``max_response_bytes``."""
+        import httpx
+
+        transport = _capped_transport_class()(self.max_response_bytes)
+        return httpx.AsyncClient(transport=transport, timeout=self.timeout + 5.0,
+                                 follow_redirects=False)
+
     async def acomplete(self, requests: Sequence[ChatRequest],
                         on_result: ResultCallback | None = None) -> list[ChatResult]:
-        """Async form of :meth:`complete` (one client per call, closed at the end)."""
+        """Async form of :meth:`complete` (one client per call, closed at the end).
+
+        Raises
+        ------
+        EndpointDownError
+            The circuit breaker is open (now or from an earlier call).
+        """
         from openai import AsyncOpenAI
 
+        self._raise_if_open()
         results: list[ChatResult | None] = [None] * len(requests)
         semaphore = asyncio.Semaphore(self.concurrency)
         probe_lock = asyncio.Lock()
         t0 = time.monotonic()
         async with AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                               max_retries=0, timeout=self.timeout + 5.0) as client:
+                               max_retries=0, timeout=self.timeout + 5.0,
+                               http_client=self._http_client()) as client:
 
             async def run_one(i: int, request: ChatRequest) -> None:
                 async with semaphore:
                     res = await self._with_retries(client, i, request, probe_lock)
                 results[i] = res
-                if on_result is not None:
+                if on_result is not None and res.error != _NOT_SENT:
                     on_result(i, res)
 
             await asyncio.gather(*(run_one(i, r) for i, r in enumerate(requests)))
@@ -234,6 +340,7 @@ class OpenAIBackend(Backend):
         failed = sum(not r.ok for r in done)
         logger.info("openai backend: %d request(s) in %.1f s, %d failed", len(done),
                     time.monotonic() - t0, failed)
+        self._raise_if_open()
         return done
 
     # -- one request ----------------------------------------------------------------------
@@ -241,9 +348,20 @@ class OpenAIBackend(Backend):
                             probe_lock: asyncio.Lock) -> ChatResult:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
+            if self._breaker_open is not None:
+                return ChatResult(text=None, error=_NOT_SENT)
             try:
-                return await self._attempt(client, i, request, probe_lock)
+                result = await self._attempt(client, i, request, probe_lock)
+                self._note_up()
+                return result
             except _Failure as f:
+                if isinstance(f, _Unreachable):
+                    self._note_down(f.message)
+                else:
+                    self._note_up()  # the server answered: it is up
+                if self._breaker_open is not None:
+                    return ChatResult(text=None, error=self._scrub(
+                        f"{f.message} (circuit breaker open)"))
                 if not f.retryable:
                     logger.warning("request %d failed, not retried: %s", i, f.message)
                     return ChatResult(text=None, error=self._scrub(f"{f.message} (not retried)"))
@@ -330,43 +448,99 @@ class OpenAIBackend(Backend):
         if fmt is not None:
             kwargs["response_format"] = fmt
         try:
-            resp = await asyncio.wait_for(client.chat.completions.create(**kwargs),
-                                          timeout=self.timeout)
+            raw = await asyncio.wait_for(
+                client.chat.completions.with_raw_response.create(**kwargs),
+                timeout=self.timeout)
         except asyncio.TimeoutError:
-            raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
+            raise _Unreachable(f"timed out after {self.timeout:g} s", retryable=True) from None
+        except ResponseTooLargeError as exc:  # raised while the client reads the body
+            raise _Failure(f"{exc} (not read further)", retryable=False) from None
         except openai.APITimeoutError:
-            raise _Failure(f"timed out after {self.timeout:g} s", retryable=True) from None
+            raise _Unreachable(f"timed out after {self.timeout:g} s", retryable=True) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
+            if isinstance(cause, ResponseTooLargeError):
+                raise _Failure(f"{cause} (not read further)", retryable=False) from None
             detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
-            raise _Failure(self._scrub(f"connection error ({detail})"), retryable=True
-                           ) from None
+            raise _Unreachable(self._scrub(f"connection error ({detail})"), retryable=True
+                               ) from None
         except openai.APIStatusError as exc:
             status = exc.status_code
             # error bodies may quote the key (OpenAI's 401 does): scrub before anything
             # logs or stores the message
-            raise _Failure(self._scrub(f"HTTP {status}: {_error_message(exc)}"),
-                           retryable=status in _RETRYABLE_STATUS or status >= 500,
-                           retry_after=_retry_after(exc.response.headers),
-                           status=status) from None
+            # a gateway error means the model server behind it is down: the breaker counts it
+            kind = _Unreachable if status in _GATEWAY_DOWN else _Failure
+            raise kind(self._scrub(f"HTTP {status}: {_error_message(exc)}"),
+                       retryable=status in _RETRYABLE_STATUS or status >= 500,
+                       retry_after=_retry_after(exc.response.headers),
+                       status=status) from None
         except openai.APIResponseValidationError as exc:
             raise _Failure(self._scrub(f"malformed response: {exc}"), retryable=True
                            ) from None
-        if not getattr(resp, "choices", None):
-            raise _Failure("response without choices", retryable=True)
-        choice = resp.choices[0]
-        message = choice.message
-        usage = getattr(resp, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        refusal = getattr(message, "refusal", None)
-        if message.content is None and refusal:
+        http = raw.http_response
+        try:
+            body = http.content
+        except Exception as exc:  # httpx.ResponseNotRead and friends: treat as transport
+            raise _Unreachable(self._scrub(f"connection error ({type(exc).__name__}: {exc})"),
+                               retryable=True) from None
+        completion = self._completion(body, http.headers.get("content-type", ""))
+        return self._result(completion, p.max_tokens)
+
+    def _protocol_error(self, what: str, body: bytes) -> _Unreachable:
+        """Not retried, and counted by the circuit breaker: a server that answers this
+        way will not answer any request properly."""
+        snippet = " ".join(body[:_SNIPPET].decode("utf-8", "replace").split())
+        tail = f"; body starts {snippet!r}" if snippet else ""
+        return _Unreachable(self._scrub(
+            f"protocol error: {what}; the server at {self._public_url()} does not speak the "
+            f"OpenAI chat-completions API (is --base-url its API root, e.g. "
+            f"http://HOST:PORT/v1?){tail}"), retryable=False)
+
+    def _completion(self, body: bytes, content_type: str) -> dict[str, Any]:
+        """The body as a chat-completion dict, or a protocol error saying what is wrong."""
+        ctype = content_type.split(";")[0].strip().lower()
+        if ctype and "json" not in ctype:
+            raise self._protocol_error(f"HTTP 200 with Content-Type {ctype!r}, not JSON",
+                                       body)
+        try:
+            data = json.loads(body)
+        except RecursionError:
+            raise self._protocol_error("the JSON body is nested too deeply", b"") from None
+        except ValueError:
+            raise self._protocol_error("HTTP 200 whose body is not JSON", body) from None
+        if not isinstance(data, dict):
+            raise self._protocol_error(f"the body is a JSON {type(data).__name__}, not an "
+                                       "object", body)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            what = "an empty 'choices' list" if choices == [] else "no 'choices' list"
+            raise self._protocol_error(f"a completion with {what}", body)
+        if not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"),
+                                                               dict):
+            raise self._protocol_error("choices[0] has no 'message' object", body)
+        return data
+
+    def _result(self, data: dict[str, Any], max_tokens: int) -> ChatResult:
+        choice = data["choices"][0]
+        message = choice["message"]
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = _count(usage.get("prompt_tokens"))
+        completion_tokens = _count(usage.get("completion_tokens"))
+        content = message.get("content")
+        refusal = message.get("refusal")
+        if content is None and refusal:
             return ChatResult(text=None, prompt_tokens=prompt_tokens,
                               completion_tokens=completion_tokens,
-                              error=self._scrub(f"model refused: {refusal}"))
-        if choice.finish_reason == "length":
-            logger.debug("answer hit max_tokens=%d (finish_reason=length)", p.max_tokens)
-        return ChatResult(text=message.content or "", prompt_tokens=prompt_tokens,
+                              error=self._scrub(f"model refused: {str(refusal)[:300]}"))
+        text = _content_text(content)
+        if text is None:
+            kind = {bool: "boolean", int: "number", float: "number", dict: "object",
+                    list: "list of non-text parts"}.get(type(content), type(content).__name__)
+            raise _Failure(f"protocol error: message.content is a {kind}, not a string",
+                           retryable=False)
+        if choice.get("finish_reason") == "length":
+            logger.debug("answer hit max_tokens=%d (finish_reason=length)", max_tokens)
+        return ChatResult(text=self._scrub(text), prompt_tokens=prompt_tokens,
                           completion_tokens=completion_tokens)
 
     @staticmethod
@@ -387,6 +561,81 @@ _MODE_LABEL = {
     "json_object": "response_format json_object + schema",
     "none": "no response_format (prompt only)",
 }
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer setting from the environment (``default`` when unset)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BackendError(f"{name} must be an integer, not {value!r}") from None
+
+
+def _count(value: Any) -> int:
+    """A token count from ``usage``: a non-negative int, else 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return max(int(value), 0) if value == value and abs(value) < 2**53 else 0
+
+
+def _content_text(content: Any) -> str | None:
+    """``message.content`` as text: a string, ``None`` (empty), or a list of text parts
+    (``[{"type": "text", "text": ...}]``). ``None`` for anything else (a number, an
+    object): the caller reports it as a protocol error."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+            isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+            for b in content):
+        return "".join(b["text"] for b in content)
+    return None
+
+
+@functools.cache
+def _capped_transport_class() -> type:
+    """An httpx async transport class whose response bodies stop at a byte cap (built
+    lazily: httpx comes with the optional ``openai`` package)."""
+    import httpx
+
+    class CappedStream(httpx.AsyncByteStream):
+        def __init__(self, inner: Any, limit: int):
+            self._inner = inner
+            self._limit = limit
+
+        async def __aiter__(self) -> Any:
+            seen = 0
+            async for chunk in self._inner:
+                seen += len(chunk)
+                if seen > self._limit:
+                    raise ResponseTooLargeError(self._limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    class CappedTransport(httpx.AsyncBaseTransport):
+        def __init__(self, limit: int):
+            self._inner = httpx.AsyncHTTPTransport()
+            self._limit = limit
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await self._inner.handle_async_request(request)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._limit:
+                await response.aclose()
+                raise ResponseTooLargeError(self._limit, int(declared))
+            response.stream = CappedStream(response.stream, self._limit)
+            return response
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return CappedTransport
 
 
 def _error_message(exc: Any) -> str:

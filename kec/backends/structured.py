@@ -10,15 +10,24 @@ Every backend gets the same treatment here:
 4. an item that still fails (or whose transport failed after the backend's own retries)
    becomes a :class:`Failure` record (which item, which prompt, the raw answer) and the
    run goes on.
+
+A bad answer cannot crash or exhaust a run: answers are scrubbed of the backend's secret
+(:meth:`Backend.scrub`) before they are cached or logged; an answer over
+``max_answer_chars`` fails at once, is neither cached nor echoed in a repair; an answer
+that cannot be parsed at all (nested too deeply, ...) is an :class:`AnswerError`, and a
+cached answer that breaks the runner is dropped from the cache. Two runs sharing one
+cache lock each key (:meth:`ResponseCache.lock`), so a paid request is made once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +42,7 @@ from kec.prompts import PromptTemplate
 logger = logging.getLogger(__name__)
 
 RAW_LIMIT = 2000
+DEFAULT_MAX_ANSWER_CHARS = 200_000
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -75,7 +85,12 @@ class Outcome:
 
 @dataclass
 class Usage:
+    """Request counts: ``calls`` got an answer from the backend, ``failed_calls`` did not
+    (transport errors after retries, refusals, an open circuit breaker), ``cached_calls``
+    were answered by the cache."""
+
     calls: int = 0
+    failed_calls: int = 0
     cached_calls: int = 0
     repairs: int = 0
     prompt_tokens: int = 0
@@ -96,6 +111,8 @@ def parse_answer(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
     characters inside strings (``json.loads(strict=False)``). Raises :class:`AnswerError`
     with a message that names the JSON path of the first problem.
     """
+    if not isinstance(text, str):
+        raise AnswerError(f"expected the answer as text, got {type(text).__name__}")
     t = text.strip()
     m = _FENCE.match(t)
     if m:
@@ -107,6 +124,8 @@ def parse_answer(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
         try:
             value = json.loads(candidate, strict=False)
             break
+        except RecursionError:
+            raise AnswerError("JSON nested too deeply to parse") from None
         except ValueError:
             continue
     else:
@@ -114,11 +133,16 @@ def parse_answer(text: str, schema: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AnswerError(f"expected a JSON object, got {type(value).__name__}")
     if schema is not None:
-        errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: e.path)
+        try:
+            errors = sorted(Draft202012Validator(schema).iter_errors(value),
+                            key=lambda e: [(isinstance(p, str), p) for p in e.path])
+        except RecursionError:
+            raise AnswerError("JSON nested too deeply to validate") from None
         if errors:
             e = errors[0]
             path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path)
-            raise AnswerError(f"{path}: {e.message}")
+            message = e.message if len(e.message) <= 300 else e.message[:300] + "..."
+            raise AnswerError(f"{path[:200]}: {message}")
     return value
 
 
@@ -145,6 +169,12 @@ class StructuredRunner:
         How many times an invalid answer is sent back with a repair message.
     progress : bool or None
         Show a progress bar; ``None`` shows one when stderr is a terminal.
+    validate : callable or None
+        ``validate(job, value)`` raises :class:`AnswerError` for a schema-valid value that
+        is still unusable (e.g. a placeholder); it is then repaired like a schema error.
+    max_answer_chars : int or None
+        Longest answer accepted; a longer one fails at once, is not cached and is never
+        sent back in a repair. ``None``: ``$KEC_MAX_ANSWER_CHARS``, else 200,000.
     """
 
     def __init__(
@@ -154,17 +184,38 @@ class StructuredRunner:
         params: SamplingParams | None = None,
         max_repairs: int = 2,
         progress: bool | None = None,
+        validate: Callable[[Job, dict[str, Any]], None] | None = None,
+        max_answer_chars: int | None = None,
     ):
         if max_repairs < 0:
             raise ValueError("max_repairs must be >= 0")
+        if max_answer_chars is None:
+            env = os.environ.get("KEC_MAX_ANSWER_CHARS")
+            max_answer_chars = int(env) if env and env.isdigit() else DEFAULT_MAX_ANSWER_CHARS
+        if max_answer_chars < 1:
+            raise ValueError("max_answer_chars must be >= 1")
         self.backend = backend
         self.cache = cache if cache is not None else ResponseCache(None)
         self.params = params or SamplingParams()
         self.max_repairs = max_repairs
         self.progress = sys.stderr.isatty() if progress is None else progress
+        self.validate = validate
+        self.max_answer_chars = int(max_answer_chars)
         self.usage = Usage()
         self.failures: list[Failure] = []
         self._identity = backend.identity()
+
+    def _parse(self, job: Job, text: str) -> dict[str, Any]:
+        value = parse_answer(text, job.prompt.response_schema)
+        if self.validate is not None:
+            self.validate(job, value)
+        return value
+
+    def _too_long(self, text: str) -> str | None:
+        if len(text) > self.max_answer_chars:
+            return (f"answer of {len(text)} characters is over the {self.max_answer_chars}"
+                    "-character limit (max_answer_chars); not repaired")
+        return None
 
     def run(self, jobs: Sequence[Job], desc: str = "llm") -> list[Outcome]:
         n = len(jobs)
@@ -180,10 +231,10 @@ class StructuredRunner:
                     break
                 if attempt > 1:
                     self.usage.repairs += len(pending)
-                results = self._answers([jobs[i] for i in pending], [convs[i] for i in pending],
-                                        bar)
+                results, keys, cached = self._answers(
+                    [jobs[i] for i in pending], [convs[i] for i in pending], bar)
                 still: list[int] = []
-                for i, res in zip(pending, results):
+                for i, res, key, from_cache in zip(pending, results, keys, cached):
                     job = jobs[i]
                     schema = job.prompt.response_schema
                     if not res.ok:
@@ -192,9 +243,14 @@ class StructuredRunner:
                         bar.update(1)
                         continue
                     assert res.text is not None
+                    too_long = self._too_long(res.text)
+                    if too_long:
+                        outcomes[i] = self._fail(job, too_long, res.text, attempt)
+                        bar.update(1)
+                        continue
                     last_raw[i] = res.text
                     try:
-                        outcomes[i] = Outcome(job, parse_answer(res.text, schema))
+                        outcomes[i] = Outcome(job, self._parse(job, res.text))
                         bar.update(1)
                     except AnswerError as exc:
                         logger.info("invalid answer for %s/%s (attempt %d): %s",
@@ -206,6 +262,13 @@ class StructuredRunner:
                         else:
                             outcomes[i] = self._fail(job, str(exc), res.text, attempt)
                             bar.update(1)
+                    except Exception as exc:  # never let one answer (or a cached one) crash
+                        error = f"answer could not be checked ({type(exc).__name__}: {exc})"
+                        if from_cache:
+                            self.cache.invalidate(key)
+                            error += "; dropped from the cache"
+                        outcomes[i] = self._fail(job, error[:500], res.text, attempt)
+                        bar.update(1)
                 pending = still
         finally:
             bar.close()
@@ -220,24 +283,63 @@ class StructuredRunner:
         self.failures.append(failure)
         return Outcome(job, None, failure)
 
+    def _cached(self, key: str) -> ChatResult | None:
+        """A usable cache hit, or ``None``; an oversized entry is dropped."""
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        text = self.backend.scrub(hit["text"])
+        if self._too_long(text):
+            logger.warning("dropping an oversized cached answer (%d characters)", len(text))
+            self.cache.invalidate(key)
+            return None
+        return ChatResult(text=text)
+
     def _answers(self, jobs: list[Job], convs: list[list[dict[str, str]]], bar: tqdm
-                 ) -> list[ChatResult]:
+                 ) -> tuple[list[ChatResult], list[str], list[bool]]:
+        """Answers for ``jobs`` (cache first), their cache keys, and which were cached.
+
+        A miss is sent only while this process holds the key's lock; a key another run is
+        asking for is waited on and then read from the cache."""
         params = self.params.to_dict()
-        keys, results = [], []
-        misses: list[int] = []
-        for k, (job, conv) in enumerate(zip(jobs, convs)):
-            key = cache_key(self._identity, job.prompt.ref(), conv, params,
-                            job.prompt.response_schema)
-            keys.append(key)
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.usage.cached_calls += 1
-                results.append(ChatResult(text=hit["text"]))
-            else:
-                results.append(ChatResult(text=None, error="pending"))
-                misses.append(k)
-        if not misses:
-            return results
+        keys = [cache_key(self._identity, job.prompt.ref(), conv, params,
+                          job.prompt.response_schema) for job, conv in zip(jobs, convs)]
+        results: list[ChatResult] = [ChatResult(text=None, error="pending")] * len(jobs)
+        cached = [False] * len(jobs)
+        todo = list(range(len(jobs)))
+        while todo:
+            busy: list[int] = []
+            with contextlib.ExitStack() as held:  # released once this batch is answered
+                mine = []
+                for k in todo:
+                    hit = self._cached(keys[k])
+                    if hit is None:
+                        lock = self.cache.lock(keys[k], blocking=False)
+                        if lock is None:
+                            busy.append(k)
+                            continue
+                        held.enter_context(lock)
+                        hit = self._cached(keys[k])  # answered since the first look
+                    if hit is not None:
+                        self.usage.cached_calls += 1
+                        results[k], cached[k] = hit, True
+                    else:
+                        mine.append(k)
+                if mine:
+                    self._send(jobs, convs, keys, mine, results, bar)
+            if busy:  # holding no lock, wait for the other run's answers, then look again
+                logger.info("%d request(s) are being answered by another run on this "
+                            "cache; waiting for them", len(busy))
+                for k in busy:
+                    lock = self.cache.lock(keys[k], blocking=True)
+                    assert lock is not None
+                    with lock:
+                        pass
+            todo = busy
+        return results, keys, cached
+
+    def _send(self, jobs: list[Job], convs: list[list[dict[str, str]]], keys: list[str],
+              misses: list[int], results: list[ChatResult], bar: tqdm) -> None:
         requests = [
             ChatRequest(tuple(convs[k]), jobs[k].prompt.response_schema, self.params,
                         schema_name=jobs[k].prompt.id)
@@ -245,10 +347,17 @@ class StructuredRunner:
         ]
 
         def on_result(j: int, res: ChatResult) -> None:
-            self.usage.calls += 1
+            if res.ok:
+                self.usage.calls += 1
+            else:
+                self.usage.failed_calls += 1
             self.usage.prompt_tokens += res.prompt_tokens
             self.usage.completion_tokens += res.completion_tokens
-            if res.ok:
+            if res.text is not None:
+                res.text = self.backend.scrub(res.text)
+            if res.error is not None:
+                res.error = self.backend.scrub(res.error)
+            if res.ok and res.text is not None and not self._too_long(res.text):
                 self.cache.put(keys[misses[j]], {
                     "text": res.text,
                     "prompt_tokens": res.prompt_tokens,
@@ -256,14 +365,14 @@ class StructuredRunner:
                     "backend": self._identity,
                     "prompt": jobs[misses[j]].prompt.ref(),
                 })
-            bar.set_postfix(calls=self.usage.calls, cached=self.usage.cached_calls,
+            bar.set_postfix(calls=self.usage.calls, failed=self.usage.failed_calls,
+                            cached=self.usage.cached_calls,
                             tokens=self.usage.prompt_tokens + self.usage.completion_tokens,
                             refresh=False)
 
         fresh = self.backend.complete(requests, on_result=on_result)
         for j, res in zip(misses, fresh):
             results[j] = res
-        return results
 
 
 __all__ = [

@@ -22,8 +22,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from kec.backends import available_backends
+    from kec.cluster.registry import method_names
     from kec.encoders.factory import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-    from kec.report.bench import ALL_METHODS
 
     p = sub.add_parser(
         "bench", help="run every method on a dataset of the papers, beside their numbers",
@@ -45,9 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_CLIP_MODEL, help="open_clip model")
     p.add_argument("--pretrained", default=DEFAULT_CLIP_PRETRAINED,
                    help="open_clip weights: tag, checkpoint file, or 'none' (random)")
-    p.add_argument("--methods", type=_names, default=ALL_METHODS,
-                   help=f"comma-separated, from {','.join(ALL_METHODS)}")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="comma-separated seeds")
+    p.add_argument("--methods", type=_names, default=",".join(method_names()),
+                   help="comma-separated methods")
+    p.add_argument("--seeds", type=_ints, default="0,1,2", help="comma-separated seeds")
     p.add_argument("--vocab", default="auto",
                    help="nouns: auto (WordNet if installed and a GPU encodes it, else the "
                         "class names) | wordnet | classes | FILE")
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "clip (the benchmarked model's text tower) | minilm | any "
                         "kec.encoders spec")
     p.add_argument("--device", default=None, help="torch device")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per encoder batch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
 

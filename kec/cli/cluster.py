@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kec import __version__
-from kec._io import atomic_write_text, sha256_file, write_json
+from kec._io import atomic_write_text, check_output_path, sha256_file, write_json
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
 from kec.cluster.clusterers import CLUSTERERS
 from kec.cluster.grounding import DEFAULT_TEMPERATURE
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="k-means restarts: integer or 'auto' (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     g = p.add_argument_group("method parameters")
-    g.add_argument("--overclusters", type=overcluster_arg, default="n/300",
+    g.add_argument("--overclusters", type=overcluster_arg, default="auto",
                    help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
                         "(default: %(default)s)")
     g.add_argument("--n-classes", type=int, default=None, help="for the '3k' rule")
@@ -201,6 +201,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     m = args.method
+    check_output_path(args.out, "dir")
     if args.k < 1:
         raise KecError(f"--k must be >= 1, got {args.k}")
     if m in USES_KNOWLEDGE and args.knowledge is None:

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
-from kec.encoders import (
-    create_image_encoder,
-    create_text_encoder,
-    embed_images,
-    find_images,
-    list_template_sets,
-    spec_from_description,
-)
-from kec.encoders.clip import normalize_pretrained
-from kec.encoders.factory import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+from kec.encoders.images import default_num_workers
+from kec.encoders.templates import list_template_sets
 from kec.errors import KecError
-from kec.features import encoder_differences, load_features, save_features
-from kec.vocab import read_lines
+
+# numpy, torch, open_clip and the feature-file code are imported in the commands, so
+# ``kec --help`` stays fast.
 
 logger = logging.getLogger(__name__)
+
+
+class EmbeddingInterrupted(KecError):
+    """Ctrl-C during ``kec embed images``: says what was saved and how to resume."""
+
+    exit_code = 130
+
+
+def check_output_path(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be a feature file (a folder, under a file)."""
+    if out.is_dir():
+        raise KecError(f"--out {out} is a folder; give a file name, e.g. "
+                       f"{out / 'images.features.safetensors'}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise KecError(f"--out {out}: {parent} is a file, not a folder")
+            break
 
 
 def _add_runtime_args(p: argparse.ArgumentParser, batch_size: int) -> None:
@@ -48,8 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="open_clip tag, checkpoint file, or 'none' for random weights "
                          "(default: %(default)s)")
     im.add_argument("--out", type=Path, required=True, help="feature file to write")
-    im.add_argument("--workers", type=int, default=0,
-                    help="image decoding processes (default: %(default)s)")
+    im.add_argument("--workers", type=int, default=None,
+                    help="image decoding processes; 0 decodes in the main process "
+                         f"(default: one per spare core, at most 32: {default_num_workers()} "
+                         "here)")
+    im.add_argument("--no-resume", action="store_true",
+                    help="ignore rows saved by an interrupted run (OUT.partial) and start over")
     _add_runtime_args(im, 64)
     im.set_defaults(func=cmd_images)
 
@@ -72,20 +89,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from kec.encoders.checkpoint import EmbeddingCheckpoint, checkpoint_dir_for
+    from kec.encoders.factory import create_image_encoder
+    from kec.encoders.images import embed_images, find_images
+    from kec.features import save_features
+
     if args.source is not None and args.file_list is not None:
         raise KecError("give an image folder or --file-list, not both")
     if args.source is None and args.file_list is None:
         raise KecError("give an image folder (or a list file with --file-list)")
+    if args.batch_size < 1:
+        raise KecError(f"--batch-size must be >= 1, got {args.batch_size}")
+    workers = default_num_workers() if args.workers is None else args.workers
+    if workers < 0:
+        raise KecError(f"--workers must be >= 0, got {workers}")
+    check_output_path(args.out)
     source = find_images(args.source, file_list=args.file_list)
     encoder = create_image_encoder(
         args.model, args.pretrained, device=args.device, precision=args.precision,
-        batch_size=args.batch_size, num_workers=args.workers,
+        batch_size=args.batch_size, num_workers=workers,
     )
-    emb = embed_images(source, encoder, progress=not args.quiet)
+    folder = checkpoint_dir_for(args.out)
+    checkpoint = EmbeddingCheckpoint(folder, encoder.describe(), resume=not args.no_resume)
+    if checkpoint.resumed:
+        print(f"resuming: {checkpoint.resumed} image feature(s) saved in {folder} by an "
+              "earlier run are reused where the file is unchanged", file=sys.stderr)
+    try:
+        emb = embed_images(source, encoder, progress=not args.quiet, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        raise EmbeddingInterrupted(
+            f"interrupted; {len(checkpoint)} image feature(s) are saved in {folder}: run the "
+            "same command to resume (unchanged files are not encoded again)"
+        ) from None
+    except KecError:
+        if len(checkpoint) == 0:
+            checkpoint.clear()
+        raise
     save_features(
         args.out, emb.features, ids=emb.ids, kind="image", encoder=encoder.describe(),
         labels=emb.labels, extra={"source": source.describe(), "skipped": emb.skipped},
     )
+    checkpoint.clear()
     print(f"wrote {len(emb.ids)} image features (d={emb.features.shape[1]}) to {args.out}"
           + (f"; skipped {len(emb.skipped)} unreadable file(s)" if emb.skipped else ""))
     for item in emb.skipped:
@@ -95,6 +139,10 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 def _text_spec(args: argparse.Namespace) -> tuple[str, dict | None]:
     """The encoder spec to use, and the image encoder description from ``--like``."""
+    from kec.encoders.clip import normalize_pretrained
+    from kec.encoders.factory import spec_from_description
+    from kec.features import encoder_differences, load_features
+
     chosen = [name for name in ("like", "model", "encoder") if getattr(args, name)]
     if len(chosen) > 1 and "encoder" in chosen:
         raise KecError("--encoder cannot be combined with --like or --model")
@@ -123,6 +171,10 @@ def _text_spec(args: argparse.Namespace) -> tuple[str, dict | None]:
 
 
 def cmd_texts(args: argparse.Namespace) -> int:
+    from kec.encoders.factory import create_text_encoder
+    from kec.features import encoder_differences, save_features
+    from kec.vocab import read_lines
+
     spec, like = _text_spec(args)
     texts = read_lines(args.texts)
     if not texts:

@@ -1,4 +1,4 @@
-"""``kec knowledge build | validate | show | merge | diff``."""
+"""``kec knowledge build | validate | lint | show | merge | diff``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from kec._io import check_output_path
 from kec.backends import available_backends, create_backend
 from kec.backends.base import SamplingParams
 from kec.backends.cache import default_cache_dir
-from kec.errors import InvalidKnowledgeError, KecError
+from kec.errors import BuildFailuresError, InvalidKnowledgeError, KecError
 from kec.knowledge.builder import BuildParams, KnowledgeBuilder
 from kec.knowledge.document import (
     diff_knowledge,
@@ -64,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--n-pair-attributes", type=int, default=1, help="lambda_2 per pair")
     b.add_argument("--group-threshold", type=float, default=0.8,
                    help="cosine above which two labels join one concept")
+    b.add_argument("--grouping", default="auto", choices=["auto", "wordnet", "similarity"],
+                   help="how labels that name the same kind of thing are found: WordNet "
+                        "links + text similarity (auto: WordNet when installed) or text "
+                        "similarity only; recorded in provenance.grouping")
+    b.add_argument("--sibling-hops", type=int, default=3,
+                   help="WordNet: join rare sibling terms (sparrow/finch/robin) whose "
+                        "common hypernym is this close (0 = never)")
     b.add_argument("--pair-mass", type=float, default=0.8,
                    help="beta: cumulative softmax mass of each concept's pairs")
     b.add_argument("--pair-temperature", type=float, default=0.05)
@@ -78,11 +86,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"LLM answer cache (default {default_cache_dir()})")
     b.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when some LLM calls failed (default: exit 3)")
     b.set_defaults(func=cmd_build)
 
     v = ks.add_parser("validate", help="check files against the schema and semantic rules")
     v.add_argument("files", nargs="+", type=Path)
     v.set_defaults(func=cmd_validate)
+
+    lt = ks.add_parser(
+        "lint", help="flag placeholder, copied and non-discriminative knowledge items",
+        description="Score every concept and attribute in a text encoder's space and flag "
+                    "placeholders and copies (one-letter answers, prompt words, the "
+                    "concept's own name), attributes no closer to their concept than to "
+                    "another, and pair attributes that do not separate their pair. "
+                    "Exit status: 0 nothing flagged, 1 something flagged, 2 error.")
+    lt.add_argument("file", type=Path)
+    lt.add_argument("--encoder", default="minilm",
+                    help="text encoder: minilm | sentence-transformers:NAME | "
+                         "clip:MODEL:PRETRAINED | none (text checks only)")
+    lt.add_argument("--margin", type=float, default=0.0,
+                    help="least (own - best other) similarity of a concept attribute")
+    lt.add_argument("--pair-margin", type=float, default=0.02,
+                    help="least separation (sim to a - sim to b) of a pair attribute")
+    lt.add_argument("--json", action="store_true", help="print the report as JSON")
+    lt.add_argument("--all", action="store_true", help="list every item, not only flagged")
+    lt.set_defaults(func=cmd_lint)
 
     s = ks.add_parser("show", help="print a knowledge file as text")
     s.add_argument("file", type=Path)
@@ -104,6 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    check_output_path(args.out, "file")
     if args.labels is not None:
         labels, groups, source = read_labels(args.labels), None, str(args.labels)
     else:
@@ -112,6 +142,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         n_attributes=args.n_attributes,
         n_pair_attributes=args.n_pair_attributes,
         group_threshold=args.group_threshold,
+        grouping=args.grouping,
+        sibling_hops=args.sibling_hops,
         pair_mass=args.pair_mass,
         pair_temperature=args.pair_temperature,
         max_pairs_per_concept=args.max_pairs,
@@ -155,12 +187,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: {len(doc['concepts'])} concepts, {len(doc['pairs'])} pairs; "
         f"LLM calls {usage['calls']} (+{usage['cached_calls']} cached, "
-        f"{usage['repairs']} repairs), tokens {usage['prompt_tokens']}+"
+        f"{usage['repairs']} repairs, {usage.get('failed_calls', 0)} failed requests), "
+        f"tokens {usage['prompt_tokens']}+"
         f"{usage['completion_tokens']}; failures {len(failures)}",
         file=sys.stderr,
     )
     for f in failures:
         print(f"  failed: {f['prompt']} {f['item']}: {f['error']}", file=sys.stderr)
+    if failures and not args.allow_failures:
+        raise BuildFailuresError(f"{len(failures)} LLM answer(s) failed, so {args.out} is "
+                                 "incomplete (failed items fell back); re-run to retry them, "
+                                 "or pass --allow-failures to accept it")
     return 0
 
 
@@ -183,6 +220,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    import json
+
+    from kec.knowledge.lint import lint_knowledge
+
+    doc = load_knowledge(args.file)
+    encode = None
+    if args.encoder.lower() != "none":
+        from kec.encoders import create_text_encoder
+
+        encode = create_text_encoder(args.encoder).encode
+    report = lint_knowledge(doc, encode, margin=args.margin, pair_margin=args.pair_margin)
+    if args.json:
+        print(json.dumps({"file": str(args.file), "encoder": args.encoder,
+                          **report.to_dict()}, indent=2, ensure_ascii=False))
+    else:
+        print(report.format(verbose=args.all))
+    return 0 if report.clean else 1
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     doc = load_knowledge(args.file)
     print(dumps_knowledge(doc) if args.json else summarize(doc, args.max), end="" if args.json
@@ -191,6 +248,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    check_output_path(args.out, "file")
     docs = [load_knowledge(p) for p in args.files]
     merged = merge_knowledge(docs, [str(p) for p in args.files])
     save_knowledge(merged, args.out)

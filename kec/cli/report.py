@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kec._io import check_output_path
 from kec.errors import KecError
 
 
@@ -14,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Per cluster: name, top concepts and attributes, size and its most "
                     "representative images; metrics and a confusion matrix when labels "
-                    "exist; a PCA scatter of the features; the knowledge graph.")
+                    "exist; a PCA scatter of the features; the knowledge graph. The feature "
+                    "and knowledge files the result names are found from any folder "
+                    "(relative to the result folder or a folder above it); one that cannot "
+                    "be found is an error: give it with --features / --knowledge.")
     p.add_argument("result", type=Path, help="a `kec cluster --out` (or bench run) folder")
     p.add_argument("--out", type=Path, required=True, help="HTML file to write")
     p.add_argument("--features", type=Path, default=None,
@@ -39,6 +43,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.max_clusters < 1 or args.images_per_cluster < 0 or args.thumb_size < 16:
         raise KecError("--max-clusters >= 1, --images-per-cluster >= 0, --thumb-size >= 16")
+    check_output_path(args.out, "file")
+    if args.screenshot is not None:
+        check_output_path(args.screenshot, "file")
     options = ReportOptions(max_clusters=args.max_clusters,
                             images_per_cluster=args.images_per_cluster,
                             thumb_size=args.thumb_size, title=args.title)

@@ -1,7 +1,7 @@
 """``kec scaffold``: over-cluster image features, pick nouns, write label groups.
 
 The groups file feeds ``kec knowledge build --groups groups.json``, which condenses each
-group into one concept (METHODS.md §1 steps 1–3 and §2.2).
+group into one concept (docs/methods.md §1 steps 1–3 and §2.2).
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("nouns", type=Path, help="noun feature file from the same encoder "
                                             "(kec embed texts NOUNS --like IMAGES)")
     p.add_argument("--out", type=Path, required=True, help="groups JSON to write")
-    p.add_argument("--overclusters", type=overcluster_arg, default="n/300",
+    p.add_argument("--overclusters", type=overcluster_arg, default="auto",
                    help="number of over-clusters, or a rule: 'n/300' = round(N/300) (TAC, "
-                        "KEC), '3k' = 3 x --n-classes (default: %(default)s)")
+                        "KEC), '3k' = 3 x --n-classes, 'auto' = the larger of N/300 and "
+                        "3 x --n-classes (without it: of N/300 and min(30, N/10)) "
+                        "(default: %(default)s)")
     p.add_argument("--n-classes", type=int, default=None,
                    help="number of classes, for the '3k' rule")
     p.add_argument("--top-k", type=int, default=5,
@@ -88,7 +90,7 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
     doc = build_groups(
         images.features, nouns.features, nouns.ids,
         n_overclusters=rule if isinstance(rule, int) else None,
-        rule=rule if isinstance(rule, str) else "n/300",
+        rule=rule if isinstance(rule, str) else "auto",
         n_classes=args.n_classes, top_k=args.top_k, temperature=args.temperature,
         merge=not args.no_merge, alpha=args.alpha, beta=args.beta, random_state=args.seed,
         kmeans_params={"n_init": args.n_init},

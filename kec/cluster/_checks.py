@@ -6,6 +6,12 @@ import numpy as np
 
 from kec.errors import KecError
 
+MAX_ABS_FEATURE = 1e15
+"""Largest feature magnitude accepted. Squared norms and dot products of ``d``-dim rows
+reach ``d * x**2``; below ``1e15`` that stays finite in float32 (max ``3.4e38``) for any
+``d`` up to ``3e8``, while real embeddings are of order 1. Larger values are refused
+rather than rescaled, because they almost always mean a corrupt or mis-decoded file."""
+
 
 class ClusteringInputError(KecError, ValueError):
     """Arrays or parameters given to :mod:`kec.cluster` cannot be used.
@@ -18,10 +24,15 @@ class ClusteringInputError(KecError, ValueError):
 def as_features(x: object, name: str = "features", *, dtype: type = np.float32) -> np.ndarray:
     """Return ``x`` as a C-contiguous 2-D finite array of ``dtype``.
 
+    Every value must satisfy :math:`|x_{ij}| \\le` :data:`MAX_ABS_FEATURE`, so that the
+    squared norms :math:`\\sum_j x_{ij}^2` used by every method stay finite in float32
+    (IEEE 754 single precision: largest finite value about :math:`3.4 \\times 10^{38}`).
+
     Raises
     ------
     ClusteringInputError
-        Not 2-D, no rows or columns, or NaN/inf values.
+        Not 2-D, no rows or columns, NaN/inf values, or values beyond
+        :data:`MAX_ABS_FEATURE` (e.g. ``3e38``, which overflows as soon as it is squared).
     """
     arr = np.asarray(x)
     if arr.ndim != 2:
@@ -37,6 +48,15 @@ def as_features(x: object, name: str = "features", *, dtype: type = np.float32) 
         raise ClusteringInputError(
             f"{name}: {len(bad)} row(s) contain NaN or infinite values "
             f"(first rows: {bad[:5].tolist()})"
+        )
+    big = np.abs(arr) > MAX_ABS_FEATURE
+    if big.any():
+        bad = np.flatnonzero(big.any(axis=1))
+        raise ClusteringInputError(
+            f"{name}: {len(bad)} row(s) hold values beyond +/-{MAX_ABS_FEATURE:.0e} (largest "
+            f"magnitude {float(np.abs(arr).max()):.3g}; first rows: {bad[:5].tolist()}); "
+            "such values overflow when squared. Embeddings are of order 1: the file is "
+            "probably corrupt, or scale the features down"
         )
     return arr
 

@@ -1,40 +1,53 @@
 r"""Row blocks of the stabilised Gibbs kernel between image and text features.
 
-The engine behind the streamed OT solvers in :mod:`kec.cluster.ot`. For ``S = X Uᵀ``
-(cosine similarities of unit rows) and regularisation :math:`\varepsilon` it provides
+The engine behind the streamed OT solvers in :mod:`kec.cluster.ot`, written once over
+:mod:`kec.cluster.backend` so it runs on numpy arrays and on torch tensors (CPU or CUDA).
+For ``S = X Uᵀ`` (cosine similarities of unit rows) and regularisation
+:math:`\varepsilon` it provides
 
 .. math::  K_{ij} = \exp(S_{ij}/\varepsilon - s_i), \qquad s_i = \max_j S_{ij}/\varepsilon,
+
+on a GPU computed as ``X (U/ε)ᵀ - s`` (the GEMM reads the text features pre-scaled),
 
 one block of rows at a time, so every entry lies in ``(0, 1]`` and the full ``N×M``
 matrix never exists in float64. Blocks are kept in memory (in ``dtype``, float32 by
 default) while they fit ``cache_bytes``; the others are recomputed from the features
 (one GEMM per block) at every pass, so results are identical whether or not a block is
-cached.
+cached. With ``matmul_dtype="bfloat16"`` (torch) the GEMM reads 16-bit copies of the
+features and sums the products in float32 (the kernel then is that of the rounded
+features); everything after it stays in ``dtype``.
 
 One :meth:`KernelBlocks.sweep` is one pass over all entries: it computes the row
 log-sum-exps for the current column potentials, lets the caller turn them into row
 potentials, and accumulates the column log-sum-exps for those new row potentials. With
 the kernel factored this way, a pass is two matrix-vector products per block (plus the
 GEMM and one ``exp`` for blocks that are not cached); the potentials themselves stay in
-float64 log domain.
+float64 log domain (on the features' device).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
+
+from kec.cluster.backend import Backend, dtype_name, get_backend
 
 BLOCK_BYTES = 8 * 2**20
-"""Default size of one row block of the kernel (8 MiB).
+"""Default size of one row block of the kernel on the CPU (8 MiB).
 
 Small enough that a block read by the row product is still in the CPU cache when the
 column product reads it again, which halves the memory traffic of a pass; large enough
 for an efficient GEMM when the block has to be recomputed."""
 
-RowUpdate = Callable[[np.ndarray, slice], np.ndarray]
+GPU_BLOCK_BYTES = 512 * 2**20
+"""Default block size on a GPU (512 MiB): few kernel launches and host syncs per pass."""
+
+RowUpdate = Callable[[Any, slice], Any]
+
+_FINFO = {"float32": np.finfo(np.float32), "float64": np.finfo(np.float64)}
 
 
 class KernelBlocks:
@@ -42,100 +55,172 @@ class KernelBlocks:
 
     Parameters
     ----------
-    X : numpy.ndarray
+    X : numpy.ndarray or torch.Tensor
         ``(N, d)`` image features (unit rows).
-    U : numpy.ndarray
-        ``(M, d)`` text features (unit rows).
+    U : numpy.ndarray or torch.Tensor
+        ``(M, d)`` text features (unit rows), same backend and device as ``X``.
     reg : float
         Entropic regularisation :math:`\\varepsilon`.
     block_rows : int, optional
-        Rows per block; default: as many as fit :data:`BLOCK_BYTES`.
+        Rows per block; default: as many as fit :data:`BLOCK_BYTES` (CPU) or
+        :data:`GPU_BLOCK_BYTES` (CUDA).
     cache_bytes : int
         Memory allowed for cached blocks; ``0`` recomputes every block at every pass.
-    dtype : numpy dtype
-        float32 (default) or float64 for the blocks and the matrix products.
+    dtype : str or dtype
+        ``"float32"`` (default) or ``"float64"`` for the blocks and the matrix-vector
+        products.
+    matmul_dtype : str or dtype, optional
+        Dtype of the features in the GEMM that makes a block: ``None`` (= ``dtype``),
+        or ``"bfloat16"`` / ``"float16"`` (torch only; products summed in float32).
     """
 
     def __init__(
         self,
-        X: np.ndarray,
-        U: np.ndarray,
+        X: Any,
+        U: Any,
         reg: float,
         *,
         block_rows: int | None = None,
         cache_bytes: int = 0,
-        dtype: type = np.float32,
+        dtype: object = "float32",
+        matmul_dtype: object = None,
     ) -> None:
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.X = np.ascontiguousarray(X, dtype=self.dtype)
-        self.U = np.ascontiguousarray(U, dtype=self.dtype)
+        nx = get_backend(X, U)
+        self.nx: Backend = nx
+        name = dtype_name(dtype)
+        if name not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        self.dtype_name = name
+        self.dtype = nx.dtype(name)
+        mm = name if matmul_dtype is None else dtype_name(matmul_dtype)
+        if mm not in ("float32", "float64", "bfloat16", "float16"):
+            raise ValueError(f"matmul_dtype must be a float dtype, got {matmul_dtype}")
+        if mm in ("bfloat16", "float16") and nx.name != "torch":
+            raise ValueError(f"matmul_dtype={mm} needs torch tensors (numpy has no {mm} GEMM)")
+        self.matmul_dtype_name = mm
         self.reg = float(reg)
-        self.n, self.m = self.X.shape[0], self.U.shape[0]
-        item = self.dtype.itemsize
+        self.X = nx.asarray(X, dtype=mm)
+        self.U = nx.asarray(U, dtype=name, like=self.X)  # full precision, for features
+        self.device = nx.device(self.X)
+        # On a GPU (or with 16-bit GEMMs) the GEMM reads U / reg and yields S / reg with
+        # the row maximum subtracted from a stored shift: two elementwise passes per block
+        # fewer. On the CPU the caller's U is used as it is (no copy) and the maximum is
+        # found again at every computation (cheap next to a CPU GEMM).
+        self._prescaled = self.device.startswith("cuda") or mm != name
+        if self._prescaled:
+            wide = "float64" if mm == "float64" else "float32"
+            Us = nx.astype(nx.asarray(U, dtype=wide, like=self.X) * (1.0 / self.reg), mm)
+        else:
+            Us = nx.asarray(U, dtype=mm, like=self.X)
+        if nx.name == "numpy":
+            self.X = np.ascontiguousarray(self.X)
+            self.U = np.ascontiguousarray(self.U)
+            self.Us = np.ascontiguousarray(Us)
+        else:
+            self.X = self.X.contiguous()
+            self.U = self.U.contiguous()
+            self.Us = Us.contiguous()
+        self.Ut = self.Us.T
+        # the GPU has no subnormal slow path: only the CPU flushes tiny entries to zero
+        self._flush = not self.device.startswith("cuda")
+        self.n, self.m = int(self.X.shape[0]), int(self.U.shape[0])
+        item = 8 if name == "float64" else 4
         if block_rows is None:
-            block_rows = max(1, BLOCK_BYTES // max(1, self.m * item))
+            budget = GPU_BLOCK_BYTES if self.device.startswith("cuda") else BLOCK_BYTES
+            block_rows = max(1, budget // max(1, self.m * item))
         block_rows = int(max(1, min(block_rows, self.n)))
         self.slices = [slice(i, min(i + block_rows, self.n)) for i in range(0, self.n, block_rows)]
-        self.shift = np.zeros(self.n)  # s_i, valid once the block has been computed
-        self._have_shift = np.zeros(len(self.slices), dtype=bool)
-        self._cache: list[np.ndarray | None] = [None] * len(self.slices)
+        self.shift = nx.zeros(self.n, dtype="float64", device=self.device)  # s_i
+        self._have_shift = [False] * len(self.slices)
+        self._cache: list[Any | None] = [None] * len(self.slices)
         self._cache_left = int(max(0, cache_bytes))
-        self._work: np.ndarray | None = None
-        self._floor = float(np.log(np.finfo(self.dtype).tiny))
+        self._itemsize = item
+        self._work: Any | None = None
+        finfo = _FINFO[name]
+        self._floor = float(np.log(finfo.tiny))
         # row sums below this fall back to exact float64 (their terms may have underflowed)
-        self._tiny_sum = float(np.finfo(self.dtype).tiny) * 2**24
+        self._tiny_sum = float(finfo.tiny) * 2**24
+        self._tiny = float(finfo.tiny)
         self._group_span = 0.5 * -self._floor
         self.n_computed = 0  # blocks computed from the features (GEMMs), for diagnostics
         self.compute_seconds = 0.0
+        self.n_exact_rows = 0  # rows / columns that took the exact float64 path
+        self.n_exact_cols = 0
+        self.n_split_blocks = 0  # blocks whose rows were split into weight groups
+
+    # ------------------------------------------------------------------ helpers
+    def vector(self, x: Any) -> Any:
+        """``x`` as a float64 vector of this kernel's backend and device."""
+        return self.nx.asarray(x, dtype="float64", device=self.device)
+
+    def host(self, x: Any) -> np.ndarray:
+        """A backend vector as a float64 numpy array."""
+        return np.asarray(self.nx.to_numpy(x), dtype=np.float64)
 
     # ------------------------------------------------------------------ blocks
     @property
     def cached_bytes(self) -> int:
         """Memory held by cached blocks."""
-        return sum(c.nbytes for c in self._cache if c is not None)
+        return sum(int(c.shape[0]) * self.m * self._itemsize for c in self._cache
+                   if c is not None)
 
-    def _work_buffer(self, rows: int) -> np.ndarray:
+    def _work_buffer(self, rows: int) -> Any:
         if self._work is None or self._work.shape[0] < rows:
-            self._work = np.empty((rows, self.m), dtype=self.dtype)
+            self._work = None
+            self._work = self.nx.empty((rows, self.m), dtype=self.dtype_name,
+                                       device=self.device)
         return self._work[:rows]
 
-    def _compute(self, k: int, out: np.ndarray) -> np.ndarray:
+    def _compute(self, k: int, out: Any) -> Any:
+        nx = self.nx
         t0 = time.perf_counter()
         sl = self.slices[k]
-        np.matmul(self.X[sl], self.U.T, out=out)
-        # subtract the row maximum before scaling: entries near it, which carry the mass,
-        # keep the full relative precision of the similarities
-        s = out.max(axis=1)
-        out -= s[:, None]
-        out *= self.dtype.type(1.0 / self.reg)
-        # entries that would be subnormal are exactly zero: same sums, no slow arithmetic
-        np.putmask(out, out < self._floor, -np.inf)
-        np.exp(out, out=out)
-        if not self._have_shift[k]:
-            self.shift[sl] = s.astype(np.float64) / self.reg
-            self._have_shift[k] = True
+        if self.matmul_dtype_name == self.dtype_name:
+            nx.matmul(self.X[sl], self.Ut, out=out)
+        else:
+            nx.matmul_fp32(self.X[sl], self.Ut, out=out)
+        first = not self._have_shift[k]
+        if self._prescaled:
+            # out = S / reg; the row maximum is found once and reused (exactly: the shift
+            # holds the float32 maximum), so a recomputed block equals a cached one
+            s = nx.max(out, axis=1) if first else nx.astype(self.shift[sl], self.dtype_name)
+            out -= s[:, None]
+            if first:
+                self.shift[sl] = nx.astype(s, "float64")
+        else:
+            # out = S; subtract the row maximum before scaling: entries near it, which
+            # carry the mass, keep the full relative precision of the similarities
+            s = nx.max(out, axis=1)
+            out -= s[:, None]
+            out *= 1.0 / self.reg
+            if first:
+                self.shift[sl] = nx.astype(s, "float64") / self.reg
+        self._have_shift[k] = True
+        if self._flush:
+            # entries that would be subnormal are exactly zero: same sums, no slow arithmetic
+            nx.putmask(out, out < self._floor, -np.inf)
+        nx.exp(out, out=out)
         self.n_computed += 1
         self.compute_seconds += time.perf_counter() - t0
         return out
 
-    def block(self, k: int) -> np.ndarray:
+    def block(self, k: int) -> Any:
         """Block ``k`` of the kernel (a cached array or the shared work buffer)."""
         cached = self._cache[k]
         if cached is not None:
             return cached
         sl = self.slices[k]
         rows = sl.stop - sl.start
-        nbytes = rows * self.m * self.dtype.itemsize
+        nbytes = rows * self.m * self._itemsize
         if nbytes <= self._cache_left:
-            arr = self._compute(k, np.empty((rows, self.m), dtype=self.dtype))
+            arr = self._compute(k, self.nx.empty((rows, self.m), dtype=self.dtype_name,
+                                                 device=self.device))
             self._cache[k] = arr
             self._cache_left -= nbytes
             return arr
         return self._compute(k, self._work_buffer(rows))
 
-    def blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
+    def blocks(self) -> Iterator[tuple[slice, Any]]:
         """Yield ``(row_slice, K_block)`` for every block in order."""
         for k, sl in enumerate(self.slices):
             yield sl, self.block(k)
@@ -146,129 +231,151 @@ class KernelBlocks:
         self._work = None
 
     # ------------------------------------------------------------------ exact fallbacks
-    def _similarity64(self, rows: np.ndarray | slice, cols: np.ndarray | slice) -> np.ndarray:
-        x = self.X[rows].astype(np.float64)
-        u = self.U[cols].astype(np.float64)
-        return (x @ u.T) / self.reg
+    def _similarity64(self, rows: Any, cols: Any) -> Any:
+        nx = self.nx
+        x = nx.astype(self.X[rows], "float64")
+        u = nx.astype(self.Us[cols], "float64")
+        return nx.matmul(x, u.T) if self._prescaled else nx.matmul(x, u.T) / self.reg
 
-    def exact_row_lse(self, rows: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    def exact_row_lse(self, rows: Any, beta: Any) -> Any:
         """``logsumexp_j(beta_j + S_ij/reg)`` in float64 for a few rows."""
-        return logsumexp(self._similarity64(rows, slice(None)) + beta[None, :], axis=1)
+        return self.nx.logsumexp(self._similarity64(rows, slice(None)) + beta[None, :], axis=1)
 
-    def exact_col_lse(self, cols: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def exact_col_lse(self, cols: Any, alpha: Any) -> Any:
         """``logsumexp_i(alpha_i + S_ij/reg)`` in float64 for a few columns."""
-        out = np.empty(len(cols))
+        nx = self.nx
+        out = nx.empty(len(cols), dtype="float64", device=self.device)
         step = max(1, (8 * 2**20) // max(1, self.n))
         for start in range(0, len(cols), step):
             c = cols[start : start + step]
-            out[start : start + len(c)] = logsumexp(
+            out[start : start + len(c)] = nx.logsumexp(
                 self._similarity64(slice(None), c) + alpha[:, None], axis=0
             )
         return out
 
-    def _row_groups(self, t: np.ndarray) -> Iterator[tuple[slice | np.ndarray, float]]:
+    def _row_groups(self, t: Any) -> Iterator[tuple[Any, float]]:
         """Rows of a block whose weights ``exp(t_i - shift)`` fit the block's dtype.
 
         Usually one group (all rows); rows whose log-weights span more than
         :attr:`_group_span` are split so that none underflows.
         """
-        t_hat = float(t.max())
+        nx = self.nx
+        t_hat = float(nx.max(t))
         if not np.isfinite(t_hat):
             return
-        if float(t.min()) >= t_hat - self._group_span:
+        if float(nx.min(t)) >= t_hat - self._group_span:
             yield slice(None), t_hat
             return
-        level = np.floor((t_hat - t) / self._group_span)
-        for g in np.unique(level):
+        self.n_split_blocks += 1
+        th = self.host(t)
+        level = np.floor((t_hat - th) / self._group_span)
+        for g in np.unique(level[np.isfinite(level)]):
             rows = np.flatnonzero(level == g)
-            yield rows, float(t[rows].max())
+            idx = rows if nx.name == "numpy" else nx.asarray(rows, device=self.device)
+            yield idx, float(th[rows].max())
 
     # ------------------------------------------------------------------ one pass
     def sweep(
-        self, beta: np.ndarray, row_update: RowUpdate, *, columns: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        self, beta: Any, row_update: RowUpdate, *, columns: bool = True
+    ) -> tuple[Any, Any | None]:
         r"""One pass over all entries.
 
         For every block: :math:`\ell_i = \log\sum_j \exp(\beta_j + S_{ij}/\varepsilon)`,
         then ``alpha[sl] = row_update(l, sl)``; with ``columns`` also
         :math:`L_j = \log\sum_i \exp(\alpha_i + S_{ij}/\varepsilon)` over all rows.
 
+        Parameters
+        ----------
+        beta : array
+            ``(M,)`` column potentials (numpy or this backend; moved to the device).
+
         Returns
         -------
-        alpha : numpy.ndarray
-            ``(N,)`` float64 row potentials returned by ``row_update``.
-        L : numpy.ndarray or None
+        alpha : array
+            ``(N,)`` float64 row potentials returned by ``row_update`` (backend array).
+        L : array or None
             ``(M,)`` float64 column log-sums, or ``None`` without ``columns``.
         """
-        beta = np.asarray(beta, dtype=np.float64)
-        b_hat = float(beta.max())
-        v = np.exp(beta - b_hat).astype(self.dtype)
-        alpha = np.empty(self.n)
-        acc = np.zeros(self.m)
+        with np.errstate(divide="ignore"):  # log(0) marks rows that take the exact path
+            return self._sweep(beta, row_update, columns)
+
+    def _sweep(self, beta: Any, row_update: RowUpdate, columns: bool
+               ) -> tuple[Any, Any | None]:
+        nx = self.nx
+        beta = self.vector(beta)
+        b_hat = float(nx.max(beta))
+        v = nx.astype(nx.exp(beta - b_hat), self.dtype_name)
+        alpha = nx.empty(self.n, dtype="float64", device=self.device)
+        acc = nx.zeros(self.m, dtype="float64", device=self.device)
         c = -np.inf
         for sl, K in self.blocks():
-            r = (K @ v).astype(np.float64)
-            with np.errstate(divide="ignore"):
-                lse = self.shift[sl] + b_hat + np.log(r)
+            r = nx.astype(nx.matmul(K, v), "float64")
+            lse = self.shift[sl] + b_hat + nx.log(nx.maximum(r, 0.0))
             bad = ~(r > self._tiny_sum)
-            if bad.any():
-                idx = np.flatnonzero(bad)
+            if nx.any(bad):
+                idx = nx.flatnonzero(bad)
+                self.n_exact_rows += int(idx.shape[0])
                 lse[idx] = self.exact_row_lse(idx + sl.start, beta)
             alpha[sl] = row_update(lse, sl)
             if not columns:
                 continue
             t = alpha[sl] + self.shift[sl]
             for rows, t_hat in self._row_groups(t):
-                w = np.exp(t[rows] - t_hat).astype(self.dtype)
+                w = nx.astype(nx.exp(t[rows] - t_hat), self.dtype_name)
                 Kr = K if isinstance(rows, slice) else K[rows]
-                col = (w @ Kr).astype(np.float64)
+                col = nx.astype(nx.matmul(w, Kr), "float64")
                 if t_hat > c:
-                    acc *= np.exp(c - t_hat)
+                    acc *= float(np.exp(c - t_hat))
                     c = t_hat
                     acc += col
                 else:
-                    acc += col * np.exp(t_hat - c)
+                    acc += col * float(np.exp(t_hat - c))
         if not columns:
             return alpha, None
-        with np.errstate(divide="ignore"):
-            L = c + np.log(acc)
+        L = c + nx.log(nx.maximum(acc, 0.0))
         bad = ~(acc > 0)
-        if bad.any():
-            L[bad] = self.exact_col_lse(np.flatnonzero(bad), alpha)
+        if nx.any(bad):
+            idx = nx.flatnonzero(bad)
+            self.n_exact_cols += int(idx.shape[0])
+            L[idx] = self.exact_col_lse(idx, alpha)
         return alpha, L
 
     # ------------------------------------------------------------------ features
     def transport_features(
-        self, beta: np.ndarray, *, similarity_weighted: bool = True
-    ) -> np.ndarray:
+        self, beta: Any, *, similarity_weighted: bool = True
+    ) -> Any:
         r"""Rows :math:`\operatorname{normalize}(\sum_j T_{ij} S_{ij} u_j)` for the plan
         :math:`T_{ij} \propto \exp(\beta_j + S_{ij}/\varepsilon)` (rows of any scale).
 
         Row scalings of ``T`` cancel in the normalisation, so only ``beta`` matters.
-        With ``similarity_weighted=False`` the weights are ``T_ij`` alone.
+        With ``similarity_weighted=False`` the weights are ``T_ij`` alone. Returns float32
+        rows on this kernel's backend and device.
         """
-        beta = np.asarray(beta, dtype=np.float64)
-        b = (beta - float(beta.max())).astype(self.dtype)
-        out = np.empty((self.n, self.U.shape[1]), dtype=np.float32)
-        tiny = np.finfo(self.dtype).tiny
-        bufs: list[np.ndarray] = []
+        nx = self.nx
+        beta = self.vector(beta)
+        b = nx.astype(beta - float(nx.max(beta)), self.dtype_name)
+        out = nx.empty((self.n, int(self.U.shape[1])), dtype="float32", device=self.device)
+        Ud = self.U
+        bufs: list[Any] = []
         for sl, K in self.blocks():
             rows = sl.stop - sl.start
             if not bufs or bufs[0].shape[0] < rows:
-                bufs = [np.empty((rows, self.m), dtype=self.dtype) for _ in range(2)]
+                bufs = []
+                bufs = [nx.empty((rows, self.m), dtype=self.dtype_name, device=self.device)
+                        for _ in range(2)]
             logk, P = bufs[0][:rows], bufs[1][:rows]
             # log-domain row normalisation: T_ij ∝ exp(log K_ij + beta_j - max_j(...))
-            np.maximum(K, tiny, out=logk)
-            np.log(logk, out=logk)
-            np.add(logk, b, out=P)
-            P -= P.max(axis=1, keepdims=True)
-            np.exp(P, out=P)
+            nx.clip(K, self._tiny, None, out=logk)
+            nx.log(logk, out=logk)
+            P[...] = logk + b
+            P -= nx.max(P, axis=1, keepdims=True)
+            nx.exp(P, out=P)
             if similarity_weighted:
-                logk += self.shift[sl, None].astype(self.dtype)  # = S_ij / reg
+                logk += nx.astype(self.shift[sl], self.dtype_name)[:, None]  # = S_ij / reg
                 logk *= P
-                out[sl] = logk @ self.U
+                out[sl] = nx.astype(nx.matmul(logk, Ud), "float32")
             else:
-                out[sl] = P @ self.U
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out /= np.where(norms > 0, norms, 1.0)
+                out[sl] = nx.astype(nx.matmul(P, Ud), "float32")
+        norms = nx.norm(out, axis=1, keepdims=True)
+        out /= nx.where(norms > 0, norms, 1.0)
         return out

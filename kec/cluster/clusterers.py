@@ -1,8 +1,10 @@
-"""Downstream clusterers by name: spherical k-means, spectral, agglomerative.
+r"""Downstream clusterers by name: spherical k-means, spectral, agglomerative.
 
-KEC reports that its features work with any clusterer (METHODS.md §2.5); this factory
+KEC reports that its features work with any clusterer (docs/methods.md §2.5); this factory
 gives the three with one interface, ``fit_predict(X) -> labels``. Every clusterer sees
-L2-normalised rows, so Euclidean geometry equals cosine geometry for all of them.
+L2-normalised rows, so Euclidean geometry equals cosine geometry for all of them
+(:math:`\|x - y\|^2 = 2 - 2\,x \cdot y` for unit vectors). All three are scikit-learn
+estimators: ``sklearn.base.clone`` and ``get_params``/``set_params`` work.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
 
 from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters
 from kec.cluster.kmeans import SphericalKMeans, _normalize
@@ -20,81 +23,155 @@ DENSE_AGGLOMERATIVE_MAX = 10_000
 (Ward on the full data needs O(N²) memory)."""
 
 
-class _RowNormalized:
-    """Wrap a scikit-learn clusterer: check and L2-normalise rows, then ``fit_predict``."""
+class _RowNormalized(ClusterMixin, BaseEstimator):
+    """Base: check and L2-normalise rows, build the scikit-learn estimator, ``fit_predict``."""
 
-    def __init__(self, name: str, n_clusters: int, factory: Any, params: dict[str, Any]) -> None:
-        self.name = name
-        self.n_clusters = n_clusters
-        self._factory = factory
-        self.params = params
+    name = "base"
+
+    def _make(self, X: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Effective scikit-learn parameters (constructor values plus ``extra_params``)."""
+        raise NotImplementedError
 
     def fit(self, X: Any, y: Any = None) -> _RowNormalized:
+        """Cluster the L2-normalised rows of ``X``; sets ``labels_`` and ``estimator_``."""
         X = _normalize(as_features(X, "features"))
         check_n_clusters(self.n_clusters, X.shape[0])
-        self.estimator_ = self._factory(X)
+        self.estimator_ = self._make(X)
         self.labels_ = np.asarray(self.estimator_.fit_predict(X), dtype=np.int64)
+        self.n_features_in_ = X.shape[1]
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
+        """:meth:`fit` and return ``labels_``."""
         return self.fit(X).labels_
 
-    def __repr__(self) -> str:
-        return f"{self.name}(n_clusters={self.n_clusters}, {self.params})"
+
+class SpectralClusterer(_RowNormalized):
+    """:class:`sklearn.cluster.SpectralClustering` on a symmetric k-NN graph of unit rows.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    n_neighbors : int
+        Neighbours of the graph (capped at ``n_samples - 1``); a k-NN affinity scales to
+        tens of thousands of points where an RBF affinity would not.
+    assign_labels : str
+        scikit-learn's label assignment in the embedding (``"cluster_qr"``: no k-means).
+    random_state : int or None
+        Seed of the eigensolver and label assignment.
+    extra_params : dict or None
+        Further :class:`~sklearn.cluster.SpectralClustering` arguments.
+    """
+
+    name = "spectral"
+
+    def __init__(self, n_clusters: int = 8, *, n_neighbors: int = 10,
+                 assign_labels: str = "cluster_qr", random_state: int | None = None,
+                 extra_params: dict[str, Any] | None = None) -> None:
+        self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.assign_labels = assign_labels
+        self.random_state = random_state
+        self.extra_params = extra_params
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"affinity": "nearest_neighbors", "n_neighbors": self.n_neighbors,
+                "assign_labels": self.assign_labels, **(self.extra_params or {})}
+
+    def _make(self, X: np.ndarray) -> Any:
+        from sklearn.cluster import SpectralClustering
+
+        p = self.params
+        p["n_neighbors"] = int(min(p["n_neighbors"], X.shape[0] - 1)) or 1
+        return SpectralClustering(int(self.n_clusters), random_state=self.random_state, **p)
+
+
+class AgglomerativeClusterer(_RowNormalized):
+    """:class:`sklearn.cluster.AgglomerativeClustering` of unit rows (Ward by default).
+
+    Above :data:`DENSE_AGGLOMERATIVE_MAX` samples, merges are restricted to a k-NN
+    connectivity graph (Ward on all pairs needs O(N²) memory).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    linkage : {"ward", "complete", "average", "single"}
+        Merge criterion.
+    n_neighbors : int
+        Neighbours of the connectivity graph used on large inputs.
+    extra_params : dict or None
+        Further :class:`~sklearn.cluster.AgglomerativeClustering` arguments (a given
+        ``connectivity`` replaces the k-NN graph).
+    """
+
+    name = "agglomerative"
+
+    def __init__(self, n_clusters: int = 8, *, linkage: str = "ward", n_neighbors: int = 10,
+                 extra_params: dict[str, Any] | None = None) -> None:
+        self.n_clusters = n_clusters
+        self.linkage = linkage
+        self.n_neighbors = n_neighbors
+        self.extra_params = extra_params
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"linkage": self.linkage, "n_neighbors": self.n_neighbors,
+                **(self.extra_params or {})}
+
+    def _make(self, X: np.ndarray) -> Any:
+        from sklearn.cluster import AgglomerativeClustering
+        from sklearn.neighbors import kneighbors_graph
+
+        p = self.params
+        n_neighbors = int(p.pop("n_neighbors"))
+        if "connectivity" not in p and X.shape[0] > DENSE_AGGLOMERATIVE_MAX:
+            p["connectivity"] = kneighbors_graph(
+                X, n_neighbors=min(n_neighbors, X.shape[0] - 1), include_self=False
+            )
+        return AgglomerativeClustering(int(self.n_clusters), **p)
 
 
 def create_clusterer(
-    name: str, n_clusters: int, random_state: int | None = 0, **kwargs: Any
+    name: str, n_clusters: int, random_state: int | None = 0, *, device: str | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """Make a clusterer with ``fit_predict(X) -> labels``.
+    """Make a clusterer with ``fit_predict(X) -> labels`` (a scikit-learn estimator).
 
     Parameters
     ----------
     name : {"kmeans", "spectral", "agglomerative"}
         ``"kmeans"``: :class:`~kec.cluster.kmeans.SphericalKMeans`; ``"spectral"``:
-        :class:`sklearn.cluster.SpectralClustering` on a symmetric k-nearest-neighbour
-        graph (``n_neighbors=10``, ``assign_labels="cluster_qr"``), which scales to
-        tens of thousands of points where an RBF affinity would not; ``"agglomerative"``:
-        :class:`sklearn.cluster.AgglomerativeClustering` with Ward linkage, restricted to
-        a k-NN connectivity graph above :data:`DENSE_AGGLOMERATIVE_MAX` samples.
+        :class:`SpectralClusterer`; ``"agglomerative"``: :class:`AgglomerativeClusterer`.
     n_clusters : int
         Number of clusters.
     random_state : int or None
         Seed (k-means and spectral).
+    device : {None, "cpu", "cuda", "auto"}
+        Where k-means computes (``None``: its default, the CPU). Spectral and
+        agglomerative clustering are scikit-learn's and always run on the CPU.
     **kwargs
-        Passed to the estimator (e.g. ``n_init``, ``n_neighbors``, ``linkage``).
+        Estimator parameters (e.g. ``n_init``, ``n_neighbors``, ``linkage``); for spectral
+        and agglomerative, unknown ones go to the scikit-learn estimator.
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) \
             or n_clusters < 1:
         raise ClusteringInputError(f"n_clusters must be an integer >= 1, got {n_clusters!r}")
     if name == "kmeans":
+        if device is not None:
+            kwargs["device"] = device
         return SphericalKMeans(int(n_clusters), random_state=random_state, **kwargs)
     if name == "spectral":
-        from sklearn.cluster import SpectralClustering
-
-        params = {"affinity": "nearest_neighbors", "n_neighbors": 10,
-                  "assign_labels": "cluster_qr", **kwargs}
-
-        def spectral(X: np.ndarray) -> Any:
-            p = dict(params)
-            p["n_neighbors"] = int(min(p["n_neighbors"], X.shape[0] - 1)) or 1
-            return SpectralClustering(int(n_clusters), random_state=random_state, **p)
-
-        return _RowNormalized("spectral", int(n_clusters), spectral, params)
+        own = {key: kwargs.pop(key) for key in ("n_neighbors", "assign_labels") if key in kwargs}
+        return SpectralClusterer(int(n_clusters), random_state=random_state,
+                                 extra_params=kwargs or None, **own)
     if name == "agglomerative":
-        from sklearn.cluster import AgglomerativeClustering
-        from sklearn.neighbors import kneighbors_graph
-
-        params = {"linkage": "ward", "n_neighbors": 10, **kwargs}
-
-        def agglomerative(X: np.ndarray) -> Any:
-            p = dict(params)
-            n_neighbors = int(p.pop("n_neighbors"))
-            if "connectivity" not in p and X.shape[0] > DENSE_AGGLOMERATIVE_MAX:
-                p["connectivity"] = kneighbors_graph(
-                    X, n_neighbors=min(n_neighbors, X.shape[0] - 1), include_self=False
-                )
-            return AgglomerativeClustering(int(n_clusters), **p)
-
-        return _RowNormalized("agglomerative", int(n_clusters), agglomerative, params)
+        own = {key: kwargs.pop(key) for key in ("n_neighbors", "linkage") if key in kwargs}
+        return AgglomerativeClusterer(int(n_clusters), extra_params=kwargs or None, **own)
     raise ClusteringInputError(f"unknown clusterer {name!r}; choose from {CLUSTERERS}")

@@ -1,4 +1,4 @@
-r"""Fusing an image feature with its text-side features (CAE §3.3, KEC §2.5, METHODS.md).
+r"""Fusing an image feature with its text-side features (CAE §3.3, KEC §2.5, docs/methods.md).
 
 CAE's adaptive fusion over modalities :math:`m` (image, nouns, captions, ...):
 
@@ -8,7 +8,7 @@ CAE's adaptive fusion over modalities :math:`m` (image, nouns, captions, ...):
     w^m_i = \operatorname{softmax}_m\big(\cos(x^m_i, p_i)/\gamma\big), \quad \gamma = 0.01,
 
 then either the weighted sum :math:`\sum_m w^m_i x^m_i` or the weighted concatenation
-:math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]` (METHODS.md leaves the choice open; both are
+:math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]` (docs/methods.md leaves the choice open; both are
 here). KEC's fusion is the plain concatenation :math:`[x_i ; \kappa_i]`.
 """
 
@@ -38,7 +38,7 @@ def _stack(modalities: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA) -> np.ndarray:
-    r"""CAE's per-image modality weights :math:`w^m_i` (METHODS.md §3.3).
+    r"""CAE's per-image modality weights :math:`w^m_i` (docs/methods.md §3.3).
 
     Parameters
     ----------
@@ -117,7 +117,7 @@ def concat(parts: Sequence[np.ndarray], *, normalize: bool = True) -> np.ndarray
 
 
 def kec_concat(X: np.ndarray, kappa: np.ndarray, *, normalize: bool = True) -> np.ndarray:
-    r"""KEC's fusion input :math:`[x_i ; \kappa_i]` (METHODS.md §2.5).
+    r"""KEC's fusion input :math:`[x_i ; \kappa_i]` (docs/methods.md §2.5).
 
     ``normalize=True`` (kec's default, a choice) scales both halves to unit norm so that
     neither dominates the cosine: :math:`\|\kappa_i\|` is about 1.8 with un-normalised

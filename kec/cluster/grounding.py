@@ -1,4 +1,4 @@
-r"""Per-image grounding of textual knowledge (KEC, METHODS.md §2.4; kec+cae, §4).
+r"""Per-image grounding of textual knowledge (KEC, docs/methods.md §2.4; kec+cae, §4).
 
 Softmax grounding (KEC), for concepts :math:`\zeta_q = \varphi_q + \psi_q` (name +
 description embeddings) and attribute embeddings :math:`\xi_{q,l}`:
@@ -19,7 +19,7 @@ OT grounding (kec+cae) replaces the softmax by entropic OT plans with uniform
 marginals: :math:`c_i = \operatorname{normalize}(\sum_q T^c_{iq} S^c_{iq} \hat\zeta_q)`
 over the Q concepts and :math:`a_i` likewise over all attribute texts.
 
-``T = 0.01`` is kec's choice (METHODS.md leaves it open): it is CLIP's learned logit
+``T = 0.01`` is kec's choice (docs/methods.md leaves it open): it is CLIP's learned logit
 scale, and because :math:`\|\zeta_q\| \approx 1.8` for a name and a description that
 agree, the effective temperature on cosines is about 0.0055, close to TAC's 0.005 for
 the analogous step. A raw softmax over cosines (T = 1) would be nearly uniform.
@@ -143,6 +143,27 @@ def _check(X: Any, zeta: Any) -> tuple[np.ndarray, np.ndarray]:
     return X, Z
 
 
+def softmax_attribute_view(
+    X: np.ndarray, attr_emb: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
+) -> np.ndarray:
+    r"""Attribute view of every image by softmax over all attribute texts, ``(N, d)``.
+
+    .. math::
+        a_i = \sum_l \mathrm{softmax}_l(x_i \cdot \xi_l / T)\, \xi_l
+
+    The softmax counterpart of OT grounding's attribute level; guarded fusion
+    (docs/methods.md §4.3) compares its partition with the concept level's.
+    """
+    X = as_features(X, "image features")
+    E = as_features(attr_emb, "attribute embeddings")
+    same_dim(X, E, "image features", "attribute embeddings")
+    temperature = check_positive(temperature, "temperature")
+    out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
+    for sl, w in weight_blocks(X, E, temperature=temperature):
+        out[sl] = w @ E
+    return out
+
+
 def concept_weights(
     X: np.ndarray, zeta: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
 ) -> np.ndarray:
@@ -179,7 +200,7 @@ def ground_softmax(
     attr_mean: np.ndarray,
     temperature: float = DEFAULT_TEMPERATURE,
 ) -> Grounding:
-    r"""KEC's per-image grounding (METHODS.md §2.4), exactly as written.
+    r"""KEC's per-image grounding (docs/methods.md §2.4), exactly as written.
 
     Parameters
     ----------
@@ -219,7 +240,7 @@ def ground_ot(
     attribute_mode: str = "transport",
     ot_params: dict[str, Any] | None = None,
 ) -> Grounding:
-    r"""kec+cae grounding: CAE's OT alignment applied to KEC's hierarchy (METHODS.md §4).
+    r"""kec+cae grounding: CAE's OT alignment applied to KEC's hierarchy (docs/methods.md §4).
 
     .. math::
 

@@ -1,119 +1,372 @@
-r"""Spherical k-means: cosine similarity, centres are normalised means (METHODS.md §1.2, §1.5).
+r"""Spherical k-means on numpy or on a torch device (docs/methods.md §1.2, §1.5).
 
-Maximises the mean cosine between each point and its centre,
+Maximises the total cosine between each point and its centre,
 
-.. math::  \max_{c_1..c_K,\ \|c_k\|=1} \; \frac1N \sum_i \max_k \; x_i \cdot c_k,
+.. math::  \max_{c_1..c_K,\ \|c_k\|=1} \; \sum_i \max_k \; x_i \cdot c_k ,
 
 by Lloyd iterations (assign every point to its most similar centre; replace each centre
-by the normalised mean of its members), from k-means++ seeds, keeping the best of
-``n_init`` restarts. Pure numpy: assignments are blocked matrix products, centre updates
-a sparse one-hot product, so N = 50,000, d = 512, K = 1,000 runs in seconds per iteration
-on two cores without holding the ``N×K`` similarity matrix.
+by the normalised sum of its members, which maximises the cluster's total cosine),
+from greedy k-means++ seeds, keeping the best of ``n_init`` restarts
+(Dhillon & Modha, "Concept decompositions for large sparse text data using clustering",
+Machine Learning 42, 2001; Arthur & Vassilvitskii, "k-means++: the advantages of careful
+seeding", SODA 2007).
+
+One code path serves numpy and torch through :mod:`kec.cluster.backend`: assignments are
+row-blocked matrix products (the ``N×K`` similarity matrix is never held, so 1.28M × 512
+with K = 4,300 fits a GPU), centre updates a segment sum (a sparse one-hot product in
+numpy, ``index_add_`` in torch). Random numbers are always drawn by numpy on the host, so a
+seed gives the same seeds and restarts on every device.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 from scipy import sparse
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError
 
-from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError:  # scikit-learn < 1.6
+
+    def validate_data(est: Any, X: Any, *, reset: bool, ensure_all_finite: bool,
+                      **kwargs: Any) -> Any:
+        """scikit-learn < 1.6: the estimator method, with the old keyword."""
+        return est._validate_data(X, reset=reset, force_all_finite=ensure_all_finite,
+                                  **kwargs)
+
+
+from kec.cluster._checks import MAX_ABS_FEATURE, ClusteringInputError, as_features
+from kec.cluster.backend import (
+    Backend,
+    get_backend,
+    is_torch,
+    resolve_device,
+    torch_backend,
+)
 
 ASSIGN_BLOCK_BYTES = 32 * 2**20
+"""Similarity block held at once on the CPU (rows × K float32)."""
+DEVICE_BLOCK_BYTES = 1 * 2**30
+"""Similarity block held at once on a GPU."""
+ENGINES = ("kec", "faiss")
+MATMUL_DTYPES = (None, "float32", "bfloat16", "float16")
 
 
-def _normalize(X: np.ndarray, name: str = "features") -> np.ndarray:
-    norms = np.linalg.norm(X, axis=1)
-    zero = np.flatnonzero(norms < 1e-12)
+class ClusteringTypeError(ClusteringInputError, TypeError):
+    """Input of a type k-means cannot read (sparse matrices, objects that are not numbers)."""
+
+
+class ClusteringNotFittedError(ClusteringInputError, NotFittedError):
+    """``predict`` was called before ``fit``."""
+
+
+# --------------------------------------------------------------------------- array helpers
+# Operations kec.cluster.backend does not have (yet): segment sums, bincount, cumsum,
+# searchsorted, max-with-argmax, integer indexing. Each dispatches on ``nx.name``.
+def _torch(nx: Backend) -> bool:
+    return nx.name == "torch"
+
+
+def _index(nx: Backend, X: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` (a host int array) of ``X``."""
+    if _torch(nx):
+        return X[nx.torch.as_tensor(idx, device=X.device)]
+    return X[idx]
+
+
+def _index_host(nx: Backend, idx: np.ndarray, like: Any) -> Any:
+    """A host int array as an index for arrays like ``like``."""
+    return nx.torch.as_tensor(idx, device=like.device) if _torch(nx) else idx
+
+
+def _max_argmax(nx: Backend, S: Any) -> tuple[Any, Any]:
+    """Row-wise argmax of ``S`` and the maximum, in one pass on torch."""
+    if _torch(nx):
+        vals, lab = S.max(dim=1)
+        return lab, vals
+    lab = S.argmax(axis=1)
+    return lab, np.take_along_axis(S, lab[:, None], axis=1)[:, 0]
+
+
+def _segment_sum(nx: Backend, X: Any, labels: Any, k: int) -> Any:
+    r"""``(K, d)`` sums :math:`s_k = \sum_{i: \ell_i = k} x_i`."""
+    if _torch(nx):
+        torch = nx.torch
+        out = torch.zeros((k, X.shape[1]), dtype=X.dtype, device=X.device)
+        return out.index_add_(0, labels, X)
+    n = X.shape[0]
+    onehot = sparse.csr_matrix((np.ones(n, dtype=X.dtype), (labels, np.arange(n))),
+                               shape=(k, n))
+    return np.asarray(onehot @ X)
+
+
+def _bincount(nx: Backend, labels: Any, k: int) -> np.ndarray:
+    """Members per cluster, on the host."""
+    if _torch(nx):
+        return nx.to_numpy(nx.torch.bincount(labels, minlength=k))
+    return np.bincount(labels, minlength=k)
+
+
+def _lowest(nx: Backend, best: Any, m: int) -> np.ndarray:
+    """Indices (host) of the ``m`` points least similar to their centre."""
+    if _torch(nx):
+        return nx.to_numpy(nx.torch.topk(best, m, largest=False, sorted=True).indices)
+    return np.argsort(best, kind="stable")[:m]
+
+
+def _searchsorted(nx: Backend, cdf: Any, v: Any) -> Any:
+    """Indices ``i`` with ``cdf[i-1] < v <= cdf[i]``, clamped to the last index."""
+    if _torch(nx):
+        return nx.torch.searchsorted(cdf, v).clamp_(max=cdf.shape[0] - 1)
+    return np.minimum(np.searchsorted(cdf, v), cdf.shape[0] - 1)
+
+
+def _argmin(nx: Backend, x: Any) -> Any:
+    """Index of the smallest entry of a vector (a device scalar on torch: no sync)."""
+    return nx.torch.argmin(x) if _torch(nx) else int(np.argmin(x))
+
+
+def _cumsum(nx: Backend, x: Any) -> Any:
+    return nx.torch.cumsum(x, dim=0) if _torch(nx) else np.cumsum(x)
+
+
+def _mean64(nx: Backend, x: Any) -> float:
+    """Mean as a Python float, summed in float64."""
+    if _torch(nx):
+        return float(x.double().mean())
+    return float(x.mean(dtype=np.float64))
+
+
+def _equal(nx: Backend, a: Any, b: Any) -> bool:
+    if _torch(nx):
+        return bool(nx.torch.equal(a, b))
+    return bool(np.array_equal(a, b))
+
+
+# --------------------------------------------------------------------------- math
+def _unit_rows(X: Any) -> tuple[Any, np.ndarray]:
+    r"""Rows scaled to unit norm, :math:`x_i / \|x_i\|`, on ``X``'s backend; zero rows stay zero.
+
+    Rows are first divided by their largest magnitude, so huge finite values (1e38) do not
+    overflow the norm. Returns the scaled rows and the (host) indices of the zero rows.
+    """
+    nx = get_backend(X)
+    scale = nx.max(nx.abs(X), axis=1, keepdims=True)
+    zero = np.flatnonzero(nx.to_numpy(scale[:, 0] <= 0))
+    if zero.size:
+        scale = nx.where(scale > 0, scale, 1.0)
+    X = X / scale
+    norms = nx.norm(X, axis=1, keepdims=True)
+    if zero.size:
+        norms = nx.where(norms > 0, norms, 1.0)
+    return X / norms, zero
+
+
+def _normalize(X: Any, name: str = "features") -> Any:
+    """:func:`_unit_rows`, but zero rows (no direction) raise :class:`ClusteringInputError`."""
+    X, zero = _unit_rows(X)
     if zero.size:
         raise ClusteringInputError(
             f"{name}: {zero.size} row(s) have zero norm and no direction "
             f"(first rows: {zero[:5].tolist()})"
         )
-    return X / norms[:, None].astype(X.dtype)
+    return X
 
 
-def auto_n_init(n_samples: int, n_clusters: int, n_features: int) -> int:
+def auto_n_init(n_samples: int, n_clusters: int, n_features: int, device: str = "cpu") -> int:
     """Restarts used by ``n_init="auto"``: 10 for small problems, 3, then 1 at ImageNet scale.
 
-    Thresholds on ``N·K·d`` (2.5e9 and 2.5e10) keep one fit under about a minute on two
-    cores; this is kec's choice (TAC restarts faiss k-means 20 times).
+    Thresholds on ``N·K·d`` (2.5e9 and 2.5e10 on the CPU, 100 times more on a GPU) keep one
+    fit under about a minute on two cores or a few seconds on a GPU; this is kec's choice
+    (TAC restarts faiss k-means 20 times).
     """
     work = n_samples * n_clusters * n_features
-    if work <= 2.5e9:
+    scale = 100.0 if str(device).startswith("cuda") else 1.0
+    if work <= 2.5e9 * scale:
         return 10
-    if work <= 2.5e10:
+    if work <= 2.5e10 * scale:
         return 3
     return 1
 
 
-def _assign(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Most similar centre of every row and that similarity, in row blocks."""
+def _assign(
+    X: Any, C: Any, block_bytes: int | None = None, XL: Any = None
+) -> tuple[Any, Any]:
+    r"""Most similar centre :math:`\ell_i = \arg\max_k x_i \cdot c_k` and that similarity.
+
+    Computed in row blocks of at most ``block_bytes`` of similarities; returns ``(N,)``
+    int64 labels and ``(N,)`` float32 similarities on ``X``'s backend. ``XL``: ``X`` in
+    bfloat16/float16 (torch); then the products use it and ``C`` cast alike, summed in
+    float32.
+    """
+    nx = get_backend(X)
     n, k = X.shape[0], C.shape[0]
-    labels = np.empty(n, dtype=np.int64)
-    best = np.empty(n, dtype=np.float64)
-    rows = max(1, ASSIGN_BLOCK_BYTES // max(1, 4 * k))
-    CT = np.ascontiguousarray(C.T)
+    if block_bytes is None:
+        block_bytes = DEVICE_BLOCK_BYTES if nx.device(X).startswith("cuda") \
+            else ASSIGN_BLOCK_BYTES
+    rows = max(1, block_bytes // max(1, 4 * k))
+    if XL is not None:
+        A, CT, mm = XL, C.T.to(XL.dtype), nx.matmul_fp32
+    else:
+        A, CT, mm = X, (C.T if _torch(nx) else np.ascontiguousarray(C.T)), nx.matmul
+    if rows >= n:
+        return _max_argmax(nx, mm(A, CT))
+    if _torch(nx):
+        labels = nx.torch.empty(n, dtype=nx.torch.int64, device=X.device)
+    else:
+        labels = np.empty(n, dtype=np.int64)
+    best = nx.empty(n, dtype="float32", like=X)
     for start in range(0, n, rows):
-        sims = X[start : start + rows] @ CT
-        lab = sims.argmax(axis=1)
+        lab, val = _max_argmax(nx, mm(A[start : start + rows], CT))
         labels[start : start + rows] = lab
-        best[start : start + rows] = sims[np.arange(sims.shape[0]), lab]
+        best[start : start + rows] = val
     return labels, best
 
 
-def _kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding (as scikit-learn) with the distance ``1 - cos``."""
-    n = X.shape[0]
+def _kmeans_plusplus(X: Any, k: int, rng: np.random.Generator) -> Any:
+    """Rows of ``X`` chosen by :func:`_kmeans_plusplus_indices`."""
+    return _index(get_backend(X), X, _kmeans_plusplus_indices(X, k, rng))
+
+
+def _kmeans_plusplus_indices(X: Any, k: int, rng: np.random.Generator) -> np.ndarray:
+    r"""Greedy k-means++ seeds with the distance :math:`1 - x \cdot y` (Arthur & Vassilvitskii).
+
+    The first seed is uniform; each next one is the best of :math:`2 + \lfloor\ln K\rfloor`
+    candidates drawn with probability proportional to :math:`D(x)`, the distance to the
+    closest seed so far, where best means the lowest :math:`\sum_i \min(D(x_i), d(x_i, y))`
+    (the greedy variant of scikit-learn's ``kmeans_plusplus``). Returns ``K`` distinct
+    host row indices.
+    """
+    nx = get_backend(X)
     trials = 2 + int(math.log(k))
-    idx = np.empty(k, dtype=np.int64)
-    idx[0] = rng.integers(n)
-    closest = np.maximum(1.0 - X @ X[idx[0]], 0.0).astype(np.float64)
-    potential = closest.sum()
-    for c in range(1, k):
-        if potential <= 0:  # every point coincides with a centre: pick unused points at random
-            rest = np.setdiff1d(np.arange(n), idx[:c])
-            idx[c:] = rng.choice(rest, size=k - c, replace=False)
-            break
-        cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * potential)
-        cand = np.minimum(cand, n - 1)
-        dist = np.maximum(1.0 - X @ X[cand].T, 0.0)
-        new = np.minimum(closest[:, None], dist)
-        pots = new.sum(axis=0)
-        best = int(np.argmin(pots))
-        idx[c] = cand[best]
-        closest = new[:, best].astype(np.float64)
-        potential = pots[best]
-    return X[idx].copy()
+    if _torch(nx):
+        return _kmeans_plusplus_loop(X, X.T, k, trials, rng, nx)
+    # numpy: each step streams the whole sample through a thin product, which is bound by
+    # memory bandwidth; one BLAS thread is faster there (4x on two busy cores), and the
+    # transposed copy makes every candidate's similarities one contiguous row
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return _kmeans_plusplus_loop(X, np.ascontiguousarray(X.T), k, trials, rng, nx)
 
 
-def _update_centres(
-    X: np.ndarray, labels: np.ndarray, best: np.ndarray, k: int
-) -> tuple[np.ndarray, int]:
-    """Normalised member means; empty clusters take the points farthest from their centres."""
+def _kmeans_plusplus_loop(
+    X: Any, XT: Any, k: int, trials: int, rng: np.random.Generator, nx: Backend
+) -> np.ndarray:
+    """The seeding loop; on a GPU it queues work without waiting for it (one sync at the end)."""
     n = X.shape[0]
-    onehot = sparse.csr_matrix(
-        (np.ones(n, dtype=X.dtype), (labels, np.arange(n))), shape=(k, n)
-    )
-    sums = np.asarray(onehot @ X)
-    counts = np.bincount(labels, minlength=k)
+    first = int(rng.integers(n))
+    u = rng.random((k - 1, trials))  # every draw up front: the same stream on every backend
+    if _torch(nx):
+        u = nx.torch.as_tensor(u, dtype=nx.torch.float64, device=X.device)
+        idx = nx.torch.empty(k, dtype=nx.torch.int64, device=X.device)
+    else:
+        idx = np.empty(k, dtype=np.int64)
+    idx[0] = first
+    closest = nx.astype(nx.clip(1.0 - nx.matmul(X[first : first + 1], XT)[0], 0.0), "float64")
+    potential = nx.sum(closest)
+    for c in range(1, k):
+        cand = _searchsorted(nx, _cumsum(nx, closest), u[c - 1] * potential)
+        dist = nx.clip(1.0 - nx.matmul(X[cand], XT), 0.0)  # (trials, n)
+        new = nx.minimum(closest[None, :], nx.astype(dist, "float64"))
+        pots = nx.sum(new, axis=1)
+        best = _argmin(nx, pots)
+        idx[c] = cand[best]
+        closest = new[best]
+        potential = pots[best]
+    idx = nx.to_numpy(idx).copy()
+    _, kept = np.unique(idx, return_index=True)
+    if kept.size < k:
+        # a point drawn twice: once every point coincides with a seed (zero potential, all
+        # draws hit index 0) or through rounding noise; the repeats become unused points
+        again = np.setdiff1d(np.arange(k), kept)
+        idx[again] = rng.choice(np.setdiff1d(np.arange(n), idx), size=again.size,
+                                replace=False)
+    return idx
+
+
+def _update_centres(X: Any, labels: Any, best: Any, k: int) -> tuple[Any, int]:
+    r"""Centres :math:`c_k = s_k / \|s_k\|` with :math:`s_k` the sum of cluster ``k``.
+
+    An empty cluster takes one of the points least similar to their centre (the lowest
+    ``best``); a cluster whose members cancel out exactly keeps one member. Returns the
+    centres and the number of empty clusters.
+    """
+    nx = get_backend(X)
+    sums = _segment_sum(nx, X, labels, k)
+    counts = _bincount(nx, labels, k)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        far = np.argsort(best, kind="stable")[: empty.size]
-        sums[empty] = X[far]
-    norms = np.linalg.norm(sums, axis=1)
-    degenerate = norms < 1e-12  # members cancel out exactly: keep one member as the centre
-    if degenerate.any():
-        for c in np.flatnonzero(degenerate):
-            sums[c] = X[np.flatnonzero(labels == c)[0]]
-        norms = np.linalg.norm(sums, axis=1)
-    return (sums / norms[:, None]).astype(X.dtype), int(empty.size)
+        far = _lowest(nx, best, empty.size)
+        sums[_index_host(nx, empty, X)] = _index(nx, X, far)
+    norms = nx.norm(sums, axis=1)
+    degenerate = np.flatnonzero(nx.to_numpy(norms) < 1e-12)
+    if degenerate.size:  # members cancel out exactly: keep one member as the centre
+        lab = nx.to_numpy(labels)
+        for c in degenerate:
+            sums[int(c)] = _index(nx, X, np.flatnonzero(lab == c)[:1])[0]
+        norms = nx.norm(sums, axis=1)
+    return sums / norms[:, None], int(empty.size)
 
 
-class SphericalKMeans:
-    """K-means on the unit sphere (cosine similarity), scikit-learn style.
+def _lloyd(
+    X: Any, C: Any, max_iter: int, tol: float, XL: Any = None
+) -> tuple[Any, Any, float, int, int]:
+    """Lloyd iterations from centres ``C`` until labels are stable or the gain < ``tol``.
+
+    With ``XL`` (``X`` in 16 bits) the iterations assign with it; the returned labels and
+    objective come from one final float32 assignment to the returned centres.
+    """
+    nx = get_backend(X)
+    k = C.shape[0]
+    labels, best = _assign(X, C, XL=XL)
+    objective = _mean64(nx, best)
+    n_empty = 0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned)
+        C, empty = _update_centres(X, labels, best, k)
+        n_empty += empty
+        new_labels, best = _assign(X, C, XL=XL)
+        new_objective = _mean64(nx, best)
+        stable = _equal(nx, new_labels, labels)
+        improved = new_objective - objective
+        labels, objective = new_labels, new_objective
+        if stable or (empty == 0 and improved < tol):
+            break
+    if XL is not None:
+        labels, best = _assign(X, C)
+        objective = _mean64(nx, best)
+    return C, labels, objective, n_iter, n_empty
+
+
+def _faiss_run(X: np.ndarray, k: int, n_init: int, max_iter: int, seed: int,
+               init: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """faiss's spherical k-means (random seeds, ``max_iter`` iterations, ``n_init`` redos)."""
+    try:
+        import faiss
+    except ImportError as exc:
+        from kec.errors import MissingDependencyError
+
+        raise MissingDependencyError("faiss-cpu", "faiss", "engine='faiss'") from exc
+    km = faiss.Kmeans(X.shape[1], k, niter=max_iter, nredo=n_init, spherical=True,
+                      seed=seed, max_points_per_centroid=max(256, -(-X.shape[0] // k)),
+                      min_points_per_centroid=1)
+    km.train(X, init_centroids=init)
+    return np.ascontiguousarray(km.centroids, dtype=np.float32), max_iter
+
+
+# --------------------------------------------------------------------------- estimator
+class SphericalKMeans(ClusterMixin, BaseEstimator):
+    r"""K-means on the unit sphere (cosine similarity), a scikit-learn estimator.
+
+    Maximises :math:`\sum_i \max_k x_i \cdot c_k` over unit centres :math:`c_k` by Lloyd
+    iterations from greedy k-means++ seeds (Dhillon & Modha 2001; Arthur & Vassilvitskii
+    2007); rows of ``X`` are L2-normalised first. See the module notes.
 
     Parameters
     ----------
@@ -132,11 +385,27 @@ class SphericalKMeans:
         or given ``(K, d)`` centres (then one restart).
     init_size : int or None
         k-means++ seeds from a random subsample of this many points (as scikit-learn's
-        ``MiniBatchKMeans``); default ``max(10·K, 10000)``, i.e. the whole data for
-        small problems. Seeding is ``K`` sequential passes over the sample, the slow part
-        at K = 1,000.
+        ``MiniBatchKMeans``); default ``max(5·K, 2048)`` (the whole data when smaller).
+        Seeding is ``K`` sequential passes over the sample, bound by memory bandwidth;
+        at 50,000 × 512 with K = 1,000 on two cores, samples of 2,048, 5,000 and 10,000
+        points gave fits of 18.5, 14.9 and 20.8 s with objectives within 0.01 %.
     random_state : int, numpy.random.Generator or None
-        Seed for reproducible results.
+        Seed for reproducible results. Random numbers are drawn on the host by numpy, so
+        the seeds do not depend on the device.
+    device : {"cpu", "cuda", "auto"} or str
+        Where to compute: ``"cpu"`` runs numpy (a torch tensor input stays a torch CPU
+        tensor), ``"cuda"``/``"cuda:N"`` torch on that GPU, ``"auto"`` a GPU when torch
+        sees one. Results come back as numpy arrays.
+    engine : {"kec", "faiss"}
+        ``"faiss"`` runs ``faiss.Kmeans(spherical=True)`` (random seeds, exactly
+        ``max_iter`` iterations per restart; needs ``pip install 'kec[faiss]'``), then
+        labels every point with the same assignment as ``"kec"``.
+    matmul_dtype : {None, "float32", "bfloat16", "float16"}
+        Precision of the assignment products on a torch device: 16-bit inputs with
+        float32 sums use a GPU's tensor cores (an assignment of 1.28M × 512 to 4,267
+        centres took 69 ms against 121 ms in float32 on an H200; cosines to about 3
+        significant digits, so near-ties may go either way). The final labels and
+        ``objective_`` always come from a float32 assignment. ``None``: float32.
 
     Attributes
     ----------
@@ -154,6 +423,18 @@ class SphericalKMeans:
         Restarts actually run.
     n_empty_reassigned_ : int
         Empty clusters re-seeded during the winning restart.
+    n_features_in_ : int
+        Dimension ``d`` seen by :meth:`fit`.
+    device_ : str
+        Device the fit ran on (``"cpu"``, ``"cuda"``...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0.1], [1, -0.1], [0.1, 1], [-0.1, 1]])
+    >>> SphericalKMeans(2, random_state=0).fit_predict(X).tolist() in ([0, 0, 1, 1],
+    ...                                                                 [1, 1, 0, 0])
+    True
     """
 
     def __init__(
@@ -166,6 +447,9 @@ class SphericalKMeans:
         init: str | np.ndarray = "k-means++",
         init_size: int | None = None,
         random_state: int | np.random.Generator | None = None,
+        device: str = "cpu",
+        engine: str = "kec",
+        matmul_dtype: str | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.n_init = n_init
@@ -174,24 +458,94 @@ class SphericalKMeans:
         self.init = init
         self.init_size = init_size
         self.random_state = random_state
+        self.device = device
+        self.engine = engine
+        self.matmul_dtype = matmul_dtype
 
     # ------------------------------------------------------------------ helpers
-    def _check_params(self, X: np.ndarray) -> tuple[int, int]:
-        n, d = X.shape
-        k = check_n_clusters(self.n_clusters, n)
+    def _validate(self, X: Any, reset: bool) -> Any:
+        """``X`` as finite float32 on the compute device.
+
+        numpy input is checked by scikit-learn (shape, dtype, ``n_features_in_``); for a
+        CUDA device the value checks run on the GPU after the copy. A torch tensor stays on
+        its device when ``device="cpu"`` (the torch CPU path), else moves to ``device``.
+        """
+        device = resolve_device(self.device)
+        if not is_torch(X):
+            try:
+                X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64],
+                                  ensure_all_finite=False)
+            except ClusteringInputError:
+                raise
+            except TypeError as exc:
+                raise ClusteringTypeError(str(exc)) from exc
+            except ValueError as exc:
+                raise ClusteringInputError(str(exc)) from exc
+            if device == "cpu":
+                # checked in the input precision (1e300 is "too large", not "infinite");
+                # within MAX_ABS_FEATURE the cast to float32 cannot overflow
+                X = as_features(X, "features", dtype=X.dtype)
+                return np.ascontiguousarray(X, dtype=np.float32)
+            X = torch_backend().asarray(X, device=device)
+        else:
+            torch = torch_backend().torch
+            if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+                raise ClusteringInputError(
+                    f"features must be a non-empty 2-D (n, d) tensor, got shape "
+                    f"{tuple(X.shape)}"
+                )
+            if X.is_complex() or X.dtype == torch.bool:
+                raise ClusteringInputError(f"features must be real numbers, got {X.dtype}")
+            if reset:
+                self.n_features_in_ = int(X.shape[1])
+            elif X.shape[1] != self.n_features_in_:
+                raise ClusteringInputError(
+                    f"X has {X.shape[1]} features, but SphericalKMeans is expecting "
+                    f"{self.n_features_in_} features as input"
+                )
+            X = X.detach()
+            X = X.cpu() if device == "cpu" else X.to(device)
+            if not X.is_floating_point():
+                X = X.double()
+        nx = get_backend(X)
+        bad = np.flatnonzero(nx.to_numpy(~nx.isfinite(X).all(dim=1)))
+        if bad.size:
+            raise ClusteringInputError(
+                f"features: {bad.size} row(s) contain NaN or infinite values "
+                f"(first rows: {bad[:5].tolist()})"
+            )
+        top = float(X.abs().amax())
+        if top > MAX_ABS_FEATURE:
+            raise ClusteringInputError(
+                f"features hold values beyond +/-{MAX_ABS_FEATURE:.0e} (largest magnitude "
+                f"{top:.3g}); such values overflow when squared"
+            )
+        return X.float().contiguous()
+
+    def _check_params(
+        self, n: int, d: int, device: str, torch_input: bool = False
+    ) -> tuple[int, int]:
+        k = self.n_clusters
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ClusteringInputError(f"n_clusters must be an integer, got {k!r}")
+        k = int(k)
+        if k < 1:
+            raise ClusteringInputError(f"n_clusters must be >= 1, got {k}")
+        if k > n:
+            raise ClusteringInputError(
+                f"n_clusters={k} is larger than the number of samples (n_samples={n})"
+            )
         if isinstance(self.init, str):
             if self.init not in ("k-means++", "random"):
                 raise ClusteringInputError(
                     f"init must be 'k-means++', 'random' or an array, got {self.init!r}"
                 )
         else:
-            init = np.asarray(self.init)
-            if init.shape != (k, d):
-                raise ClusteringInputError(
-                    f"init centres have shape {init.shape}, expected {(k, d)}"
-                )
-        if self.n_init == "auto":
-            n_init = auto_n_init(n, k, d)
+            shape = tuple(np.shape(self.init))
+            if shape != (k, d):
+                raise ClusteringInputError(f"init centres have shape {shape}, expected {(k, d)}")
+        if isinstance(self.n_init, str) and self.n_init == "auto":
+            n_init = auto_n_init(n, k, d, device)
         elif isinstance(self.n_init, (int, np.integer)) and not isinstance(self.n_init, bool) \
                 and self.n_init >= 1:
             n_init = int(self.n_init)
@@ -199,97 +553,134 @@ class SphericalKMeans:
             raise ClusteringInputError(f"n_init must be an int >= 1 or 'auto', got {self.n_init!r}")
         if not isinstance(self.init, str):
             n_init = 1
-        if int(self.max_iter) < 1:
-            raise ClusteringInputError(f"max_iter must be >= 1, got {self.max_iter}")
-        if not self.tol >= 0:
-            raise ClusteringInputError(f"tol must be >= 0, got {self.tol}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) \
+                or self.max_iter < 1:
+            raise ClusteringInputError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        if not (isinstance(self.tol, (int, float, np.number)) and self.tol >= 0):
+            raise ClusteringInputError(f"tol must be a number >= 0, got {self.tol!r}")
+        if self.init_size is not None and (
+                isinstance(self.init_size, bool)
+                or not isinstance(self.init_size, (int, np.integer)) or self.init_size < 1):
+            raise ClusteringInputError(f"init_size must be an int >= 1, got {self.init_size!r}")
+        if self.matmul_dtype not in MATMUL_DTYPES:
+            raise ClusteringInputError(
+                f"matmul_dtype must be one of {MATMUL_DTYPES}, got {self.matmul_dtype!r}"
+            )
+        if self.matmul_dtype in ("bfloat16", "float16") and device == "cpu" \
+                and not torch_input:
+            raise ClusteringInputError(
+                f"matmul_dtype={self.matmul_dtype!r} needs torch (device='cuda' or a tensor)"
+            )
+        if self.engine not in ENGINES:
+            raise ClusteringInputError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         return k, n_init
 
-    def _seed(self, X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    def _seed(self, X: Any, k: int, rng: np.random.Generator) -> Any:
+        nx = get_backend(X)
         if not isinstance(self.init, str):
-            return _normalize(as_features(self.init, "init centres"), "init centres")
+            C = as_features(nx.to_numpy(self.init) if is_torch(self.init) else self.init,
+                            "init centres")
+            return _normalize(nx.asarray(C, like=X), "init centres")
         n = X.shape[0]
         if self.init == "random":
-            return X[rng.choice(n, size=k, replace=False)].copy()
-        size = self.init_size if self.init_size is not None else max(10 * k, 10_000)
+            return _index(nx, X, rng.choice(n, size=k, replace=False))
+        size = self.init_size if self.init_size is not None else max(5 * k, 2048)
         size = int(min(n, max(size, k)))
         if size < n:
-            X = X[np.sort(rng.choice(n, size=size, replace=False))]
+            X = _index(nx, X, np.sort(rng.choice(n, size=size, replace=False)))
         return _kmeans_plusplus(X, k, rng)
-
-    def _single(
-        self, X: np.ndarray, k: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, float, int, int]:
-        C = self._seed(X, k, rng)
-        labels, best = _assign(X, C)
-        objective = float(best.mean())
-        n_empty = 0
-        n_iter = 0
-        for n_iter in range(1, int(self.max_iter) + 1):  # noqa: B007 (n_iter is returned)
-            C, empty = _update_centres(X, labels, best, k)
-            n_empty += empty
-            new_labels, best = _assign(X, C)
-            new_objective = float(best.mean())
-            stable = np.array_equal(new_labels, labels)
-            improved = new_objective - objective
-            labels, objective = new_labels, new_objective
-            if stable or (empty == 0 and improved < self.tol):
-                break
-        return C, labels, objective, n_iter, n_empty
 
     # ------------------------------------------------------------------ API
     def fit(self, X: Any, y: Any = None) -> SphericalKMeans:
-        """Cluster ``X`` (rows are normalised first; zero rows are an error)."""
-        X = _normalize(as_features(X, "features"))
-        k, n_init = self._check_params(X)
+        """Cluster ``X`` (rows are L2-normalised first).
+
+        Zero rows have no direction: they are left out of the fit, have cosine 0 with every
+        centre and join cluster 0 (with a warning).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Features; a torch tensor is clustered with torch on its device when
+            ``device="cpu"``, else on ``device``.
+        y : None
+            Ignored (scikit-learn convention).
+
+        Returns
+        -------
+        SphericalKMeans
+            ``self``, fitted.
+        """
+        X = self._validate(X, reset=True)
+        n, d = X.shape
+        k, n_init = self._check_params(n, d, resolve_device(self.device), is_torch(X))
+        X, zero = _unit_rows(X)
+        nx = get_backend(X)
+        keep = None
+        if zero.size:
+            keep = np.setdiff1d(np.arange(n), zero)
+            if k > keep.size:
+                raise ClusteringInputError(
+                    f"features: {zero.size} of {n} rows are zero (no direction), leaving "
+                    f"fewer rows than n_clusters={k}"
+                )
+            warnings.warn(
+                f"features: {zero.size} row(s) are zero and have no direction; they are "
+                f"left out of the fit and join cluster 0 (first rows: {zero[:5].tolist()})",
+                UserWarning, stacklevel=2,
+            )
+            X = _index(nx, X, keep)
         rng = np.random.default_rng(self.random_state)
-        best_run = None
-        for _ in range(n_init):
-            run = self._single(X, k, np.random.default_rng(rng.integers(2**63)))
-            if best_run is None or run[2] > best_run[2]:
-                best_run = run
+        if self.engine == "faiss":
+            init = None if isinstance(self.init, str) else nx.to_numpy(self._seed(X, k, rng))
+            C, n_iter = _faiss_run(np.ascontiguousarray(nx.to_numpy(X)), k, n_init,
+                                   int(self.max_iter), int(rng.integers(2**31)), init)
+            C = nx.asarray(C, like=X)
+            labels, best = _assign(X, C)
+            best_run = (C, labels, _mean64(nx, best), n_iter, 0)
+        else:
+            low = self.matmul_dtype in ("bfloat16", "float16")
+            XL = nx.astype(X, self.matmul_dtype) if low else None
+            best_run = None
+            for _ in range(n_init):
+                run_rng = np.random.default_rng(rng.integers(2**63))
+                run = _lloyd(X, self._seed(X, k, run_rng), int(self.max_iter), float(self.tol),
+                             XL)
+                if best_run is None or run[2] > best_run[2]:
+                    best_run = run
         assert best_run is not None
         C, labels, objective, n_iter, n_empty = best_run
-        self.cluster_centers_ = C.astype(np.float32)
+        labels = nx.to_numpy(labels).astype(np.int64, copy=False)
+        if keep is not None:
+            full = np.zeros(n, dtype=np.int64)
+            full[keep] = labels
+            labels = full
+            objective = objective * keep.size / n
+        self.cluster_centers_ = np.ascontiguousarray(nx.to_numpy(C), dtype=np.float32)
         self.labels_ = labels
-        self.objective_ = objective
-        self.inertia_ = float(X.shape[0] * (1.0 - objective))
-        self.n_iter_ = n_iter
+        self.objective_ = float(objective)
+        self.inertia_ = float(n * (1.0 - objective))
+        self.n_iter_ = int(n_iter)
         self.n_init_ = n_init
-        self.n_empty_reassigned_ = n_empty
-        self.n_features_in_ = X.shape[1]
+        self.n_empty_reassigned_ = int(n_empty)
+        self.device_ = nx.device(X)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """Most similar fitted centre of every row of ``X``."""
-        if not hasattr(self, "cluster_centers_"):
-            raise ClusteringInputError("SphericalKMeans is not fitted yet: call fit() first")
-        X = _normalize(as_features(X, "features"))
-        if X.shape[1] != self.n_features_in_:
-            raise ClusteringInputError(
-                f"dimension mismatch: fitted on {self.n_features_in_}-d features, got "
-                f"{X.shape[1]}-d"
-            )
-        return _assign(X, self.cluster_centers_)[0]
+        """Most similar fitted centre of every row of ``X`` (int64 numpy labels).
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        Zero rows join cluster 0, as in :meth:`fit`.
+        """
+        if not hasattr(self, "cluster_centers_"):
+            raise ClusteringNotFittedError(
+                "This SphericalKMeans instance is not fitted yet: call fit() first"
+            )
+        X, zero = _unit_rows(self._validate(X, reset=False))
+        nx = get_backend(X)
+        labels, _ = _assign(X, nx.asarray(self.cluster_centers_, like=X))
+        labels = nx.to_numpy(labels).astype(np.int64, copy=True)
+        labels[zero] = 0
+        return labels
+
+    def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
         """:meth:`fit` and return ``labels_``."""
         return self.fit(X).labels_
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn convention)."""
-        return {"n_clusters": self.n_clusters, "n_init": self.n_init,
-                "max_iter": self.max_iter, "tol": self.tol, "init": self.init,
-                "init_size": self.init_size, "random_state": self.random_state}
-
-    def set_params(self, **params: Any) -> SphericalKMeans:
-        """Set constructor parameters (scikit-learn convention)."""
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise ValueError(f"unknown parameter {key!r} for SphericalKMeans")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        return (f"SphericalKMeans(n_clusters={self.n_clusters}, n_init={self.n_init!r}, "
-                f"max_iter={self.max_iter}, random_state={self.random_state!r})")

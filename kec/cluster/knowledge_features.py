@@ -1,4 +1,4 @@
-r"""Embed a knowledge document into the arrays that grounding needs (METHODS.md §2.4).
+r"""Embed a knowledge document into the arrays that grounding needs (docs/methods.md §2.4).
 
 From ``{"concepts": [{"id", "name", "description", "labels", "attributes"}],
 "pairs": [{"a", "b", "similarity", "attributes"}]}`` and a text encoder (any object with

@@ -17,7 +17,7 @@ kec+cae      adaptive fusion of :math:`x_i, c_i, a_i`, OT-grounded knowledge    
 A cluster's **name** is the concept with the highest mean grounding weight over its
 members (:math:`\omega` or the row-normalised concept plan); its **explanation** is the
 attributes with the highest mean weight, pair attributes that separate its top concept
-from the top concept of its nearest cluster first (METHODS.md §4, last paragraph).
+from the top concept of its nearest cluster first (docs/methods.md §4, last paragraph).
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ from kec.cluster.grounding import (
     ground_ot,
     ground_softmax,
     mean_weights_per_cluster,
+    softmax_attribute_view,
+)
+from kec.cluster.guard import (
+    DEFAULT_AGREEMENT,
+    DEFAULT_BETA,
+    DEFAULT_CONSISTENCY,
+    guarded_cluster,
 )
 from kec.cluster.knowledge_features import KnowledgeFeatures
 from kec.cluster.ot import DEFAULT_REG, OTResult, solve_and_transport
@@ -199,7 +206,7 @@ def run_tac(
     n_clusters: int,
     *,
     n_overclusters: int | None = None,
-    rule: str | int = "n/300",
+    rule: str | int = "auto",
     n_classes: int | None = None,
     top_k: int = 5,
     tau: float = TAC_TAU,
@@ -210,12 +217,13 @@ def run_tac(
     clusterer_params: dict[str, Any] | None = None,
     keep_features: bool = False,
 ) -> MethodResult:
-    r"""TAC, training-free (METHODS.md §1): cluster :math:`[x_i ; \hat t_i]`."""
+    r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`."""
     X, k = _images(X, n_clusters)
     T = _texts(nouns, X, "noun features")
     stages = _Stages()
     selected, info = _overcluster_and_select(
-        X, [("nouns", T)], stages, n_over=n_overclusters, rule=rule, n_classes=n_classes,
+        X, [("nouns", T)], stages, n_over=n_overclusters, rule=rule,
+        n_classes=n_classes if n_classes is not None else k,
         top_k=top_k, selector="tac", selection_temperature=selection_temperature,
         random_state=random_state, overcluster_params=overcluster_params)
     with stages("counterpart"):
@@ -239,6 +247,10 @@ def run_kec(
     temperature: float = DEFAULT_TEMPERATURE,
     pair_attributes: bool = True,
     normalize_parts: bool = True,
+    fusion: str = "guarded",
+    beta: float = DEFAULT_BETA,
+    consistency_threshold: float = DEFAULT_CONSISTENCY,
+    agreement_threshold: float = DEFAULT_AGREEMENT,
     clusterer: str = "kmeans",
     random_state: int | None = 0,
     clusterer_params: dict[str, Any] | None = None,
@@ -246,22 +258,49 @@ def run_kec(
     n_attributes: int = 3,
     keep_features: bool = False,
 ) -> MethodResult:
-    r"""KEC (METHODS.md §2.4–2.5): softmax grounding, cluster :math:`[x_i ; \kappa_i]`."""
+    r"""KEC (docs/methods.md §2.4–2.5): softmax grounding, then fusion.
+
+    ``fusion="concat"``: KEC as published, cluster :math:`[x_i ; \kappa_i]` with
+    ``clusterer``. ``fusion="guarded"`` (default, docs/methods.md §4.3): measure whether
+    the knowledge is self-consistent on the data and whether the raw features agree with
+    it, then cluster :math:`x` alone, refine the knowledge partition on :math:`x`, or
+    refine it on :math:`[x ; \beta\hat c ; \beta\hat a]` (:mod:`kec.cluster.guard`);
+    the attribute view is :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
+    """
     X, k = _images(X, n_clusters)
     kf = _knowledge(knowledge, X, pair_attributes)
+    if fusion not in ("guarded", "concat"):
+        raise ClusteringInputError(f"fusion must be 'guarded' or 'concat', got {fusion!r}")
     stages = _Stages()
+    info: dict[str, Any] = {}
     with stages("ground"):
         g = ground_softmax(X, kf.zeta, kf.attribute_means(), temperature)
-        feats = kec_concat(X, g.kappa, normalize=normalize_parts)
-    with stages("cluster"):
-        labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params)
+    if fusion == "concat":
+        with stages("cluster"):
+            feats = kec_concat(X, g.kappa, normalize=normalize_parts)
+            labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params)
+    else:
+        with stages("guard"):
+            attr_view = (softmax_attribute_view(X, kf.attr_emb, temperature)
+                         if kf.attr_emb.shape[0] else None)
+            labels, feats, dec = guarded_cluster(
+                X, g.concept, attr_view, k, beta=beta,
+                consistency_threshold=consistency_threshold,
+                agreement_threshold=agreement_threshold, random_state=random_state,
+                n_init=(clusterer_params or {}).get("n_init", "auto"))
+        info["guard"] = dec.info
+        cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, temperature=temperature,
                                  n_names=n_names, n_attributes=n_attributes)
     params = {"n_clusters": k, "temperature": temperature, "pair_attributes": pair_attributes,
-              "normalize_parts": normalize_parts, "n_concepts": kf.n_concepts,
-              "n_attributes": len(kf.attr_texts), "clusterer": cinfo}
-    return MethodResult("kec", labels, stages.timings, params, clusters,
+              "normalize_parts": normalize_parts, "fusion": fusion,
+              "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
+              "clusterer": cinfo}
+    if fusion == "guarded":
+        params.update(beta=beta, consistency_threshold=consistency_threshold,
+                      agreement_threshold=agreement_threshold)
+    return MethodResult("kec", labels, stages.timings, params, clusters, info=info,
                         features=feats if keep_features else None)
 
 
@@ -272,7 +311,7 @@ def run_cae(
     *,
     captions: np.ndarray | None = None,
     n_overclusters: int | None = None,
-    rule: str | int = "n/300",
+    rule: str | int = "auto",
     n_classes: int | None = None,
     top_k: int = 5,
     reg: float = DEFAULT_REG,
@@ -286,7 +325,7 @@ def run_cae(
     clusterer_params: dict[str, Any] | None = None,
     keep_features: bool = False,
 ) -> MethodResult:
-    r"""CAE (METHODS.md §3): OT-aligned noun (and caption) features, adaptive fusion.
+    r"""CAE (docs/methods.md §3): OT-aligned noun (and caption) features, adaptive fusion.
 
     Without ``captions`` the caption modality is left out (CAE's "no captions" ablation).
     ``fusion`` is ``"sum"`` (weighted sum, default) or ``"concat"``.
@@ -299,7 +338,8 @@ def run_cae(
         raise ClusteringInputError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
     stages = _Stages()
     selected, info = _overcluster_and_select(
-        X, texts, stages, n_over=n_overclusters, rule=rule, n_classes=n_classes, top_k=top_k,
+        X, texts, stages, n_over=n_overclusters, rule=rule,
+        n_classes=n_classes if n_classes is not None else k, top_k=top_k,
         selector="top", selection_temperature=SELECTION_TEMPERATURE,
         random_state=random_state, overcluster_params=overcluster_params)
     modalities = [X]
@@ -337,11 +377,14 @@ def run_kec_cae(
     ot_params: dict[str, Any] | None = None,
     attribute_mode: str = "transport",
     pair_attributes: bool = True,
-    fusion: str = "adaptive",
+    fusion: str = "guarded",
     fusion_mode: str = "sum",
     gamma: float = DEFAULT_GAMMA,
+    beta: float = DEFAULT_BETA,
+    consistency_threshold: float = DEFAULT_CONSISTENCY,
+    agreement_threshold: float = DEFAULT_AGREEMENT,
     n_overclusters: int | None = None,
-    rule: str | int = "n/300",
+    rule: str | int = "auto",
     n_classes: int | None = None,
     top_k: int = 5,
     clusterer: str = "kmeans",
@@ -352,20 +395,24 @@ def run_kec_cae(
     n_attributes: int = 3,
     keep_features: bool = False,
 ) -> MethodResult:
-    r"""kec's combination (METHODS.md §4): KEC's knowledge grounded by CAE's OT.
+    r"""kec's combination (docs/methods.md §4): KEC's knowledge grounded by CAE's OT.
 
     Concept level: :math:`c_i` from an OT plan over the concepts; attribute level:
     :math:`a_i` from an OT plan over all attribute texts (``attribute_mode=
     "elementwise"``: KEC's :math:`x_i \odot \xi`). Optional levels: raw ``nouns``
     (over-cluster + top-k selection as in CAE) and ``captions`` (given, or the
-    knowledge's own captions), each by OT. ``fusion="adaptive"``: CAE's weights over
-    :math:`[x, c, a, \dots]` with ``fusion_mode`` ``"sum"`` or ``"concat"``;
-    ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
+    knowledge's own captions), each by OT. ``fusion="guarded"`` (default,
+    docs/methods.md §4.3): :func:`kec.cluster.guard.guarded_cluster` decides from the
+    data whether to cluster :math:`x` alone, refine the knowledge partition on :math:`x`,
+    or refine it on :math:`[x ; \beta\hat c ; \beta\hat a]` (optional levels are then
+    not used); ``fusion="adaptive"``: CAE's weights over :math:`[x, c, a, \dots]` with
+    ``fusion_mode`` ``"sum"`` or ``"concat"``; ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
     """
     X, k = _images(X, n_clusters)
     kf = _knowledge(knowledge, X, pair_attributes)
-    if fusion not in ("adaptive", "kec"):
-        raise ClusteringInputError(f"fusion must be 'adaptive' or 'kec', got {fusion!r}")
+    if fusion not in ("guarded", "adaptive", "kec"):
+        raise ClusteringInputError(
+            f"fusion must be 'guarded', 'adaptive' or 'kec', got {fusion!r}")
     if fusion_mode not in FUSION_MODES:
         raise ClusteringInputError(f"fusion_mode must be one of {FUSION_MODES}")
     if kf.attr_emb.shape[0] == 0:
@@ -387,9 +434,13 @@ def run_kec_cae(
         texts.append(("nouns", _texts(nouns, X, "noun features")))
     if captions is not None:
         texts.append(("captions", _texts(captions, X, "caption features")))
+    if texts and fusion == "guarded":
+        info["ignored_levels"] = [name for name, _ in texts]  # guarded fusion: x, c, a only
+        texts = []
     if texts:
         selected, sinfo = _overcluster_and_select(
-            X, texts, stages, n_over=n_overclusters, rule=rule, n_classes=n_classes,
+            X, texts, stages, n_over=n_overclusters, rule=rule,
+            n_classes=n_classes if n_classes is not None else k,
             top_k=top_k, selector="top", selection_temperature=SELECTION_TEMPERATURE,
             random_state=random_state, overcluster_params=overcluster_params)
         info.update(sinfo)
@@ -399,8 +450,19 @@ def run_kec_cae(
                                                  **(ot_params or {}))
             levels.append((name, feats))
             info[f"ot_{name}"] = _ot_info(res)
+    if fusion == "guarded":
+        with stages("guard"):
+            labels, fused, dec = guarded_cluster(
+                X, g.concept, g.attribute, k, beta=beta,
+                consistency_threshold=consistency_threshold,
+                agreement_threshold=agreement_threshold, random_state=random_state,
+                n_init=(clusterer_params or {}).get("n_init", "auto"))
+        info["guard"] = dec.info
+        cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
     with stages("fusion"):
-        if fusion == "adaptive":
+        if fusion == "guarded":
+            pass
+        elif fusion == "adaptive":
             mods = [X, g.concept, g.attribute] + [f for _, f in levels]
             fused, w = adaptive_fusion(mods, gamma, fusion_mode)
             names = ["image", "concepts", "attributes"] + [n for n, _ in levels]
@@ -408,15 +470,18 @@ def run_kec_cae(
         else:
             fused = concat([kec_concat(X, g.kappa)] + [f for _, f in levels])
     del levels
-    with stages("cluster"):
-        labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params)
+    if fusion != "guarded":
+        with stages("cluster"):
+            labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params)
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, n_names=n_names,
                                  n_attributes=n_attributes)
     params = {"n_clusters": k, "reg": reg, "ot_method": ot_method, "ot": _jsonable(ot_params),
               "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
               "fusion": fusion, "fusion_mode": fusion_mode, "gamma": gamma,
-              "nouns": nouns is not None, "captions": caption_source, "top_k": top_k,
+              "beta": beta, "consistency_threshold": consistency_threshold,
+              "agreement_threshold": agreement_threshold, "nouns": nouns is not None,
+              "captions": caption_source, "top_k": top_k,
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
               "clusterer": cinfo}
     return MethodResult("kec+cae", labels, stages.timings, params, clusters, info=info,

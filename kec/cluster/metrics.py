@@ -1,4 +1,4 @@
-"""Clustering metrics: ACC (Hungarian matching), NMI, ARI (METHODS.md §6)."""
+"""Clustering metrics: ACC (Hungarian matching), NMI, ARI (docs/methods.md §6)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def cluster_accuracy(y_true: Any, y_pred: Any) -> float:
     where :math:`m` is injective, found by the Hungarian algorithm
     (:func:`scipy.optimize.linear_sum_assignment`) on the contingency table. With more
     clusters than classes the extra clusters match nothing and count as errors; with
-    fewer, the extra classes do (METHODS.md §6).
+    fewer, the extra classes do (docs/methods.md §6).
     """
     table = contingency_table(y_true, y_pred)
     rows, cols = linear_sum_assignment(table, maximize=True)

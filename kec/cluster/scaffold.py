@@ -1,4 +1,4 @@
-r"""TAC's scaffold (METHODS.md §1) and KEC's over-cluster merging (§2.2).
+r"""TAC's scaffold (docs/methods.md §1) and KEC's over-cluster merging (§2.2).
 
 Pure functions over feature arrays:
 
@@ -49,7 +49,7 @@ def _rows_per_block(width: int) -> int:
 
 # --------------------------------------------------------------------------- over-clustering
 def n_overclusters(
-    n_samples: int, rule: str | int = "n/300", *, n_classes: int | None = None
+    n_samples: int, rule: str | int = "auto", *, n_classes: int | None = None
 ) -> int:
     """Number of over-clusters.
 
@@ -60,8 +60,11 @@ def n_overclusters(
     rule : str or int
         ``"n/300"`` (TAC and KEC; any ``"n/D"`` works): ``round(N / 300)``, e.g. 167 for
         50,000 images and 4,271 for ImageNet's 1,281,167; ``"3k"`` (any ``"Mk"``): ``3 ×
-        n_classes``, TAC's rule for small sets such as DTD and UCF101; an int: that many.
-        The result is clipped to ``[1, N]``.
+        n_classes``, TAC's rule for small sets such as DTD and UCF101; an int: that many;
+        ``"auto"`` (default): ``max(round(N/300), 3 × n_classes)``, so that small sets
+        are not over-clustered into a handful of groups (a 90-image set would otherwise
+        get one over-cluster, hence one concept), and without ``n_classes``
+        ``max(round(N/300), min(30, N // 10))``. The result is clipped to ``[1, N]``.
     n_classes : int, optional
         Needed by the ``"Mk"`` rules.
     """
@@ -69,6 +72,10 @@ def n_overclusters(
         raise ClusteringInputError("no samples to over-cluster")
     if isinstance(rule, (int, np.integer)) and not isinstance(rule, bool):
         value = int(rule)
+    elif isinstance(rule, str) and rule.strip().lower() == "auto":
+        base = math.floor(n_samples / 300 + 0.5)
+        floor = 3 * int(n_classes) if n_classes else min(30, n_samples // 10)
+        value = max(base, floor)
     elif isinstance(rule, str) and rule.strip().isdigit():
         value = int(rule.strip())
     elif isinstance(rule, str) and (m := re.fullmatch(r"\s*n\s*/\s*(\d+)\s*", rule)):
@@ -79,7 +86,7 @@ def n_overclusters(
         value = int(m.group(1)) * int(n_classes)
     else:
         raise ClusteringInputError(
-            f"bad over-cluster rule {rule!r}: use 'n/300', '3k' or an integer"
+            f"bad over-cluster rule {rule!r}: use 'auto', 'n/300', '3k' or an integer"
         )
     return int(min(max(value, 1), n_samples))
 
@@ -87,7 +94,7 @@ def n_overclusters(
 def overcluster(
     X: np.ndarray, n_clusters: int, *, random_state: int | None = 0, **kmeans_params: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spherical k-means over-clustering (METHODS.md §1.2).
+    """Spherical k-means over-clustering (docs/methods.md §1.2).
 
     Returns
     -------
@@ -116,12 +123,16 @@ class TextSelection:
         :func:`select_nouns`, cosine for :func:`select_top_texts`).
     assignment : numpy.ndarray
         ``(M,)`` best centre of every text.
+    rank : numpy.ndarray or None
+        ``(M,)`` the ranking key when it is not ``score`` (log-odds for
+        :func:`select_nouns`).
     """
 
     indices: np.ndarray
     per_centre: list[np.ndarray]
     score: np.ndarray
     assignment: np.ndarray
+    rank: np.ndarray | None = None
 
 
 def _texts_and_centres(centres: Any, texts: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -144,12 +155,16 @@ def select_nouns(
     *,
     temperature: float = SELECTION_TEMPERATURE,
 ) -> TextSelection:
-    r"""TAC's noun selection (METHODS.md §1.3).
+    r"""TAC's noun selection (docs/methods.md §1.3).
 
     Noun :math:`t_j` goes to centre :math:`l_j = \arg\max_l p_{jl}`,
     :math:`p_{jl} = \mathrm{softmax}_l(c_l \cdot t_j / \tau_s)`; each centre keeps the
     ``top_k`` of its nouns with the highest :math:`p_{j l_j}` (ties: lower index first).
     The union has at most ``top_k × L`` nouns; a centre no noun prefers keeps none.
+    Nouns are ranked by the log-odds :math:`\log p/(1-p)`, the same order as
+    :math:`p` but computed so that it still separates nouns whose :math:`p` rounds to 1
+    in float64 (at low :math:`\tau_s` in a text encoder's space, many do, and the order
+    would otherwise fall back to the vocabulary's alphabetical order).
 
     Parameters
     ----------
@@ -161,7 +176,7 @@ def select_nouns(
         Nouns kept per centre (5 in TAC and KEC).
     temperature : float
         :math:`\tau_s`. Only the ranking within a centre depends on it. 0.01 (CLIP's
-        logit scale) is kec's choice; METHODS.md gives no value.
+        logit scale) is kec's choice; docs/methods.md gives no value.
     """
     C, T = _texts_and_centres(centres, nouns)
     top_k = _check_top_k(top_k)
@@ -169,24 +184,37 @@ def select_nouns(
     m = T.shape[0]
     assign = np.empty(m, dtype=np.int64)
     prob = np.empty(m, dtype=np.float64)
+    log_odds = np.empty(m, dtype=np.float64)
     step = _rows_per_block(C.shape[0])
     for start in range(0, m, step):
         logits = (T[start : start + step] @ C.T).astype(np.float64) / temperature
+        rows = np.arange(logits.shape[0])
         best = logits.argmax(axis=1)
-        mx = logits[np.arange(logits.shape[0]), best]
+        mx = logits[rows, best]
         assign[start : start + step] = best
-        prob[start : start + step] = 1.0 / np.exp(logits - mx[:, None]).sum(axis=1)
-    order = np.lexsort((np.arange(m), -prob, assign))  # by centre, prob desc, index
+        shifted = np.exp(logits - mx[:, None])
+        total = shifted.sum(axis=1)
+        prob[start : start + step] = 1.0 / total
+        # log p/(1-p), computed without 1 - p: it keeps ranking nouns whose p rounds to 1
+        others = np.maximum(total - 1.0, np.finfo(np.float64).tiny)
+        if C.shape[0] > 1:
+            logits[rows, best] = -np.inf
+            second = logits.max(axis=1)
+            rest = np.exp(logits - second[:, None]).sum(axis=1)
+            others = np.where(total - 1.0 > 1e-6, others,
+                              np.exp(second - mx) * rest)
+        log_odds[start : start + step] = -np.log(others)
+    order = np.lexsort((np.arange(m), -log_odds, assign))  # by centre, p desc, index
     per_centre: list[np.ndarray] = []
     bounds = np.searchsorted(assign[order], np.arange(C.shape[0] + 1))
     for l in range(C.shape[0]):  # noqa: E741
         per_centre.append(order[bounds[l] : bounds[l + 1]][:top_k].astype(np.int64))
     kept = np.unique(np.concatenate(per_centre)) if per_centre else np.zeros(0, np.int64)
-    return TextSelection(kept.astype(np.int64), per_centre, prob, assign)
+    return TextSelection(kept.astype(np.int64), per_centre, prob, assign, log_odds)
 
 
 def select_top_texts(centres: np.ndarray, texts: np.ndarray, top_k: int = 5) -> TextSelection:
-    r"""CAE's semantic space (METHODS.md §3.1): each centre keeps its ``top_k`` most
+    r"""CAE's semantic space (docs/methods.md §3.1): each centre keeps its ``top_k`` most
     similar texts by cosine :math:`c_l \cdot t_j`; the union is the selected set.
 
     ``top_k`` is open in CAE; 5 matches TAC's noun budget.
@@ -221,7 +249,7 @@ def select_top_texts(centres: np.ndarray, texts: np.ndarray, top_k: int = 5) -> 
 
 # --------------------------------------------------------------------------- counterpart
 def text_counterpart(X: np.ndarray, texts: np.ndarray, tau: float = TAC_TAU) -> np.ndarray:
-    r"""TAC's training-free text counterpart of every image (METHODS.md §1.4).
+    r"""TAC's training-free text counterpart of every image (docs/methods.md §1.4).
 
     .. math::  \hat t_i = \operatorname{normalize}\Big(\sum_j
                \operatorname{softmax}_j(x_i \cdot t_j / \tau)\, t_j\Big), \quad \tau = 0.005
@@ -251,13 +279,13 @@ def overcluster_similarity(
     per_centre: Sequence[np.ndarray],
     alpha: float = 0.8,
 ) -> np.ndarray:
-    r"""Similarity between over-clusters (METHODS.md §2.2).
+    r"""Similarity between over-clusters (docs/methods.md §2.2).
 
     .. math::  R_{kl} = \alpha \cos(c_k, c_l) + (1-\alpha) \cos(\bar t_k, \bar t_l)
 
     :math:`\bar t_k` is the mean embedding of centre k's selected nouns. A centre with no
     nouns has no text side: its pairs use :math:`R^{vis}` alone. α = 0.8 follows one
-    reimplementation (METHODS.md marks it open).
+    reimplementation (docs/methods.md marks it open).
     """
     C, T = _texts_and_centres(centres, texts)
     alpha = check_fraction(alpha, "alpha", low_open=False)
@@ -279,10 +307,10 @@ def overcluster_similarity(
 
 
 def merge_overclusters(R: np.ndarray, beta: float = 0.8) -> list[list[int]]:
-    r"""Connected components of the graph :math:`R_{kl} > \beta` (METHODS.md §2.2).
+    r"""Connected components of the graph :math:`R_{kl} > \beta` (docs/methods.md §2.2).
 
     Returns sorted lists of over-cluster indices, ordered by their smallest member.
-    β = 0.8 follows one reimplementation (METHODS.md marks it open).
+    β = 0.8 follows one reimplementation (docs/methods.md marks it open).
     """
     R = np.asarray(R, dtype=np.float64)
     if R.ndim != 2 or R.shape[0] != R.shape[1]:
@@ -297,7 +325,7 @@ def build_groups(
     noun_labels: Sequence[str],
     *,
     n_overclusters: int | None = None,
-    rule: str | int = "n/300",
+    rule: str | int = "auto",
     n_classes: int | None = None,
     top_k: int = 5,
     temperature: float = SELECTION_TEMPERATURE,
@@ -371,7 +399,8 @@ def build_groups(
             dropped_images += size
             continue
         # pooled nouns, best probability first, each label once
-        order = np.lexsort((idx, -sel.score[idx]))
+        key = sel.rank if sel.rank is not None else sel.score
+        order = np.lexsort((idx, -key[idx]))
         seen: dict[str, None] = {}
         for j in idx[order]:
             seen.setdefault(labels_list[int(j)], None)

@@ -15,9 +15,13 @@ from kec.features import save_features
 logger = logging.getLogger(__name__)
 
 
-def embed_dataset(ds: ImageDataset, encoder: Any, *, progress: bool = False
-                  ) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
+def embed_dataset(ds: ImageDataset, encoder: Any, *, progress: bool = False,
+                  checkpoint: Any = None) -> tuple[np.ndarray, list[int], list[dict[str, str]]]:
     """Encode every image of ``ds`` with an image encoder (``ClipImageEncoder``).
+
+    ``checkpoint`` (a :class:`kec.encoders.checkpoint.EmbeddingCheckpoint`) makes file
+    datasets resumable: rows are saved as batches complete and reused by id and content
+    hash. In-memory datasets ignore it.
 
     Returns
     -------
@@ -29,7 +33,11 @@ def embed_dataset(ds: ImageDataset, encoder: Any, *, progress: bool = False
         ``{"id", "error"}`` of each image that could not be read.
     """
     if ds.paths is not None:
-        feats, kept, failed = encoder.encode_files(ds.paths, progress=progress)
+        if checkpoint is not None:
+            feats, kept, failed = encoder.encode_files(ds.paths, progress=progress, ids=ds.ids,
+                                                       checkpoint=checkpoint)
+        else:
+            feats, kept, failed = encoder.encode_files(ds.paths, progress=progress)
         skipped = [{"id": ds.ids[i], "error": msg} for i, msg in failed]
     else:
         from tqdm.auto import tqdm
@@ -53,12 +61,14 @@ def embed_dataset(ds: ImageDataset, encoder: Any, *, progress: bool = False
 
 
 def save_dataset_features(path: str | os.PathLike[str], ds: ImageDataset, encoder: Any, *,
-                          progress: bool = False, extra: dict[str, Any] | None = None) -> Path:
+                          progress: bool = False, extra: dict[str, Any] | None = None,
+                          checkpoint: Any = None) -> Path:
     """Encode ``ds`` and write a feature file whose ``extra.dataset`` lets any kec tool
     (e.g. ``kec report``) load the images again with :func:`kec.datasets.load_dataset`.
 
-    ``extra`` adds further provenance to the file's ``extra`` metadata."""
-    feats, kept, skipped = embed_dataset(ds, encoder, progress=progress)
+    ``extra`` adds further provenance to the file's ``extra`` metadata; ``checkpoint``
+    is passed to :func:`embed_dataset`."""
+    feats, kept, skipped = embed_dataset(ds, encoder, progress=progress, checkpoint=checkpoint)
     labels = ds.labels
     return save_features(
         path, feats, ids=[ds.ids[i] for i in kept], kind="image", encoder=encoder.describe(),

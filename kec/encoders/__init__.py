@@ -1,5 +1,8 @@
 """Image and text encoders (open_clip, sentence-transformers) with one factory per concern.
 
+Names are imported on first use, so ``import kec.encoders`` loads neither numpy nor torch.
+The text-encoder protocol is :class:`kec.encoders.base.TextEncoder`.
+
 >>> enc = create_text_encoder()                     # offline all-MiniLM-L6-v2
 >>> enc.encode(["a cat", "a truck"]).shape
 (2, 384)
@@ -7,51 +10,125 @@
 >>> txt = img.text_encoder(templates="tac")                      # same loaded model
 """
 
-from kec.encoders.base import TextEncoder, l2_normalize, resolve_device
-from kec.encoders.clip import ClipImageEncoder, ClipModel, ClipTextEncoder, load_clip
-from kec.encoders.factory import (
-    EncoderSpecError,
-    create_image_encoder,
-    create_text_encoder,
-    parse_text_encoder_spec,
-    spec_from_description,
-)
-from kec.encoders.images import (
-    ImageEmbeddings,
-    ImageSource,
-    ImageSourceError,
-    embed_images,
-    find_images,
-    images_from_file_list,
-    images_from_folder,
-)
-from kec.encoders.sbert import SentenceTransformerTextEncoder, embedded_minilm_path
-from kec.encoders.templates import TemplateError, TemplateSet, list_template_sets, resolve_templates
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> submodule that defines it
+_WHERE = {
+    "TextEncoder": "base", "l2_normalize": "base", "resolve_device": "base",
+    "CheckpointError": "checkpoint", "EmbeddingCheckpoint": "checkpoint",
+    "checkpoint_dir_for": "checkpoint",
+    "ClipImageEncoder": "clip", "ClipModel": "clip", "ClipTextEncoder": "clip",
+    "autocast_for": "clip", "input_dtype": "clip", "load_clip": "clip",
+    "DEFAULT_CLIP_MODEL": "defaults", "DEFAULT_CLIP_PRETRAINED": "defaults",
+    "EncoderSpecError": "factory", "create_image_encoder": "factory",
+    "create_text_encoder": "factory", "parse_text_encoder_spec": "factory",
+    "spec_from_description": "factory",
+    "ImageEmbeddings": "images", "ImageSource": "images", "ImageSourceError": "images",
+    "NotARegularFileError": "images", "default_num_workers": "images",
+    "embed_images": "images", "find_images": "images", "images_from_file_list": "images",
+    "images_from_folder": "images", "iterate_image_batches": "images",
+    "read_regular_file": "images",
+    "SentenceTransformerTextEncoder": "sbert", "embedded_minilm_path": "sbert",
+    "TemplateError": "templates", "TemplateSet": "templates",
+    "list_template_sets": "templates", "resolve_templates": "templates",
+}
 
 __all__ = [
+    "DEFAULT_CLIP_MODEL",
+    "DEFAULT_CLIP_PRETRAINED",
+    "CheckpointError",
     "ClipImageEncoder",
     "ClipModel",
     "ClipTextEncoder",
+    "EmbeddingCheckpoint",
     "EncoderSpecError",
     "ImageEmbeddings",
     "ImageSource",
     "ImageSourceError",
+    "NotARegularFileError",
     "SentenceTransformerTextEncoder",
     "TemplateError",
     "TemplateSet",
     "TextEncoder",
+    "autocast_for",
+    "checkpoint_dir_for",
     "create_image_encoder",
     "create_text_encoder",
+    "default_num_workers",
     "embed_images",
     "embedded_minilm_path",
     "find_images",
     "images_from_file_list",
     "images_from_folder",
+    "input_dtype",
+    "iterate_image_batches",
     "l2_normalize",
     "list_template_sets",
     "load_clip",
     "parse_text_encoder_spec",
+    "read_regular_file",
     "resolve_device",
     "resolve_templates",
     "spec_from_description",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static analysers see the real names
+    from kec.encoders.base import TextEncoder, l2_normalize, resolve_device
+    from kec.encoders.checkpoint import (
+        CheckpointError,
+        EmbeddingCheckpoint,
+        checkpoint_dir_for,
+    )
+    from kec.encoders.clip import (
+        ClipImageEncoder,
+        ClipModel,
+        ClipTextEncoder,
+        autocast_for,
+        input_dtype,
+        load_clip,
+    )
+    from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from kec.encoders.factory import (
+        EncoderSpecError,
+        create_image_encoder,
+        create_text_encoder,
+        parse_text_encoder_spec,
+        spec_from_description,
+    )
+    from kec.encoders.images import (
+        ImageEmbeddings,
+        ImageSource,
+        ImageSourceError,
+        NotARegularFileError,
+        default_num_workers,
+        embed_images,
+        find_images,
+        images_from_file_list,
+        images_from_folder,
+        iterate_image_batches,
+        read_regular_file,
+    )
+    from kec.encoders.sbert import SentenceTransformerTextEncoder, embedded_minilm_path
+    from kec.encoders.templates import (
+        TemplateError,
+        TemplateSet,
+        list_template_sets,
+        resolve_templates,
+    )

@@ -4,6 +4,11 @@
 checkpoint file, or ``None`` for random weights (tests). A model name starting with
 ``hf-hub:`` loads model and weights from the Hugging Face hub; its ``pretrained`` must
 be ``None``. On CUDA the weights are cast to fp16 unless told otherwise; on CPU fp32.
+
+Precisions are open_clip's: ``fp16``/``bf16`` cast the matmul and convolution weights
+(not the embeddings), ``pure_fp16``/``pure_bf16`` every weight, and ``amp``/``amp_bf16``
+keep float32 weights and run under ``torch.autocast``. Image batches are cast to
+:func:`input_dtype` of the precision, the dtype of the first layer they meet.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +25,9 @@ from kec._io import sha256_file
 from kec.encoders.base import BatchedTextEncoder, l2_normalize, resolve_device
 from kec.encoders.templates import TemplateSet, resolve_templates
 from kec.errors import KecError
+
+if TYPE_CHECKING:  # a type only: keeps this module light to import
+    from kec.encoders.checkpoint import EmbeddingCheckpoint
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +78,17 @@ class ClipModel:
 
     @property
     def dtype(self) -> Any:
-        return next(self.model.parameters()).dtype
+        """The dtype that image batches must have: that of the low-precision weights.
+
+        Not the dtype of the first parameter: open_clip's ``fp16``/``bf16`` casts only the
+        matmul and convolution weights, so embeddings such as ``class_embedding`` stay
+        float32 while ``conv1`` is half.
+        """
+        return input_dtype(self.precision)
+
+    def autocast(self) -> Any:
+        """The autocast context for this precision (a no-op unless ``amp``/``amp_bf16``)."""
+        return autocast_for(self.precision, self.device)
 
     def describe(self) -> dict[str, Any]:
         """Provenance of the model, shared by its image and text encoders."""
@@ -84,6 +102,39 @@ class ClipModel:
         if self.checkpoint_sha256:
             desc["checkpoint_sha256"] = self.checkpoint_sha256
         return desc
+
+
+# open_clip precisions -> dtype of the weights that meet the input (and of the input).
+_CAST_DTYPES = {"fp16": "float16", "pure_fp16": "float16", "bf16": "bfloat16",
+                "pure_bf16": "bfloat16"}
+# Precisions that keep float32 weights and run under torch.autocast.
+_AUTOCAST_DTYPES = {"amp": "float16", "amp_bf16": "bfloat16", "amp_bfloat16": "bfloat16"}
+PRECISIONS = ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16",
+              "amp_bfloat16")
+
+
+def input_dtype(precision: str) -> Any:
+    """The torch dtype that inputs of a model loaded with ``precision`` must be cast to.
+
+    ``fp16``/``pure_fp16`` give ``torch.float16``, ``bf16``/``pure_bf16``
+    ``torch.bfloat16``; ``fp32`` and the autocast precisions (``amp``, ``amp_bf16``)
+    keep ``torch.float32`` weights, so their inputs stay float32.
+    """
+    import torch
+
+    return getattr(torch, _CAST_DTYPES.get(precision, "float32"))
+
+
+def autocast_for(precision: str, device: str) -> Any:
+    """``torch.autocast`` on ``device`` for ``amp``/``amp_bf16``; a null context otherwise."""
+    import contextlib
+
+    import torch
+
+    name = _AUTOCAST_DTYPES.get(precision)
+    if name is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=getattr(torch, name))
 
 
 def _embedding_dim(model: Any, tokenizer: Any, device: str) -> int:
@@ -132,6 +183,8 @@ def load_clip(
     if precision is None:
         precision = "fp16" if device.startswith("cuda") else "fp32"
         logger.info("precision not given; using %s on %s", precision, device)
+    if precision not in PRECISIONS:
+        raise KecError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if name.startswith(HF_HUB_PREFIX) and pretrained is not None:
         raise KecError(
             f"model {name!r} comes with its weights from the Hugging Face hub; "
@@ -209,7 +262,7 @@ class ClipTextEncoder(BatchedTextEncoder):
         import torch
 
         tokens = self.clip.tokenizer(prompts).to(self.clip.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.clip.autocast():
             feats = self.clip.model.encode_text(tokens)
         return feats.float().cpu().numpy()
 
@@ -257,13 +310,20 @@ class ClipImageEncoder:
             desc["image_size"] = list(image_size) if isinstance(image_size, tuple) else image_size
         return desc
 
-    def _forward(self, batch: Any) -> np.ndarray:
+    def encode_batch(self, batch: Any) -> np.ndarray:
+        """Encode a preprocessed ``(b, 3, H, W)`` tensor: float32 ``(b, dim)`` unit rows.
+
+        The batch is cast to the model's input dtype (``fp16``/``bf16`` weights need
+        ``fp16``/``bf16`` inputs) and copied asynchronously when it is in pinned memory.
+        """
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.clip.autocast():
             x = batch.to(self.clip.device, dtype=self.clip.dtype, non_blocking=True)
             feats = self.clip.model.encode_image(x)
         return l2_normalize(feats.float().cpu().numpy())
+
+    _forward = encode_batch  # old private name
 
     def encode(self, images: Sequence[Any], *, progress: bool = False) -> np.ndarray:
         """Encode in-memory PIL images into an ``(n, dim)`` float32 array, unit-norm rows."""
@@ -275,13 +335,21 @@ class ClipImageEncoder:
         for start in tqdm(starts, desc="encoding images", disable=not progress, leave=False):
             chunk = images[start : start + self.batch_size]
             batch = torch.stack([self.clip.preprocess(im.convert("RGB")) for im in chunk])
-            out[start : start + len(chunk)] = self._forward(batch)
+            out[start : start + len(chunk)] = self.encode_batch(batch)
         return out
 
     def encode_files(
-        self, paths: Sequence[str | Path], *, progress: bool = False
+        self,
+        paths: Sequence[str | Path],
+        *,
+        progress: bool = False,
+        ids: Sequence[str] | None = None,
+        checkpoint: EmbeddingCheckpoint | None = None,
     ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
         """Encode image files; unreadable ones are skipped, logged and returned.
+
+        Files are read and decoded by ``num_workers`` DataLoader processes (pinned
+        memory on CUDA) while this process runs the model.
 
         Parameters
         ----------
@@ -289,6 +357,11 @@ class ClipImageEncoder:
             Image files.
         progress : bool
             Show a tqdm progress bar.
+        ids : sequence of str, optional
+            Stable id of each path, the checkpoint key (default: the path).
+        checkpoint : EmbeddingCheckpoint, optional
+            Rows saved by an earlier run are reused when the file's content hash still
+            matches; new rows are saved to it as batches complete (also on Ctrl-C).
 
         Returns
         -------
@@ -301,24 +374,46 @@ class ClipImageEncoder:
         """
         from kec.encoders.images import iterate_image_batches
 
-        chunks: list[np.ndarray] = []
-        kept: list[int] = []
+        n = len(paths)
+        if ids is not None and len(ids) != n:
+            raise ValueError(f"{len(ids)} ids for {n} paths")
+        keys = [str(i) for i in ids] if ids is not None else [str(p) for p in paths]
+        resuming = checkpoint is not None and len(checkpoint) > 0
+        known = checkpoint.known_hashes(keys) if resuming else None  # type: ignore[union-attr]
+        out = np.empty((n, self.dim), dtype=np.float32)
+        done = np.zeros(n, dtype=bool)
         failed: list[tuple[int, str]] = []
-        for indices, batch, errors in iterate_image_batches(
-            paths,
-            self.clip.preprocess,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            progress=progress,
-            pin_memory=self.clip.device.startswith("cuda"),
-        ):
-            for idx, msg in errors:
-                logger.warning("skipping unreadable image %s: %s", paths[idx], msg)
-            failed.extend(errors)
-            if batch is not None:
-                chunks.append(self._forward(batch))
-                kept.extend(indices)
-        feats = np.concatenate(chunks) if chunks else np.empty((0, self.dim), np.float32)
+        try:
+            for item in iterate_image_batches(
+                paths,
+                self.clip.preprocess,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                progress=progress,
+                pin_memory=self.clip.device.startswith("cuda"),
+                hashes=checkpoint is not None,
+                known=known,
+            ):
+                for idx, msg in item.errors:
+                    logger.warning("skipping unreadable image %s: %s", paths[idx], msg)
+                failed.extend(item.errors)
+                for idx, digest in item.cached:
+                    row = checkpoint.get(keys[idx], digest) if checkpoint is not None else None
+                    if row is None:  # pragma: no cover - known hashes come from the checkpoint
+                        raise RuntimeError(f"checkpoint lost the row of {keys[idx]}")
+                    out[idx] = row
+                    done[idx] = True
+                if item.batch is not None:
+                    feats = self.encode_batch(item.batch)
+                    out[item.indices] = feats
+                    done[item.indices] = True
+                    if checkpoint is not None:
+                        checkpoint.add([keys[i] for i in item.indices], item.sha256, feats)
+        finally:
+            if checkpoint is not None:
+                checkpoint.flush()
+        kept = np.flatnonzero(done).tolist()
+        feats = out if len(kept) == n else out[kept]
         return feats, kept, failed
 
     def __repr__(self) -> str:

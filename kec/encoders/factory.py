@@ -29,15 +29,22 @@ from kec.encoders.clip import (
 from kec.encoders.clip import (
     KIND as CLIP_KIND,
 )
+from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from kec.encoders.sbert import MINILM_NAME, SentenceTransformerTextEncoder, load_minilm
 from kec.encoders.templates import TemplateSet, resolve_templates
 from kec.errors import KecError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CLIP_MODEL = "ViT-B-32-quickgelu"
-DEFAULT_CLIP_PRETRAINED = "openai"
-
+__all__ = [
+    "DEFAULT_CLIP_MODEL",
+    "DEFAULT_CLIP_PRETRAINED",
+    "EncoderSpecError",
+    "create_image_encoder",
+    "create_text_encoder",
+    "parse_text_encoder_spec",
+    "spec_from_description",
+]
 Templates = str | Sequence[str] | TemplateSet | None
 
 

@@ -6,20 +6,29 @@ of the first-level sub-folder holding it (``root/dog/a.jpg`` -> ``dog``). A flat
 by a tab and a label; relative paths are relative to the list file's folder; blank lines
 and lines starting with ``#`` are ignored.
 
-Files are decoded lazily, when encoded; a file that cannot be decoded is skipped and
-reported, never fatal.
+Files are decoded lazily, when encoded, by DataLoader worker processes
+(:func:`iterate_image_batches`); a file that cannot be decoded is skipped and reported,
+never fatal. Anything that is not a regular file (a FIFO, socket, device, folder or
+broken link named like an image) is skipped with a warning and never opened for reading,
+so it cannot block the run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kec.errors import KecError
+
+if TYPE_CHECKING:  # a type only: keeps this module light to import
+    from kec.encoders.checkpoint import EmbeddingCheckpoint
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +87,77 @@ def _walk(root: Path) -> list[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                kind = _file_kind(path)
+                if kind == "regular file":
+                    found.append(path)
+                else:
+                    logger.warning("skipping %s: not a regular file (%s)", path, kind)
     return found
+
+
+def _file_kind(path: str | os.PathLike[str]) -> str:
+    """``"regular file"``, or what ``path`` is instead (FIFO, socket, broken link, ...)."""
+    try:
+        mode = os.stat(path).st_mode  # follows symbolic links
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror or exc}"
+    return _mode_kind(mode)
+
+
+def _mode_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"  # pragma: no cover - doors, whiteouts
+
+
+MAX_IMAGE_BYTES = 1 << 30  # a larger "image" is refused rather than read into memory
+
+
+class NotARegularFileError(OSError):
+    """An image path names a FIFO, socket, device or folder: never opened for reading."""
+
+
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of ``path``, refusing anything that is not a regular file without blocking.
+
+    The file is opened non-blocking (opening a FIFO for reading would otherwise wait for a
+    writer forever), then checked with ``fstat`` on the open descriptor, so a file swapped
+    for a FIFO between listing and reading is refused too.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    max_bytes : int
+        Larger files are refused (an image is never that big; nothing is read).
+
+    Raises
+    ------
+    NotARegularFileError
+        ``path`` is a FIFO, socket, device or folder.
+    OSError
+        ``path`` cannot be opened or read, or is larger than ``max_bytes``.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFileError(f"not a regular file ({_mode_kind(st.st_mode)})")
+        if st.st_size > max_bytes:
+            raise OSError(f"file too large for an image ({st.st_size} bytes > {max_bytes})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            return fh.read(max_bytes + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def images_from_folder(root: str | os.PathLike[str]) -> ImageSource:
@@ -169,35 +247,116 @@ def find_images(
     return images_from_folder(source)
 
 
-class _ImageFiles:
-    """A map-style dataset: ``i -> (i, tensor, None)`` or ``(i, None, error)``."""
+@dataclass
+class _Item:
+    """What a loader worker returns for one file."""
 
-    def __init__(self, paths: Sequence[str | Path], transform: Callable[[Any], Any]):
+    index: int
+    tensor: Any = None
+    error: str | None = None
+    sha256: str | None = None
+    cached: bool = False
+
+
+class _ImageFiles:
+    """A map-style dataset over image files, decoded in DataLoader workers.
+
+    Item ``i`` is the transformed image, or the error that stopped it. With ``hashes``
+    each file's SHA-256 is computed; a file whose hash equals ``known[i]`` is not decoded
+    (its feature row is already saved) and comes back as ``cached``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        transform: Callable[[Any], Any],
+        *,
+        hashes: bool = False,
+        known: Sequence[str | None] | None = None,
+    ):
         self.paths = list(paths)
         self.transform = transform
+        self.hashes = hashes or known is not None
+        self.known = list(known) if known is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+    def __getitem__(self, i: int) -> _Item:
         from PIL import Image
 
         try:
-            with Image.open(self.paths[i]) as im:
+            data = read_regular_file(self.paths[i])
+            digest = hashlib.sha256(data).hexdigest() if self.hashes else None
+            if self.known is not None and digest is not None and self.known[i] == digest:
+                return _Item(i, sha256=digest, cached=True)
+            with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 rgb = im.convert("RGB")
-            return i, self.transform(rgb), None
-        except Exception as exc:  # any decoder failure: skip the file, report it
-            return i, None, f"{type(exc).__name__}: {exc}"
+            return _Item(i, tensor=self.transform(rgb), sha256=digest)
+        except Exception as exc:  # any read or decoder failure: skip the file, report it
+            return _Item(i, error=f"{type(exc).__name__}: {exc}")
 
 
-def _collate(items: list[tuple[int, Any, str | None]]) -> tuple[list[int], Any, list]:
+@dataclass
+class ImageBatch:
+    """One batch from :func:`iterate_image_batches`, in the order of the input paths.
+
+    Attributes
+    ----------
+    indices : list of int
+        Positions of the rows of ``batch``.
+    batch : torch.Tensor or None
+        Stacked transformed images (``None`` when no file of the batch needs encoding).
+    errors : list of (int, str)
+        Position and message of each file that could not be read or decoded.
+    sha256 : list of str or None
+        Content hash of each row of ``batch`` (``None`` entries without hashing).
+    cached : list of (int, str)
+        Position and content hash of each file whose saved row can be reused.
+    """
+
+    indices: list[int]
+    batch: Any
+    errors: list[tuple[int, str]]
+    sha256: list[str | None]
+    cached: list[tuple[int, str]]
+
+    def __len__(self) -> int:
+        return len(self.indices) + len(self.errors) + len(self.cached)
+
+    def pin_memory(self) -> ImageBatch:
+        """Called by the DataLoader's pinning thread when ``pin_memory=True``."""
+        if self.batch is not None:
+            self.batch = self.batch.pin_memory()
+        return self
+
+
+def _collate(items: list[_Item]) -> ImageBatch:
     import torch
 
-    ok = [(i, t) for i, t, err in items if err is None]
-    errors = [(i, err) for i, _, err in items if err is not None]
-    batch = torch.stack([t for _, t in ok]) if ok else None
-    return [i for i, _ in ok], batch, errors
+    ok = [it for it in items if it.error is None and not it.cached]
+    return ImageBatch(
+        indices=[it.index for it in ok],
+        batch=torch.stack([it.tensor for it in ok]) if ok else None,
+        errors=[(it.index, it.error) for it in items if it.error is not None],
+        sha256=[it.sha256 for it in ok],
+        cached=[(it.index, it.sha256) for it in items if it.cached],  # type: ignore[misc]
+    )
+
+
+def default_num_workers() -> int:
+    """Decoding workers when none are asked for: one per spare core, at most 32.
+
+    JPEG decoding and resizing cost about 8 ms per ImageNet-sized image and core, so the
+    workers, not the model, bound the throughput on a GPU: on an H200 with 16 cores,
+    ViT-B-32 at fp16 encodes 20k images/s while 15 workers feed it 1.9k images/s.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(32, cores - 1))
 
 
 def iterate_image_batches(
@@ -208,34 +367,63 @@ def iterate_image_batches(
     num_workers: int = 0,
     progress: bool = False,
     pin_memory: bool = False,
-) -> Iterator[tuple[list[int], Any, list[tuple[int, str]]]]:
-    """Decode and transform image files in batches, in order.
+    hashes: bool = False,
+    known: Sequence[str | None] | None = None,
+) -> Iterator[ImageBatch]:
+    """Read, decode and transform image files in batches, in order, off the main thread.
+
+    Files are read and decoded by ``num_workers`` DataLoader worker processes (``0``:
+    in this process); batches come back in the order of ``paths`` whatever the number of
+    workers. Anything that is not a regular file is reported as an error, never opened
+    for reading.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Image files.
+    transform : callable
+        PIL image -> tensor (the model's preprocessing).
+    batch_size, num_workers : int
+        Files per batch; decoding processes.
+    progress : bool
+        Show a tqdm progress bar (images/s).
+    pin_memory : bool
+        Put batches in page-locked memory (for asynchronous copies to a GPU).
+    hashes : bool
+        Compute each file's SHA-256 (needed to save resumable rows).
+    known : sequence of (str or None), optional
+        Per path, the content hash of an already saved row; matching files are not decoded.
 
     Yields
     ------
-    indices : list of int
-        Positions in ``paths`` of the rows of ``batch``.
-    batch : torch.Tensor or None
-        Stacked transformed images (``None`` when every file of the batch failed).
-    errors : list of (int, str)
-        Position and message of each file that could not be decoded.
+    ImageBatch
     """
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"number of workers must be >= 0, got {num_workers}")
     loader = DataLoader(
-        _ImageFiles(paths, transform),
+        _ImageFiles(paths, transform, hashes=hashes, known=known),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_collate,
         pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers > 0 else None,
     )
+    n_cached = n_failed = 0
     with tqdm(total=len(paths), desc="encoding images", unit="img", disable=not progress,
-              leave=False) as bar:
-        for indices, batch, errors in loader:
-            yield indices, batch, errors
-            bar.update(len(indices) + len(errors))
+              leave=False, smoothing=0.1) as bar:
+        for item in loader:
+            yield item
+            n_cached += len(item.cached)
+            n_failed += len(item.errors)
+            if n_cached or n_failed:
+                bar.set_postfix(reused=n_cached, unreadable=n_failed, refresh=False)
+            bar.update(len(item))
 
 
 @dataclass
@@ -261,15 +449,34 @@ class ImageEmbeddings:
     skipped: list[dict[str, str]]
 
 
-def embed_images(source: ImageSource, encoder: Any, *, progress: bool = False) -> ImageEmbeddings:
+def embed_images(
+    source: ImageSource,
+    encoder: Any,
+    *,
+    progress: bool = False,
+    checkpoint: EmbeddingCheckpoint | None = None,
+) -> ImageEmbeddings:
     """Encode every readable image of ``source`` with ``encoder`` (a ``ClipImageEncoder``).
+
+    Parameters
+    ----------
+    source : ImageSource
+        The images, with their ids.
+    encoder : ClipImageEncoder
+        The image encoder.
+    progress : bool
+        Show a progress bar.
+    checkpoint : EmbeddingCheckpoint, optional
+        Saves rows as batches complete and reuses rows saved by an interrupted run,
+        keyed by image id and file content hash.
 
     Raises
     ------
     ImageSourceError
         When no image at all could be read.
     """
-    feats, kept, failed = encoder.encode_files(source.paths, progress=progress)
+    feats, kept, failed = encoder.encode_files(source.paths, progress=progress, ids=source.ids,
+                                               checkpoint=checkpoint)
     skipped = [
         {"id": source.ids[i], "path": str(source.paths[i]), "error": msg} for i, msg in failed
     ]

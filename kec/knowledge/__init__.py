@@ -1,29 +1,44 @@
-"""Knowledge construction: labels -> concepts, attributes and pairs, in a validated file."""
+"""Knowledge construction: labels -> concepts, attributes and pairs, in a validated file.
 
-from kec.knowledge.builder import BuildParams, KnowledgeBuilder
-from kec.knowledge.document import (
-    concept_id,
-    diff_knowledge,
-    load_knowledge,
-    merge_knowledge,
-    save_knowledge,
-    summarize,
-    validate_knowledge,
-    validation_errors,
-)
-from kec.knowledge.labels import read_groups, read_labels
+The builder (and through it :mod:`kec.backends`) is imported lazily, on first use of
+``kec.knowledge.KnowledgeBuilder`` / ``BuildParams``: the pure modules
+(:mod:`kec.knowledge.grouping`, :mod:`kec.knowledge.lint`, :mod:`kec.knowledge.document`,
+...) can be imported without any LLM backend, torch or model.
+"""
 
-__all__ = [
-    "BuildParams",
-    "KnowledgeBuilder",
-    "concept_id",
-    "diff_knowledge",
-    "load_knowledge",
-    "merge_knowledge",
-    "read_groups",
-    "read_labels",
-    "save_knowledge",
-    "summarize",
-    "validate_knowledge",
-    "validation_errors",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "BuildParams": "kec.knowledge.builder",
+    "KnowledgeBuilder": "kec.knowledge.builder",
+    "concept_id": "kec.knowledge.document",
+    "diff_knowledge": "kec.knowledge.document",
+    "load_knowledge": "kec.knowledge.document",
+    "merge_knowledge": "kec.knowledge.document",
+    "save_knowledge": "kec.knowledge.document",
+    "summarize": "kec.knowledge.document",
+    "validate_knowledge": "kec.knowledge.document",
+    "validation_errors": "kec.knowledge.document",
+    "read_groups": "kec.knowledge.labels",
+    "read_labels": "kec.knowledge.labels",
+    "drop_flagged": "kec.knowledge.lint",
+    "lint_knowledge": "kec.knowledge.lint",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kec.knowledge' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

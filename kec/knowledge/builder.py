@@ -1,8 +1,10 @@
-"""The knowledge builder (METHODS.md §2.2-2.3): labels -> concepts -> attributes -> pairs.
+"""The knowledge builder (docs/methods.md §2.2-2.3): labels -> concepts -> attributes -> pairs.
 
 1. **Groups.** Pre-formed label groups (e.g. from ``kec scaffold``) are condensed as given.
-   Without groups, labels are grouped by text similarity: connected components of the
-   graph ``cos(e_i, e_j) > group_threshold`` (:func:`kec.knowledge.grouping.group_by_similarity`).
+   Without groups, labels that name the same kind of thing are grouped: WordNet links
+   (synonyms, hypernyms, gloss genus, close subordinate siblings) and text similarity
+   ``cos(e_i, e_j) > group_threshold`` (:func:`kec.knowledge.condense.group_labels`); the
+   method used is recorded in ``provenance.grouping``.
 2. **Condensation.** Each group becomes one concept (name + short visual description).
 3. **Uni-attributes.** ``n_attributes`` (:math:`\\lambda_1`) visual attributes per concept.
 4. **Pairs.** Concepts are embedded as :math:`\\zeta_q = \\phi_q + \\psi_q` (name +
@@ -11,7 +13,7 @@
 5. **Bi-attributes.** ``n_pair_attributes`` (:math:`\\lambda_2`) attributes telling the two
    concepts of each pair apart.
 6. **Captions** (optional, ``n_captions``): short photo captions per concept, a caption
-   corpus for CAE's caption level (METHODS.md §3) when no caption dataset is at hand.
+   corpus for CAE's caption level (docs/methods.md §3) when no caption dataset is at hand.
 
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
 schema validation, repair, failure records), so a re-run costs zero calls and an
@@ -24,6 +26,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,10 +34,12 @@ import numpy as np
 from kec import __version__
 from kec.backends.base import Backend, SamplingParams
 from kec.backends.cache import ResponseCache
-from kec.backends.structured import Job, StructuredRunner
+from kec.backends.structured import AnswerError, Job, StructuredRunner
 from kec.errors import KecError
+from kec.knowledge.answers import answer_problem, job_names, usable_items
+from kec.knowledge.condense import GroupingResult, group_labels
 from kec.knowledge.document import KIND, SCHEMA_VERSION, canonicalize, concept_id, now_iso
-from kec.knowledge.grouping import group_by_similarity, select_pairs
+from kec.knowledge.grouping import select_pairs
 from kec.knowledge.labels import labels_sha256, unique_labels
 from kec.knowledge.text import dedup_attributes
 from kec.prompts import BUILTIN_PROMPTS, load_prompt
@@ -48,9 +53,19 @@ class TextEncoder(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+GROUPINGS = ("auto", "wordnet", "similarity")
+
+
+def _validate_answer(job: Job, value: dict[str, Any]) -> None:
+    """The runner's semantic check: placeholder and copied answers are invalid."""
+    problem = answer_problem(job, value)
+    if problem is not None:
+        raise AnswerError(problem)
+
+
 @dataclass
 class BuildParams:
-    """Builder parameters (recorded in provenance). Defaults: METHODS.md §2, where the
+    """Builder parameters (recorded in provenance). Defaults: docs/methods.md §2, where the
     paper gives none they are kec's choices."""
 
     n_attributes: int = 2  # lambda_1 (KEC reports 2)
@@ -60,6 +75,8 @@ class BuildParams:
     pair_temperature: float = 0.05  # open: softmax temperature over cosines
     max_pairs_per_concept: int = 3  # open: cap per concept
     n_captions: int = 3  # kec's choice: captions per concept for CAE (0 = none)
+    grouping: str = "auto"  # auto (WordNet when installed) | wordnet | similarity
+    sibling_hops: int = 3  # WordNet sibling links (0 = none), see kec.knowledge.condense
 
     def validate(self) -> None:
         if self.n_attributes < 0 or self.n_pair_attributes < 0:
@@ -74,6 +91,10 @@ class BuildParams:
             raise KecError("pair mass must be in (0, 1]")
         if self.pair_temperature <= 0:
             raise KecError("pair temperature must be > 0")
+        if self.grouping not in GROUPINGS:
+            raise KecError(f"grouping must be one of {', '.join(GROUPINGS)}")
+        if self.sibling_hops < 0:
+            raise KecError("sibling hops must be >= 0")
 
 
 class KnowledgeBuilder:
@@ -116,7 +137,9 @@ class KnowledgeBuilder:
         self.params.validate()
         self.sampling = sampling or SamplingParams()
         self.runner = StructuredRunner(backend, ResponseCache(cache_dir), self.sampling,
-                                       max_repairs=max_repairs, progress=progress)
+                                       max_repairs=max_repairs, progress=progress,
+                                       validate=_validate_answer)
+        self.grouping: dict[str, Any] = {}
         self.prompts = {pid: load_prompt(pid, template_dir)
                         for pid in BUILTIN_PROMPTS}
 
@@ -131,6 +154,7 @@ class KnowledgeBuilder:
         started = now_iso()
         groups_given = groups is not None
         if groups_given:
+            self.grouping = {"method": "given"}
             group_list = [unique_labels(list(g)) for g in groups]
             group_list = [g for g in group_list if g]
             label_list = unique_labels([x for g in group_list for x in g])
@@ -178,9 +202,12 @@ class KnowledgeBuilder:
                     "pair_temperature": p.pair_temperature,
                     "max_pairs_per_concept": p.max_pairs_per_concept,
                     "n_captions": p.n_captions,
+                    "grouping": None if groups_given else p.grouping,
+                    "sibling_hops": None if groups_given else p.sibling_hops,
                     "max_repairs": self.runner.max_repairs,
                 },
                 "text_encoder": self.text_encoder.describe() if self.text_encoder else None,
+                "grouping": self.grouping,
                 "usage": self.runner.usage.to_dict(),
                 "failures": [f.to_dict() for f in self.runner.failures],
             },
@@ -197,12 +224,30 @@ class KnowledgeBuilder:
         return emb
 
     def _group(self, labels: list[str]) -> list[list[str]]:
+        p = self.params
         if len(labels) == 1:
+            self.grouping = {"method": "none", "links": []}
             return [labels]
-        comps = group_by_similarity(self._encode(labels), self.params.group_threshold)
-        groups = [[labels[i] for i in comp] for comp in comps]
-        logger.info("grouped %d labels into %d groups (threshold %.2f)", len(labels),
-                    len(groups), self.params.group_threshold)
+        wordnet = None
+        if p.grouping in ("auto", "wordnet"):
+            from kec.vocab import VocabularyError
+
+            try:
+                wordnet = _wordnet()
+            except (VocabularyError, ImportError, LookupError, OSError) as exc:
+                if p.grouping == "wordnet":
+                    raise KecError(f"grouping by WordNet: {exc}") from None
+                logger.warning("WordNet unavailable (%s); grouping labels by text "
+                               "similarity only", exc)
+        emb = self._encode(labels) if self.text_encoder is not None else None
+        if emb is None and wordnet is None:
+            raise KecError("a text encoder or WordNet is needed to group labels")
+        result: GroupingResult = group_labels(labels, emb, threshold=p.group_threshold,
+                                              wordnet=wordnet, sibling_hops=p.sibling_hops)
+        self.grouping = result.record(labels)
+        groups = [[labels[i] for i in comp] for comp in result.groups]
+        logger.info("grouped %d labels into %d groups (%s)", len(labels), len(groups),
+                    result.method)
         return groups
 
     def _condense(self, groups: list[list[str]]) -> list[dict[str, Any]]:
@@ -236,11 +281,18 @@ class KnowledgeBuilder:
         (left empty for a concept whose answer failed)."""
         if n == 0:
             return
-        jobs = [Job(c["id"], self.prompts[prompt_id],
-                    {"concept": self._concept_data(c), "n": n}, tuple(c["labels"]))
+        tpl = self.prompts[prompt_id]
+        jobs = [Job(c["id"], tpl, _values(tpl, {"concept": self._concept_data(c),
+                                               "name": c["name"], "n": n}),
+                    tuple(c["labels"]))
                 for c in concepts]
-        for c, out in zip(concepts, self.runner.run(jobs, desc=desc)):
-            c[key] = dedup_attributes(out.value[key], limit=n) if out.value else c.get(key, [])
+        for c, job, out in zip(concepts, jobs, self.runner.run(jobs, desc=desc)):
+            if out.value:
+                names = job_names(prompt_id, job.values, job.labels)
+                items = usable_items(out.value[key], names, captions=key == "captions")
+                c[key] = dedup_attributes(items, limit=n)
+            else:
+                c[key] = c.get(key, [])
 
     def _uni_attributes(self, concepts: list[dict[str, Any]]) -> None:
         self._per_concept(concepts, "concept_attributes", self.params.n_attributes,
@@ -265,13 +317,32 @@ class KnowledgeBuilder:
         if n == 0 or not pairs:
             return
         by_id = {c["id"]: c for c in concepts}
-        jobs = [Job(f"{pr['a']}|{pr['b']}", self.prompts["pair_attributes"],
-                    {"concept_a": self._concept_data(by_id[pr["a"]]),
-                     "concept_b": self._concept_data(by_id[pr["b"]]), "n": n})
+        tpl = self.prompts["pair_attributes"]
+        jobs = [Job(f"{pr['a']}|{pr['b']}", tpl, _values(tpl, {
+                    "concept_a": self._concept_data(by_id[pr["a"]]),
+                    "concept_b": self._concept_data(by_id[pr["b"]]),
+                    "name_a": by_id[pr["a"]]["name"], "name_b": by_id[pr["b"]]["name"],
+                    "n": n}))
                 for pr in pairs]
-        for pr, out in zip(pairs, self.runner.run(jobs, desc="pairs")):
+        for pr, job, out in zip(pairs, jobs, self.runner.run(jobs, desc="pairs")):
             if out.value is not None:
-                pr["attributes"] = dedup_attributes(out.value["attributes"], limit=n)
+                names = job_names("pair_attributes", job.values)
+                items = usable_items(out.value["attributes"], names)
+                pr["attributes"] = dedup_attributes(items, limit=n)
 
     def _captions(self, concepts: list[dict[str, Any]]) -> None:
         self._per_concept(concepts, "captions", self.params.n_captions, "captions", "captions")
+
+
+@cache
+def _wordnet() -> Any:
+    """WordNet, loaded once per process (a few seconds)."""
+    from kec.vocab import load_wordnet
+
+    return load_wordnet()
+
+
+def _values(template: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The values ``template`` declares (a user template of an older prompt version may
+    not take the concept names)."""
+    return {k: v for k, v in values.items() if k in template.variables}

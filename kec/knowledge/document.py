@@ -19,6 +19,8 @@ from kec.schemas import knowledge_schema
 
 SCHEMA_VERSION = "1.0"
 KIND = "kec.knowledge"
+GROUPS_KIND = "kec.groups"
+MAX_DEPTH = 64  # a knowledge file nests about 6 levels; anything deeper is not one
 
 
 def concept_id(labels: Iterable[str]) -> str:
@@ -44,10 +46,49 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
+def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    """Depth of nested lists/dicts in ``obj`` (a scalar is 0), counted without recursion
+    and up to ``limit + 1`` (deeper is not counted further)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return deepest
+            stack.extend((v, depth) for v in (node.values() if isinstance(node, dict)
+                                              else node))
+    return deepest
+
+
+def kind_problem(doc: Any) -> str | None:
+    """Why ``doc`` is clearly not a knowledge file (another kec file, not an object),
+    or ``None``."""
+    if isinstance(doc, dict) and (doc.get("kind") == GROUPS_KIND
+                                  or ("groups" in doc and "concepts" not in doc)):
+        return ("this is a label groups file (from `kec scaffold`), not a knowledge "
+                "file; build knowledge from it with `kec knowledge build --groups FILE`")
+    if isinstance(doc, list) and doc and all(isinstance(g, list) for g in doc):
+        return ("this looks like a list of label groups, not a knowledge file; build "
+                "knowledge from it with `kec knowledge build --groups FILE`")
+    if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"] != KIND:
+        return f"this is a '{doc['kind']}' file, not a knowledge file ('{KIND}')"
+    return None
+
+
 def validation_errors(doc: Any) -> list[tuple[str, str]]:
     """All problems of ``doc`` as ``(json_path, message)``: schema first, then the semantic
     rules the schema cannot express (unique ids, pairs point at existing concepts,
-    no self-pairs or duplicate pairs, no blank names)."""
+    no self-pairs or duplicate pairs, no blank names). Another kind of kec file, or a
+    document nested deeper than :data:`MAX_DEPTH`, gives one error and no more."""
+    problem = kind_problem(doc)
+    if problem is not None:
+        return [("$", problem)]
+    if nesting_depth(doc) > MAX_DEPTH:
+        return [("$", f"nested more than {MAX_DEPTH} levels deep; a knowledge file "
+                      "nests about 6")]
     errors = [
         (json_path(e.absolute_path), e.message)
         for e in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.path)))
@@ -107,6 +148,10 @@ def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidKnowledgeError(str(path), [("$", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise InvalidKnowledgeError(str(path), [
+            ("$", f"JSON nested too deeply to read (more than {MAX_DEPTH} levels is not a "
+                  "knowledge file)")]) from None
 
 
 def load_knowledge(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Pure array functions: label grouping and pair selection (METHODS.md §2.2-2.3)."""
+"""Pure array functions: label grouping and pair selection (docs/methods.md §2.2-2.3)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _check_unit_rows(emb: np.ndarray) -> np.ndarray:
 
 def threshold_components(sim: np.ndarray, threshold: float) -> list[list[int]]:
     r"""Connected components of the graph :math:`i \sim j \iff s_{ij} > \beta` over a
-    square similarity matrix (METHODS.md §2.2).
+    square similarity matrix (docs/methods.md §2.2).
 
     Returns groups of row indices; each group is sorted, groups are ordered by their
     smallest index, so the result is deterministic.
@@ -38,7 +38,7 @@ def group_by_similarity(emb: np.ndarray, threshold: float) -> list[list[int]]:
 
     .. math::  i \sim j \iff \cos(e_i, e_j) > \beta
 
-    (METHODS.md §2.2 with :math:`\alpha = 0`: only text similarity exists for plain labels.)
+    (docs/methods.md §2.2 with :math:`\alpha = 0`: only text similarity exists for plain labels.)
     See :func:`threshold_components` for the order of the result.
     """
     e = _check_unit_rows(emb)
@@ -50,7 +50,7 @@ def group_by_similarity(emb: np.ndarray, threshold: float) -> list[list[int]]:
 def select_pairs(
     emb: np.ndarray, mass: float = 0.8, temperature: float = 0.05, max_per_concept: int = 3
 ) -> list[tuple[int, int, float]]:
-    r"""Pairs of similar concepts by cumulative softmax mass (METHODS.md §2.3).
+    r"""Pairs of similar concepts by cumulative softmax mass (docs/methods.md §2.3).
 
     For concept :math:`q`, the other concepts are sorted by similarity and added until
 

@@ -11,23 +11,59 @@ from typing import Any
 from kec._io import canonical_json, sha256_text
 from kec.errors import KecError
 
+MAX_LABEL_CHARS = 200  # a label is a name, not a document (the schema allows 2000)
+
 
 class LabelError(KecError):
     """A label file or groups file cannot be used."""
 
 
+def _visible(ch: str) -> str:
+    cat = unicodedata.category(ch)
+    if cat == "Cf":  # format: zero-width space/joiners, RTL/LTR marks, BOM, ...
+        return ""
+    if cat in ("Cc", "Zl", "Zp"):  # control characters (NUL, tabs, ...) and line breaks
+        return " "
+    return ch
+
+
 def clean_label(text: str) -> str:
-    """NFKC-normalise, turn underscores into spaces, collapse white space."""
-    text = unicodedata.normalize("NFKC", text).replace("_", " ")
+    """NFKC-normalise, strip format characters (zero-width, RTL marks), turn control
+    characters and underscores into spaces, collapse white space."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(_visible(ch) for ch in text).replace("_", " ")
     return " ".join(text.split())
 
 
-def unique_labels(labels: list[str]) -> list[str]:
-    """Clean labels, drop empty ones and case-insensitive duplicates, keep first order."""
+def check_label(raw: object, where: str = "label") -> str:
+    """The cleaned label (:func:`clean_label`); ``""`` for a blank one.
+
+    Raises
+    ------
+    LabelError
+        ``raw`` is not a string, held only control or format characters (NUL,
+        zero-width spaces, direction marks), or is longer than :data:`MAX_LABEL_CHARS`
+        once cleaned. The message starts with ``where``.
+    """
+    if not isinstance(raw, str):
+        raise LabelError(f"{where}: a label must be a string, got {type(raw).__name__}")
+    label = clean_label(raw)
+    if not label and raw.strip():
+        raise LabelError(f"{where}: {raw[:40]!r} is empty once control and format "
+                         "characters (NUL, zero-width, direction marks) are removed")
+    if len(label) > MAX_LABEL_CHARS:
+        raise LabelError(f"{where}: label of {len(label)} characters is longer than "
+                         f"{MAX_LABEL_CHARS}; a label names a kind of thing")
+    return label
+
+
+def unique_labels(labels: list[str], where: str = "label") -> list[str]:
+    """Clean labels (:func:`check_label`), drop blank ones and case-insensitive
+    duplicates, keep first order."""
     seen: set[str] = set()
     out = []
-    for raw in labels:
-        label = clean_label(raw)
+    for k, raw in enumerate(labels):
+        label = check_label(raw, f"{where} {k + 1}")
         if label and label.casefold() not in seen:
             seen.add(label.casefold())
             out.append(label)
@@ -42,7 +78,9 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
         raise LabelError(f"labels file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelError(f"cannot read labels file {path}: {exc}") from None
-    labels = unique_labels([ln for ln in text.splitlines() if not ln.lstrip().startswith("#")])
+    lines = text.splitlines()
+    labels = unique_labels([check_label(ln, f"{path}: line {i + 1}")
+                            for i, ln in enumerate(lines) if not ln.lstrip().startswith("#")])
     if not labels:
         raise LabelError(f"{path}: no labels (one label per line expected)")
     return labels
@@ -66,7 +104,7 @@ def read_groups(path: str | os.PathLike[str]) -> list[list[str]]:
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise LabelError(f"{path}: $.groups[{i}] must be a list of strings or "
                              "an object with 'labels'")
-        cleaned = unique_labels(labels)
+        cleaned = unique_labels(labels, where=f"{path}: $.groups[{i}] label")
         if cleaned:
             groups.append(cleaned)
     if not groups:

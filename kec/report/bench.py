@@ -34,15 +34,16 @@ import numpy as np
 
 from kec import __version__
 from kec._io import atomic_write_text, canonical_json, sha256_text, write_json
+from kec.cluster.registry import method_names, methods_requiring
 from kec.datasets import ImageDataset, dataset_info, load_dataset, save_dataset_features
 from kec.errors import KecError
 from kec.features import FeatureSet, load_features, save_features
 
 logger = logging.getLogger(__name__)
 
-ALL_METHODS = ("kmeans", "tac", "kec", "cae", "kec+cae")
-KNOWLEDGE_METHODS = frozenset({"kec", "kec+cae"})
-NOUN_METHODS = frozenset({"tac", "cae"})
+ALL_METHODS = method_names()
+KNOWLEDGE_METHODS = frozenset(methods_requiring("knowledge"))
+NOUN_METHODS = frozenset(methods_requiring("nouns"))
 VOCABS = ("auto", "wordnet", "classes")
 
 
@@ -133,7 +134,7 @@ class BenchConfig:
 
 
 def environment() -> dict[str, Any]:
-    """Versions that change results (METHODS §1: feature extraction and k-means matter)."""
+    """Versions that change results (docs/methods.md §1: feature extraction and k-means matter)."""
     versions = {}
     for pkg in ("torch", "torchvision", "open_clip_torch", "scikit-learn", "numpy", "pot",
                 "faiss-cpu", "faiss-gpu", "pillow", "nltk", "llama_cpp_python"):

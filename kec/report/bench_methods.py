@@ -24,7 +24,7 @@ RESULT_VERSION = 1
 
 def scaffold_groups(images: FeatureSet, nouns: FeatureSet, *, over_clusters: int | None,
                     seed: int, out: Path) -> list[list[str]]:
-    """TAC's over-clustering and noun selection with KEC's merging (METHODS §1.2-1.3,
+    """TAC's over-clustering and noun selection with KEC's merging (docs/methods.md §1.2-1.3,
     §2.2): the label groups the knowledge builder condenses, also saved as
     ``out/groups.json`` (readable by ``kec knowledge build --groups``)."""
     from kec.cluster.scaffold import build_groups

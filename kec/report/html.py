@@ -22,10 +22,9 @@ import numpy as np
 
 from kec import __version__
 from kec._io import atomic_write_text
-from kec.errors import KecError
 from kec.report import plots
 from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
-from kec.report.result import ClusterResult, load_result
+from kec.report.result import ClusterResult, ResultError, load_result
 
 logger = logging.getLogger(__name__)
 
@@ -222,25 +221,19 @@ def build_report(
 
     opts = options or ReportOptions()
     res = result if isinstance(result, ClusterResult) else load_result(result)
-    features_path = str(features) if features else res.reference("features")
-    knowledge_path = str(knowledge) if knowledge else res.reference("knowledge")
-    feature_set = None
-    if features_path:
-        try:
-            feature_set = load_features(features_path, kind="image")
-        except KecError as exc:
-            logger.warning("features not used: %s", exc)
+    features_path = _input_path(res, "features", features)
+    knowledge_path = _input_path(res, "knowledge", knowledge)
+    feature_set = load_features(features_path, kind="image") if features_path else None
     feats = _aligned_features(res, feature_set)
     doc = None
     if knowledge_path:
         from kec.knowledge import load_knowledge
 
-        try:
-            doc = load_knowledge(knowledge_path)
-        except (KecError, OSError) as exc:
-            logger.warning("knowledge graph not drawn: %s", exc)
+        doc = load_knowledge(knowledge_path)
     extra = (feature_set.metadata.get("extra") if feature_set is not None else None) or {}
+    extra = _anchor_extra(extra, features_path)
     resolver = ImageResolver(images_root, extra)
+    images_located = bool(images_root or resolver.source_root or resolver.dataset_ref)
 
     names = {c: ci.name for c, ci in res.info.items() if ci.name}
     order = res.cluster_ids()
@@ -275,6 +268,7 @@ def build_report(
                     "</section>")
 
     cards = []
+    n_thumbs = 0
     for c in order[: opts.max_clusters]:
         members = np.flatnonzero(res.clusters == c).tolist()
         thumbs = []
@@ -282,7 +276,15 @@ def build_report(
             im = resolver.open(res.ids[i])
             if im is not None:
                 thumbs.append(thumbnail_data_uri(im, opts.thumb_size))
+        n_thumbs += len(thumbs)
         cards.append(_cluster_card(res, c, colour_of[c], thumbs))
+    if images_located and resolver.failures and n_thumbs == 0:
+        where = (f"under {images_root}" if images_root else
+                 f"under {resolver.source_root}" if resolver.source_root else
+                 "in the dataset the feature file names")
+        raise ResultError(f"none of the images could be found {where} ({resolver.failures} "
+                          "tried); give --images DIR (the folder the image ids are relative "
+                          "to), or --images-per-cluster 0 for a report without thumbnails")
     more = ""
     if len(order) > opts.max_clusters:
         more = (f"<p class='note'>{len(order) - opts.max_clusters} smaller clusters not "
@@ -299,6 +301,55 @@ def build_report(
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_e(title)}</title><meta name='generator' content='kec {_e(__version__)}'>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _input_path(res: ClusterResult, key: str,
+                given: str | os.PathLike[str] | None) -> str | None:
+    """The ``key`` input file: the one given, else the one the summary names, resolved
+    against the result folder (:meth:`ClusterResult.resolve_input`).
+
+    Raises
+    ------
+    ResultError
+        The given file does not exist, or the summary names one that cannot be found.
+    """
+    if given:
+        if not Path(given).is_file():
+            raise ResultError(f"--{key} {given}: no such file")
+        return str(given)
+    ref = res.resolve_input(key)
+    if ref is None:
+        return None
+    if ref.path is None:
+        raise ResultError(ref.missing_message(res.folder))
+    return str(ref.path)
+
+
+def _anchor(value: Any, features_path: str | None) -> Any:
+    """A relative folder recorded in a feature file, found from here: as is when it exists,
+    else relative to the feature file's folder or a folder above it."""
+    if not isinstance(value, str) or not value or features_path is None:
+        return value
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return value
+    base = Path(features_path).absolute().parent
+    for folder in (base, *base.parents):
+        if (folder / p).exists():
+            return str(folder / p)
+    return value
+
+
+def _anchor_extra(extra: dict[str, Any], features_path: str | None) -> dict[str, Any]:
+    """``extra`` with its image source folder and dataset root found from here."""
+    out = dict(extra)
+    source = out.get("source")
+    if isinstance(source, dict) and "location" in source:
+        out["source"] = {**source, "location": _anchor(source["location"], features_path)}
+    dataset = out.get("dataset")
+    if isinstance(dataset, dict) and "root" in dataset:
+        out["dataset"] = {**dataset, "root": _anchor(dataset["root"], features_path)}
+    return out
 
 
 def _knowledge_section(doc: dict[str, Any], highlight: Any) -> str:

@@ -4,6 +4,12 @@
 ``summary.json`` holds parameters, metrics and per-cluster names, concepts and
 attributes. The summary's layout is read leniently (a cluster list or a mapping, several
 key spellings), so reports keep working as the clustering output grows.
+
+Input paths in the summary (the feature file, the knowledge file) are stored as they were
+typed, relative to wherever ``kec cluster`` ran. :meth:`ClusterResult.resolve_input` finds
+them from anywhere: as absolute paths, relative to the result folder, to each folder above
+it, or to the current folder; when several candidates exist the one whose SHA-256 matches
+the summary wins. An input that cannot be found is reported, never silently dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +34,38 @@ SUMMARY = "summary.json"
 
 
 class ResultError(KecError):
-    """A result folder is missing or malformed."""
+    """A result folder is missing or malformed, or an input it names cannot be found."""
+
+
+@dataclass
+class InputRef:
+    """Where an input named in ``summary.json`` was looked for and found.
+
+    Attributes
+    ----------
+    key : str
+        ``"features"``, ``"knowledge"``, ...
+    recorded : str
+        The path as the summary stores it.
+    path : pathlib.Path or None
+        The file found, or ``None``.
+    tried : list of pathlib.Path
+        Every candidate looked at, in order.
+    sha256 : str or None
+        The content hash the summary records, when it does.
+    """
+
+    key: str
+    recorded: str
+    path: Path | None
+    tried: list[Path]
+    sha256: str | None = None
+
+    def missing_message(self, folder: Path) -> str:
+        shown = ", ".join(str(p) for p in self.tried[:4])
+        more = f" and {len(self.tried) - 4} more" if len(self.tried) > 4 else ""
+        return (f"{folder / SUMMARY} names the {self.key} file {self.recorded!r}, which is "
+                f"not found (looked at {shown}{more}); give --{self.key} PATH")
 
 
 @dataclass
@@ -87,15 +124,42 @@ class ClusterResult:
         return {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
 
     def reference(self, key: str) -> str | None:
-        """A path the summary records (``features``, ``knowledge``, ...), made absolute
-        relative to the result folder when it is relative and exists there."""
+        """A path the summary records (``features``, ``knowledge``, ...), resolved as
+        :meth:`resolve_input` does; the path as recorded when it is not found."""
+        ref = self.resolve_input(key)
+        if ref is None:
+            return None
+        return str(ref.path) if ref.path is not None else ref.recorded
+
+    def resolve_input(self, key: str) -> InputRef | None:
+        """Find the file the summary records under ``key``; ``None`` when it records none.
+
+        Candidates, in order: the path itself when absolute; else the path joined to the
+        result folder, to each folder above it (``kec cluster`` usually ran in one of them),
+        and to the current folder. With one existing candidate it is taken; with several,
+        the first whose SHA-256 matches the summary's (else the first).
+        """
         value = _find_path(self.summary, key)
         if not value:
             return None
+        sha = _find_sha(self.summary, key)
         p = Path(value).expanduser()
-        if not p.is_absolute() and (self.folder / p).exists():
-            return str(self.folder / p)
-        return str(p)
+        if p.is_absolute():
+            tried = [p]
+        else:
+            base = self.folder.absolute()
+            tried = [base / p, *(a / p for a in base.parents), Path.cwd() / p]
+            seen: set[Path] = set()
+            tried = [t for t in tried if not (t in seen or seen.add(t))]
+        found = [t for t in tried if t.is_file()]
+        path = found[0] if found else None
+        if len(found) > 1 and sha:
+            from kec._io import sha256_file
+
+            path = next((t for t in found if sha256_file(t) == sha), found[0])
+        if path is not None and path != tried[0]:
+            logger.info("%s file %r found at %s", key, value, path)
+        return InputRef(key=key, recorded=value, path=path, tried=tried, sha256=sha)
 
     def cluster_ids(self) -> list[int]:
         """Clusters by decreasing size (ties by id)."""
@@ -118,6 +182,14 @@ def _find_path(summary: dict[str, Any], key: str) -> str | None:
             value = value.get("path")
         if isinstance(value, str) and value:
             return value
+    return None
+
+
+def _find_sha(summary: dict[str, Any], key: str) -> str | None:
+    for where in ((key,), ("inputs", key), ("parameters", key), ("files", key)):
+        value = _get(summary, *where)
+        if isinstance(value, dict) and isinstance(value.get("sha256"), str):
+            return str(value["sha256"])
     return None
 
 

@@ -33,8 +33,9 @@ def jobs() -> list[Job]:
     return [
         Job("corgi-group", condense, {"labels": ["corgi", "welsh corgi", "pembroke"]}),
         Job("truck-group", condense, {"labels": ["fire truck", "fire engine"]}),
-        Job("corgi", attributes, {"concept": corgi, "n": 3}),
-        Job("corgi-vs-fox", pair, {"concept_a": corgi, "concept_b": fox, "n": 2}),
+        Job("corgi", attributes, {"concept": corgi, "name": corgi["name"], "n": 3}),
+        Job("corgi-vs-fox", pair, {"concept_a": corgi, "concept_b": fox,
+                                   "name_a": corgi["name"], "name_b": fox["name"], "n": 2}),
     ]
 
 
@@ -83,7 +84,8 @@ def test_langchain_init_chat_model_function_calling(llama_base_url: str) -> None
     pytest.importorskip("langchain_openai", reason="needs kec[langchain]")
     backend = LangChainBackend(f"openai:{MODEL}", base_url=llama_base_url,
                                structured="function_calling", concurrency=2, max_retries=1)
-    assert backend.identity() == {"backend": "langchain", "model": f"openai:{MODEL}"}
+    assert backend.identity() == {"backend": "langchain", "model": f"openai:{MODEL}",
+                                  "base_url": llama_base_url}
     assert backend.describe()["chat_model_class"] == "ChatOpenAI"
     runner = StructuredRunner(backend, params=PARAMS, progress=False)
     outcomes = runner.run(jobs()[2:3])

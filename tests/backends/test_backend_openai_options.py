@@ -22,7 +22,8 @@ def test_create_backend_passes_options_and_ignores_foreign_ones() -> None:
     assert (backend.concurrency, backend.timeout, backend.max_retries) == (3, 7.0, 2)
     assert backend.base_url == "http://127.0.0.1:9/v1"
     assert backend.structured_mode == "json_object"
-    assert backend.identity() == {"backend": "openai", "model": "m1"}
+    assert backend.identity() == {"backend": "openai", "model": "m1",
+                                  "base_url": "http://127.0.0.1:9/v1"}
     d = backend.describe()
     assert d["structured_output"] == "json_object"
     assert d["base_url"] == "http://127.0.0.1:9/v1"

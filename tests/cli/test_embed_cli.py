@@ -115,3 +115,94 @@ def test_user_errors_exit_non_zero_with_one_clear_line(tmp_path, capsys, argv, m
     assert err.startswith("kec: error:") and message in err
     assert "Traceback" not in err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    """A 2-layer open_clip ViT at 64 px, registered with open_clip: fast CLI runs."""
+    import json
+
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    (folder / "kec-cli-tiny.json").write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2,
+                     "layers": 2},
+    }))
+    open_clip.add_model_config(folder)
+    return "kec-cli-tiny"
+
+
+def test_ctrl_c_keeps_completed_batches_and_the_same_command_resumes(
+    tmp_path, photos, capsys, monkeypatch, tiny_model
+):
+    """Issue 9 item 17: the interrupt message is true, and the rerun skips saved rows."""
+    from kec.encoders.clip import ClipImageEncoder
+
+    real = ClipImageEncoder.encode_batch
+    calls: list[int] = []
+
+    def interrupt_on_third_batch(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    out = tmp_path / "photos.features.safetensors"
+    partial = tmp_path / "photos.features.safetensors.partial"
+    argv = ["embed", "images", str(photos), "--model", tiny_model, "--pretrained", "none",
+            "--out", str(out), "--batch-size", "2", "--device", "cpu", "--quiet",
+            "--workers", "0"]
+    monkeypatch.setattr(ClipImageEncoder, "encode_batch", interrupt_on_third_batch)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 130 and not out.exists()
+    assert f"4 image feature(s) are saved in {partial}" in err
+    assert "run the same command to resume" in err and "Traceback" not in err
+
+    calls.clear()
+    monkeypatch.setattr(ClipImageEncoder, "encode_batch",
+                        lambda self, batch: (calls.append(len(batch)), real(self, batch))[1])
+    assert main(argv) == 0
+    assert "resuming: 4 image feature(s)" in capsys.readouterr().err
+    assert sum(calls) == 2  # only the images not saved before the interrupt
+    assert not partial.exists()
+
+    fresh = tmp_path / "fresh.safetensors"
+    assert main([str(fresh) if a == str(out) else a for a in argv] + ["--no-resume"]) == 0
+    a, b = load_features(out), load_features(fresh)
+    assert a.ids == b.ids and a.labels == b.labels
+    np.testing.assert_allclose(a.features, b.features, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.timeout(120)  # it used to hang forever
+def test_fifo_named_like_an_image_does_not_hang_embed(tmp_path, photos, caplog, tiny_model):
+    """Issue 9 item 11."""
+    os.mkfifo(photos / "cat" / "bad.jpg")
+    out = tmp_path / "f.safetensors"
+    rc = main(["embed", "images", str(photos), "--model", tiny_model, "--pretrained",
+               "none", "--out", str(out), "--device", "cpu", "--quiet", "--workers", "1"])
+    assert rc == 0
+    assert "not a regular file (FIFO)" in caplog.text
+    assert "cat/bad.jpg" not in load_features(out).ids
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--batch-size", "0"], "--batch-size must be >= 1"),
+     (["--workers", "-1"], "--workers must be >= 0")],
+)
+def test_bad_runtime_numbers_are_clear_errors(tmp_path, photos, capsys, extra, message):
+    rc = main(["embed", "images", str(photos), "--pretrained", "none",
+               "--out", str(tmp_path / "o.safetensors"), *extra])
+    assert rc != 0 and message in capsys.readouterr().err
+
+
+def test_out_that_is_a_folder_fails_before_loading_a_model(tmp_path, photos, capsys):
+    rc = main(["embed", "images", str(photos), "--model", "No-Such-Model",
+               "--pretrained", "none", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "is a folder" in err and "No-Such-Model" not in err

@@ -38,9 +38,10 @@ def test_report_cli_overrides_and_errors(result_dir, tmp_path):
     from kec.report.result import ResultError
 
     out = tmp_path / "r.html"
-    assert _run(["report", str(result_dir), "--out", str(out), "--knowledge",
-                 str(tmp_path / "missing.json")]) == 0
-    assert "Knowledge" not in out.read_text("utf-8")  # unreadable knowledge: section left out
+    with pytest.raises(ResultError, match="--knowledge .*missing.json: no such file"):
+        _run(["report", str(result_dir), "--out", str(out), "--knowledge",
+              str(tmp_path / "missing.json")])  # a missing input fails loudly (issue 9)
+    assert not out.exists()
     with pytest.raises(ResultError):
         _run(["report", str(tmp_path), "--out", str(out)])
     with pytest.raises(KecError, match="--thumb-size"):

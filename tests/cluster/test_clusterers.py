@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from kec.cluster import (
     ClusteringInputError,
@@ -50,3 +51,31 @@ def test_errors():
     bad[0, 0] = np.nan
     with pytest.raises(ClusteringInputError, match="NaN"):
         create_clusterer("spectral", 2).fit_predict(bad)
+
+
+@pytest.mark.filterwarnings("ignore:Graph is not fully connected")
+@pytest.mark.parametrize("name", ["kmeans", "spectral", "agglomerative"])
+def test_clone_gives_an_unfitted_twin_with_the_same_result(name):
+    X, _, _ = blobs(15, 3, seed=9)
+    est = create_clusterer(name, 3, random_state=2, n_neighbors=7) if name != "kmeans" \
+        else create_clusterer(name, 3, random_state=2, n_init=2)
+    twin = clone(est)
+    assert type(twin) is type(est) and twin.get_params() == est.get_params()
+    np.testing.assert_array_equal(twin.fit_predict(X), est.fit_predict(X))
+    assert not hasattr(clone(est), "labels_")
+    assert twin.set_params(n_clusters=2).fit_predict(X).max() == 1
+
+
+def test_params_reach_the_sklearn_estimator():
+    X, _, _ = blobs(10, 2, seed=3)
+    spec = create_clusterer("spectral", 2, n_neighbors=500, eigen_tol=1e-5)
+    assert spec.get_params()["extra_params"] == {"eigen_tol": 1e-5}
+    spec.fit(X)
+    assert spec.estimator_.n_neighbors == 19 and spec.estimator_.eigen_tol == 1e-5
+    agg = create_clusterer("agglomerative", 2, linkage="average").fit(X)
+    assert agg.estimator_.linkage == "average" and agg.params["linkage"] == "average"
+
+
+def test_device_goes_to_kmeans_only():
+    assert create_clusterer("kmeans", 2, device="cpu").device == "cpu"
+    assert "device" not in create_clusterer("spectral", 2, device="cpu").get_params()

@@ -41,8 +41,13 @@ def test_every_method_clusters_and_reports(world, name):
     assert res.method == name
     assert res.labels.shape == (120,) and set(res.labels.tolist()) <= set(range(4))
     assert cluster_accuracy(y, res.labels) >= 0.9
-    assert "cluster" in res.timings and all(t >= 0 for t in res.timings.values())
-    assert res.params["clusterer"]["implementation"].endswith("SphericalKMeans")
+    assert all(t >= 0 for t in res.timings.values())
+    if name in ("kec", "kec+cae"):  # guarded fusion by default (docs/methods.md §4.3)
+        assert "guard" in res.timings and res.params["fusion"] == "guarded"
+        assert res.info["guard"]["mode"] in ("data", "refine", "knowledge")
+    else:
+        assert "cluster" in res.timings
+        assert res.params["clusterer"]["implementation"].endswith("SphericalKMeans")
     json.dumps({"params": res.params, "info": res.info, "clusters": res.clusters})
     if name in ("kec", "kec+cae"):
         assert len(res.clusters) == 4 and "naming" in res.timings

@@ -35,3 +35,30 @@ def class_folder(tmp_path: Path) -> Path:
     (root / "cat" / "notes.txt").write_text("not an image")
     (root / "cat" / ".hidden.png").write_bytes(b"ignored")
     return root
+
+
+TINY_CLIP = "kec-test-tiny"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2,
+                 "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """Name of a 2-layer open_clip ViT registered for the tests (random weights, 64 px).
+
+    It goes through open_clip's own model factory and precision casts, like ViT-B-32,
+    at a fraction of the cost.
+    """
+    import json
+
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(folder)
+    assert TINY_CLIP in open_clip.list_models()
+    return TINY_CLIP

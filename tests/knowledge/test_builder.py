@@ -65,4 +65,5 @@ def test_groups_are_condensed_as_given_without_an_encoder(smollm, tmp_path):
 
 def test_label_grouping_needs_an_encoder(smollm, tmp_path):
     with pytest.raises(KecError, match="text encoder"):
-        KnowledgeBuilder(smollm, None, cache_dir=None, progress=False).build(["a", "b"])
+        KnowledgeBuilder(smollm, None, cache_dir=None, progress=False,
+                         params=BuildParams(grouping="similarity")).build(["a", "b"])

@@ -50,9 +50,9 @@ def test_wrong_variables_are_rejected():
     with pytest.raises(PromptError, match="missing"):
         t.render(concept={"name": "cat", "description": ""})
     with pytest.raises(PromptError, match="must be integer"):
-        t.render(concept={"name": "cat", "description": ""}, n="2")
+        t.render(concept={"name": "cat", "description": ""}, name="cat", n="2")
     with pytest.raises(PromptError, match="unexpected"):
-        t.render(concept={}, n=2, extra=1)
+        t.render(concept={}, name="cat", n=2, extra=1)
 
 
 def test_user_template_dir_overrides_builtin(tmp_path):
@@ -92,3 +92,34 @@ def test_template_dir_errors(tmp_path):
         load_prompt("condense", tmp_path)
     with pytest.raises(PromptError, match="unknown prompt"):
         load_prompt("nope")
+
+
+# -- prompts v3: nothing a small model can copy ------------------------------------------
+_COPYABLE = ("shape, colour", "shape", "colour", "texture", "\"...\"", "A:", "B:",
+             "tell A apart", "corgi")
+
+
+@pytest.mark.parametrize("pid", BUILTIN_PROMPTS)
+def test_v3_prompts_show_no_letters_or_example_words_to_copy(pid):
+    t = load_prompt(pid)
+    assert t.version == "3"
+    text = " ".join(m["content"] for m in t.messages)
+    for bad in _COPYABLE:
+        assert bad not in text, (pid, bad)
+
+
+def test_pair_prompt_names_both_concepts():
+    t = load_prompt("pair_attributes")
+    msgs = t.render(concept_a={"name": "cat", "description": "a small feline"},
+                    concept_b={"name": "dog", "description": "a canine"},
+                    name_a="cat", name_b="dog", n=1)
+    body = msgs[-1]["content"]
+    instruction = body.split("\n\n", 1)[1]  # after the JSON data
+    assert '"cat"' in instruction and '"dog"' in instruction
+    assert " A " not in instruction and " B " not in instruction
+
+
+def test_attribute_prompt_names_the_concept():
+    t = load_prompt("concept_attributes")
+    body = t.render(concept={"name": "tabby", "description": ""}, name="tabby", n=2)[-1]
+    assert body["content"].count('"tabby"') >= 2

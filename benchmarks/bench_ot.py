@@ -1,0 +1,518 @@
+"""Benchmark kec's entropic OT against POT at equal L1 accuracy, on CPU and GPU.
+
+Sections (each a subcommand; ``all`` runs the CPU ones)::
+
+    python benchmarks/bench_ot.py auto     # dense Sinkhorn vs L-BFGS semi-dual, by size
+    python benchmarks/bench_ot.py pot      # POT sinkhorn / sinkhorn_log / empirical_sinkhorn
+    python benchmarks/bench_ot.py cpu      # this numpy path vs the previous one (git), torch CPU
+    python benchmarks/bench_ot.py gpu      # gpu_ot_check on CUDA: kec vs POT's torch backend
+
+**Equal accuracy.** POT's ``stopThr`` is an L2 norm of a marginal error (or an L1 norm,
+for the lazy ``empirical_sinkhorn``) checked every 10 iterations; kec's ``tol`` is the L1
+error of every constraint of the returned plan. Setting both to the same number is not a
+comparison. Here kec runs at ``tol``; the L1 error of both plans is measured the same way
+(rows + columns of the dense float64 plan), and POT's ``stopThr`` is lowered by factors
+of 10^(1/2) until POT's measured L1 error is at most kec's. The table reports the
+``stopThr`` used, both errors and both times.
+
+Every measurement of time and peak memory runs in its own subprocess (``ru_maxrss``).
+Data are CLIP-like (as ``benchmarks/bench_cluster.py``): images around one mean
+direction, texts around another at cosine 0.35 (the modality gap), both pulled towards
+``k`` class prototypes.
+
+The GPU check is :func:`gpu_ot_check`, importable by ``benchmarks/gpu_check.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GIB = 2**30
+BASELINE_COMMIT = "01637ef"
+"""The last commit with the numpy-only OT (the ``cpu`` section's "previous path")."""
+
+
+# --------------------------------------------------------------------------- data
+def _unit(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def clip_like(n: int, m: int, d: int = 512, k: int | None = None,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """CLIP-like unit features: ``(N, d)`` images and ``(M, d)`` texts, float32.
+
+    images = normalize(0.7 m_img + 0.45 p_class + 0.55 noise), texts the same around
+    m_txt with cos(m_img, m_txt) = 0.35 (as ``bench_cluster.make_data``).
+    """
+    rng = np.random.default_rng(seed)
+    k = k or max(2, min(1000, n // 50))
+    m_img = _unit(rng.standard_normal(d))
+    m_txt = _unit(0.35 * m_img + math.sqrt(1 - 0.35**2) * _unit(rng.standard_normal(d)))
+    protos = _unit(rng.standard_normal((k, d)))
+
+    def around(mean: np.ndarray, count: int) -> np.ndarray:
+        out = np.empty((count, d), dtype=np.float32)
+        for s in range(0, count, 50_000):
+            c = rng.integers(0, k, min(50_000, count - s))
+            out[s : s + c.size] = _unit(0.7 * mean + 0.45 * protos[c]
+                                        + 0.55 * _unit(rng.standard_normal((c.size, d))))
+        return out
+
+    return around(m_img, n), around(m_txt, m)
+
+
+def l1_error(T: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | None = None) -> float:
+    """``|T1 - a|_1 + |T'1 - b|_1`` of a dense plan (uniform marginals by default)."""
+    n, m = T.shape
+    a = np.full(n, 1 / n) if a is None else a
+    b = np.full(m, 1 / m) if b is None else b
+    return float(np.abs(T.sum(1) - a).sum() + np.abs(T.sum(0) - b).sum())
+
+
+def maxrss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_child(section: str, **kw: Any) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "child", "--child", section,
+           "--params", json.dumps(kw)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["failed"]
+        return {"error": tail[0]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- auto
+def child_auto(p: dict[str, Any]) -> dict[str, Any]:
+    """One solver at one size: seconds, passes, converged, measured L1 error."""
+    from kec.cluster.ot import plan_from_duals, sinkhorn_log, sinkhorn_log_chunked
+
+    X, U = clip_like(p["n"], p["m"], p["d"], seed=p.get("seed", 0))
+    t0 = time.perf_counter()
+    if p["solver"] == "dense":
+        C = 1.0 - X.astype(np.float64) @ U.astype(np.float64).T
+        res = sinkhorn_log(C, reg=p["reg"], tol=p["tol"], max_iter=p["max_iter"])
+        T = res.plan
+    else:
+        res = sinkhorn_log_chunked(X, U, reg=p["reg"], tol=p["tol"], solver=p["solver"],
+                                   max_iter=p["max_iter"])
+        T = None
+    seconds = time.perf_counter() - t0
+    if T is None:
+        T = plan_from_duals(X, U, res)
+    return {"seconds": seconds, "n_iter": res.n_iter, "converged": res.converged,
+            "reported": res.marginal_error, "measured_l1": l1_error(T)}
+
+
+def section_auto(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [(100, 50), (500, 200), (2000, 800), (5000, 2000)]
+    rows = []
+    print(f"\n== auto: which solver converges fastest (reg {args.reg}, tol {args.tol:g}, "
+          f"d {args.d}) ==")
+    print(f"{'N x M':>12s} {'solver':>16s} {'seconds':>8s} {'passes':>7s} {'conv':>5s} "
+          f"{'L1 (measured)':>14s}")
+    for n, m in sizes:
+        if n * m > args.max_entries:
+            continue
+        for solver, max_iter in (("dense", 50_000), ("sinkhorn", 50_000), ("lbfgs", 1000)):
+            if solver == "dense" and n * m > 4_000_000:
+                continue
+            r = _run_child("auto", n=n, m=m, d=args.d, reg=args.reg, tol=args.tol,
+                           solver=solver, max_iter=max_iter)
+            rows.append({"n": n, "m": m, "solver": solver} | r)
+            if "error" in r:
+                print(f"{n:>5d}x{m:<6d} {solver:>16s} FAILED {r['error']}")
+                continue
+            label = {"dense": "dense Sinkhorn", "sinkhorn": "streamed Sinkhorn",
+                     "lbfgs": "L-BFGS semi-dual"}[solver]
+            print(f"{n:>5d}x{m:<6d} {label:>16s} {r['seconds']:8.2f} {r['n_iter']:7d} "
+                  f"{r['converged']!s:>5s} {r['measured_l1']:14.1e}", flush=True)
+    return {"auto": rows}
+
+
+# --------------------------------------------------------------------------- POT
+def child_pot(p: dict[str, Any]) -> dict[str, Any]:
+    """One POT solver at one stopThr, or kec at tol: seconds and measured L1 error."""
+    X, U = clip_like(p["n"], p["m"], p["d"], seed=p.get("seed", 0))
+    n, m = X.shape[0], U.shape[0]
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    reg = p["reg"]
+    if p["solver"] == "kec":
+        from kec.cluster.ot import plan_from_duals, solve_and_transport
+
+        t0 = time.perf_counter()
+        _, res = solve_and_transport(X, U, "chunked", reg=reg, tol=p["tol"])
+        seconds = time.perf_counter() - t0
+        T = plan_from_duals(X, U, res)
+        return {"seconds": seconds, "n_iter": res.n_iter, "l1": l1_error(T),
+                "reported": res.marginal_error, "maxrss": maxrss()}
+    import ot
+
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    if p["solver"] == "empirical_sinkhorn":
+        # squared Euclidean distance of unit vectors = 2 C: same plan at 2 reg
+        f, g, log = ot.bregman.empirical_sinkhorn(
+            X.astype(np.float64), U.astype(np.float64), 2 * reg, a, b, isLazy=True,
+            batchSize=max(1, (8 * 2**20) // (8 * m)), numIterMax=p["max_iter"],
+            stopThr=p["stop"], log=True)
+        seconds = time.perf_counter() - t0
+        C2 = 2.0 * (1.0 - X.astype(np.float64) @ U.astype(np.float64).T)
+        T = np.exp(f[:, None] + g[None, :] - C2 / (2 * reg))
+        n_iter = int(log["niter"]) + 1
+    else:
+        C = 1.0 - X.astype(np.float64) @ U.astype(np.float64).T
+        t0 = time.perf_counter()
+        T, log = ot.sinkhorn(a, b, C, reg, method=p["solver"], numItermax=p["max_iter"],
+                             stopThr=p["stop"], log=True)
+        seconds = time.perf_counter() - t0
+        n_iter = int(log["niter"]) + 1
+    return {"seconds": seconds, "n_iter": n_iter, "l1": l1_error(T), "maxrss": maxrss()}
+
+
+def section_pot(args: argparse.Namespace) -> dict[str, Any]:
+    n, m = args.pot_n, args.pot_m
+    print(f"\n== POT at equal L1 accuracy: {n} x {m}, d {args.d}, reg {args.reg} ==")
+    base = {"n": n, "m": m, "d": args.d, "reg": args.reg}
+    out: dict[str, Any] = {"size": [n, m], "rows": []}
+    print(f"{'solver':24s} {'stopThr/tol':>11s} {'seconds':>8s} {'iters':>7s} "
+          f"{'L1 (measured)':>14s} {'peak GiB':>9s} {'kec faster':>10s}")
+    for tol in args.tols:
+        kec = _run_child("pot", solver="kec", tol=tol, **base)
+        out["rows"].append({"solver": "kec", "tol": tol} | kec)
+        if "error" in kec:
+            print(f"kec FAILED: {kec['error']}")
+            continue
+        print(f"{'kec (L-BFGS + features)':24s} {tol:11.0e} {kec['seconds']:8.2f} "
+              f"{kec['n_iter']:7d} {kec['l1']:14.1e} {kec['maxrss'] / GIB:9.2f}", flush=True)
+        for solver in ("sinkhorn", "sinkhorn_log", "empirical_sinkhorn"):
+            if solver == "empirical_sinkhorn" and n * m > args.lazy_max_entries:
+                continue
+            stop, r = tol, {}
+            for _ in range(12):
+                r = _run_child("pot", solver=solver, stop=stop, max_iter=args.pot_iters,
+                               **base)
+                if "error" in r or r["l1"] <= kec["l1"] or r["n_iter"] >= args.pot_iters:
+                    break
+                stop /= math.sqrt(10)
+            out["rows"].append({"solver": solver, "tol": tol, "stopThr": stop} | r)
+            if "error" in r:
+                print(f"{solver:24s} FAILED: {r['error']}")
+                continue
+            ok = "" if r["l1"] <= kec["l1"] else " (never reached kec's error)"
+            print(f"{'POT ' + solver:24s} {stop:11.1e} {r['seconds']:8.2f} {r['n_iter']:7d} "
+                  f"{r['l1']:14.1e} {r['maxrss'] / GIB:9.2f} "
+                  f"{r['seconds'] / kec['seconds']:9.1f}x{ok}", flush=True)
+    return {"pot": out}
+
+
+# --------------------------------------------------------------------------- CPU
+def child_cpu(p: dict[str, Any]) -> dict[str, Any]:
+    """The OT + features at n x m with this tree's code or the baseline commit's."""
+    X, U = clip_like(p["n"], p["m"], p["d"], seed=p.get("seed", 0))
+    if p["which"] == "baseline":
+        sys.path.insert(0, p["baseline_dir"])
+        for mod in [k for k in sys.modules if k.startswith("kec")]:
+            del sys.modules[mod]
+    from kec.cluster.ot import solve_and_transport
+
+    if p["which"] == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        X, U = torch.from_numpy(X), torch.from_numpy(U)
+    base = maxrss()
+    t0 = time.perf_counter()
+    feats, res = solve_and_transport(X, U, "chunked", tol=p["tol"])
+    seconds = time.perf_counter() - t0
+    feats = np.asarray(feats)
+    np.save(p["out"], feats)
+    return {"seconds": seconds, "n_iter": res.n_iter, "converged": res.converged,
+            "marginal_error": res.marginal_error, "maxrss": maxrss(),
+            "rss_before": base, "module": sys.modules["kec.cluster.ot"].__file__}
+
+
+def _baseline_tree(tmp: Path) -> Path | None:
+    files = ["kec/__init__.py", "kec/errors.py", "kec/cluster/_checks.py",
+             "kec/cluster/_kernel.py", "kec/cluster/ot.py"]
+    for f in files:
+        proc = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:{f}"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None
+        dest = tmp / f
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(proc.stdout)
+    (tmp / "kec/cluster/__init__.py").write_text("")
+    return tmp
+
+
+def section_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    n, m = args.cpu_n, args.cpu_m
+    print(f"\n== CPU: OT + features {n} x {m}, d {args.d}, tol {args.tol:g}, "
+          f"{os.cpu_count()} CPUs ==")
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="kec-bench-ot-") as tmp:
+        base_dir = _baseline_tree(Path(tmp) / "baseline")
+        runs = [("numpy", "this tree, numpy"), ("torch", "this tree, torch CPU")]
+        if base_dir is not None:
+            runs.insert(0, ("baseline", f"previous numpy ({BASELINE_COMMIT})"))
+        feats = {}
+        print(f"{'code':28s} {'seconds':>8s} {'passes':>7s} {'conv':>5s} "
+              f"{'reported L1':>11s} {'peak GiB':>9s}")
+        for which, label in runs:
+            path = Path(tmp) / f"{which}.npy"
+            r = _run_child("cpu", which=which, n=n, m=m, d=args.d, tol=args.tol,
+                           out=str(path), baseline_dir=str(base_dir or ""))
+            out[which] = r
+            if "error" in r:
+                print(f"{label:28s} FAILED: {r['error']}")
+                continue
+            feats[which] = np.load(path)
+            print(f"{label:28s} {r['seconds']:8.1f} {r['n_iter']:7d} {r['converged']!s:>5s} "
+                  f"{r['marginal_error']:11.1e} {r['maxrss'] / GIB:9.2f}", flush=True)
+        if "numpy" in feats:
+            for other in ("baseline", "torch"):
+                if other in feats:
+                    cos = float(np.min(np.sum(feats[other] * feats["numpy"], axis=1)))
+                    out[f"min_cosine_numpy_vs_{other}"] = cos
+                    print(f"transported features, numpy vs {other}: min cosine {cos:.6f}")
+    return {"cpu": out}
+
+
+# --------------------------------------------------------------------------- GPU
+def gpu_ot_check(n: int = 50_000, m: int = 20_000, d: int = 512, device: str = "cuda", *,
+                 reg: float = 0.01, tol: float = 1e-4, pot: bool = True,
+                 matmul_dtype: str | None = None, pot_max_iter: int = 1000,
+                 cache_bytes: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """kec's OT + transported features on a GPU, beside POT's torch backend.
+
+    Runs :func:`kec.cluster.ot.solve_and_transport` (L-BFGS semi-dual, streamed blocks)
+    on CLIP-like data, then, with ``pot``, POT's ``ot.sinkhorn(..., method=
+    "sinkhorn_log")`` on the same torch tensors followed by the same transported
+    features, with POT's ``stopThr`` lowered until its L1 marginal error (rows +
+    columns) is at most kec's reported one, or ``pot_max_iter`` runs out.
+
+    Returns
+    -------
+    dict
+        ``kec``: seconds (OT, features, total), passes, converged, marginal_error,
+        peak GPU memory (``torch.cuda.max_memory_allocated``) in GiB; ``pot``: the
+        same for POT (time of the final stopThr), the stopThr used, its L1 error, and
+        the minimum cosine between its transported features and kec's.
+    """
+    import torch
+
+    from kec.cluster.ot import solve_and_transport
+
+    dev = torch.device(device)
+    Xh, Uh = clip_like(n, m, d, seed=seed)
+    X = torch.from_numpy(Xh).to(dev)
+    U = torch.from_numpy(Uh).to(dev)
+    del Xh, Uh
+    out: dict[str, Any] = {"n": n, "m": m, "d": d, "reg": reg, "tol": tol,
+                           "device": torch.cuda.get_device_name(dev),
+                           "matmul_dtype": matmul_dtype}
+
+    def sync() -> None:
+        torch.cuda.synchronize(dev)
+
+    # warm-up (CUDA context, cuBLAS handles) on a small problem
+    solve_and_transport(X[:256], U[:128], "chunked", reg=reg)
+    sync()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    base = torch.cuda.memory_allocated(dev)
+    t0 = time.perf_counter()
+    feats, res = solve_and_transport(X, U, "chunked", reg=reg, tol=tol,
+                                     matmul_dtype=matmul_dtype, cache_bytes=cache_bytes)
+    sync()
+    total = time.perf_counter() - t0
+    out["kec"] = {"seconds": round(total, 3), "ot_seconds": round(res.seconds, 3),
+                  "feature_seconds": res.info.get("transport_seconds"),
+                  "passes": res.n_iter, "converged": res.converged,
+                  "marginal_error": res.marginal_error,
+                  "cached_gib": round(res.info["cached_bytes"] / GIB, 2),
+                  "peak_gib": round((torch.cuda.max_memory_allocated(dev) - base) / GIB, 2),
+                  "peak_gib_with_inputs": round(torch.cuda.max_memory_allocated(dev) / GIB, 2)}
+    if not pot:
+        return out
+    import ot
+
+    kec_err = res.marginal_error
+    a = torch.full((n,), 1.0 / n, dtype=torch.float32, device=dev)
+    b = torch.full((m,), 1.0 / m, dtype=torch.float32, device=dev)
+    stop = tol
+    for _ in range(4):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+        sync()
+        t0 = time.perf_counter()
+        try:
+            M = 1.0 - X @ U.T
+            T, log = ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=pot_max_iter,
+                                 stopThr=stop, log=True)
+            del M
+            W = T * (X @ U.T)
+            del T
+            pf = W @ U
+            del W
+            pf = pf / pf.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            sync()
+        except torch.OutOfMemoryError as exc:
+            out["pot"] = {"error": f"out of memory: {exc}".splitlines()[0]}
+            return out
+        seconds = time.perf_counter() - t0
+        # L1 error of POT's plan, recomputed blockwise (the plan itself was freed)
+        f, g = log["log_u"], log["log_v"]
+        rows = torch.zeros(n, dtype=torch.float64, device=dev)
+        cols = torch.zeros(m, dtype=torch.float64, device=dev)
+        for s in range(0, n, 4096):
+            blk = torch.exp(f[s:s + 4096, None] + g[None, :]
+                            - (1.0 - X[s:s + 4096] @ U.T) / reg).double()
+            rows[s:s + 4096] = blk.sum(1)
+            cols += blk.sum(0)
+        err = float((rows - 1.0 / n).abs().sum() + (cols - 1.0 / m).abs().sum())
+        peak = torch.cuda.max_memory_allocated(dev)
+        out["pot"] = {"seconds": round(seconds, 3), "stopThr": stop,
+                      "n_iter": int(log["niter"]) + 1, "l1_error": err,
+                      "peak_gib": round((peak - base) / GIB, 2),
+                      "min_cosine_vs_kec": float((pf * feats).sum(1).min())}
+        if err <= kec_err or int(log["niter"]) + 1 >= pot_max_iter:
+            break
+        stop /= 10
+    return out
+
+
+def gpu_smoke(device: str = "cuda") -> dict[str, Any]:
+    """Every solver on ``device`` against numpy at 2,000 × 800: flags, plans, features."""
+    import torch
+
+    from kec.cluster.ot import plan_from_duals, solve_and_transport
+
+    X, U = clip_like(2000, 800, 512, seed=1)
+    out: dict[str, Any] = {}
+    for method in ("sinkhorn", "chunked", "semi_relaxed", "partial"):
+        for mm in (None, "bfloat16"):
+            if mm and method == "sinkhorn":
+                continue
+            kw = {"matmul_dtype": mm} if mm else {}
+            f_np, r_np = solve_and_transport(X, U, method, **({} if mm else kw))
+            f_g, r_g = solve_and_transport(X, U, method, device=device, **kw)
+            T_np = plan_from_duals(X, U, r_np)
+            T_g = plan_from_duals(X, U, r_g)
+            out[f"{method}/{mm or 'fp32'}"] = {
+                "converged": [r_np.converged, r_g.converged],
+                "passes": [r_np.n_iter, r_g.n_iter],
+                "n_max_plan_diff": float(np.abs(T_np - T_g).max() * X.shape[0]),
+                "min_feature_cosine": float((f_np * f_g).sum(1).min()),
+                "device": r_g.info.get("device"), "type": type(f_g).__name__}
+    torch.cuda.synchronize()
+    return out
+
+
+def gpu_profile(n: int, m: int, d: int, matmul_dtype: str | None = None) -> None:
+    """Where the time of one GPU solve goes: host (cProfile) and device (torch.profiler)."""
+    import cProfile
+    import pstats
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from kec.cluster.ot import solve_and_transport
+
+    Xh, Uh = clip_like(n, m, d)
+    X, U = torch.from_numpy(Xh).cuda(), torch.from_numpy(Uh).cuda()
+    solve_and_transport(X[:256], U[:128])
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    _, res = solve_and_transport(X, U, matmul_dtype=matmul_dtype)
+    torch.cuda.synchronize()
+    prof.disable()
+    print(res.n_iter, res.seconds, res.info, flush=True)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as tp:
+        solve_and_transport(X, U, matmul_dtype=matmul_dtype, max_iter=8)
+        torch.cuda.synchronize()
+    print(tp.key_averages().table(sort_by="cuda_time_total", row_limit=14), flush=True)
+
+
+def section_gpu(args: argparse.Namespace) -> dict[str, Any]:
+    if args.profile:
+        gpu_profile(args.gpu_n, args.gpu_m, args.d, args.matmul_dtype)
+        return {}
+    if args.smoke:
+        r = gpu_smoke("cuda")
+        print(json.dumps(r, indent=1), flush=True)
+    r = gpu_ot_check(args.gpu_n, args.gpu_m, args.d, "cuda", pot=not args.no_pot,
+                     matmul_dtype=args.matmul_dtype, cache_bytes=args.cache_bytes)
+    print(json.dumps(r, indent=2))
+    return {"gpu": r}
+
+
+CHILDREN = {"auto": child_auto, "pot": child_pot, "cpu": child_cpu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("section", choices=["all", "auto", "pot", "cpu", "gpu", "child"])
+    p.add_argument("--d", type=int, default=512)
+    p.add_argument("--reg", type=float, default=0.01)
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-6],
+                   help="kec tolerances for the POT table")
+    p.add_argument("--max-entries", type=int, default=10_000_000, help="auto: largest N*M")
+    p.add_argument("--pot-n", type=int, default=4000)
+    p.add_argument("--pot-m", type=int, default=1600)
+    p.add_argument("--pot-iters", type=int, default=100_000)
+    p.add_argument("--lazy-max-entries", type=int, default=2_000_000,
+                   help="largest N*M for POT's (slow) lazy empirical_sinkhorn")
+    p.add_argument("--cpu-n", type=int, default=20_000)
+    p.add_argument("--cpu-m", type=int, default=8_000)
+    p.add_argument("--gpu-n", type=int, default=50_000)
+    p.add_argument("--gpu-m", type=int, default=20_000)
+    p.add_argument("--matmul-dtype", default=None)
+    p.add_argument("--no-pot", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="gpu: first check every solver "
+                   "against numpy at 2,000 x 800")
+    p.add_argument("--profile", action="store_true", help="gpu: profile one solve")
+    p.add_argument("--cache-bytes", type=int, default=None, help="gpu: kernel cache budget")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.section == "child":
+        print(json.dumps(CHILDREN[args.child](json.loads(args.params)), default=float))
+        return 0
+    sections = {"auto": section_auto, "pot": section_pot, "cpu": section_cpu,
+                "gpu": section_gpu}
+    todo = ["auto", "pot", "cpu"] if args.section == "all" else [args.section]
+    results: dict[str, Any] = {}
+    for s in todo:
+        results.update(sections[s](args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

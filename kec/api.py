@@ -1,0 +1,113 @@
+"""kec's Python face: factories for the inputs, estimators for the methods.
+
+>>> import kec
+>>> X = kec.load_features("images.safetensors")                   # doctest: +SKIP
+>>> model = kec.KEC(n_clusters=10).fit(X, knowledge="knowledge.json")  # doctest: +SKIP
+>>> model.cluster_names_                                          # doctest: +SKIP
+
+Factories, one per concern (as open_clip's ``create_model``):
+
+- :func:`load_features`: a feature file written by ``kec embed`` (features, ids,
+  labels and the encoder that made them);
+- :func:`load_knowledge`: a knowledge file written by ``kec knowledge build``,
+  validated against its schema;
+- :func:`create_text_encoder`: a text encoder from a spec string (``"minilm"``,
+  ``"clip:ViT-B-32-quickgelu:openai"``, ``"sentence-transformers:NAME"``);
+- :func:`embed_knowledge`: a knowledge document embedded by a text encoder
+  (:class:`~kec.cluster.knowledge_features.KnowledgeFeatures`), to reuse one embedding
+  across several fits.
+
+The estimators (:class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`, :class:`CAE`,
+:class:`KECCAE`, :class:`SphericalKMeans`) live in :mod:`kec.cluster`; the method table in
+:mod:`kec.cluster.registry`. Each factory imports its layer when called, so importing
+this module loads no model library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from kec.cluster.knowledge_features import KnowledgeFeatures
+    from kec.encoders.base import TextEncoder
+    from kec.features import FeatureSet
+
+
+def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> FeatureSet:
+    """Read a kec feature file (safetensors with provenance), checking it first.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File written by ``kec embed images`` or ``kec embed texts``.
+    kind : {"image", "text"} or None
+        Expected kind; ``None`` accepts both.
+
+    Returns
+    -------
+    FeatureSet
+        ``.features`` (``(n, d)`` float32), ``.ids``, ``.labels``, ``.encoder``.
+    """
+    from kec.features import load_features as _load
+
+    return _load(path, kind=kind)
+
+
+def load_knowledge(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a knowledge file and validate it against its JSON Schema.
+
+    Raises
+    ------
+    kec.errors.InvalidKnowledgeError
+        The file breaks the schema or a semantic rule (one line per problem).
+    """
+    from kec.knowledge.document import load_knowledge as _load
+
+    return _load(path)
+
+
+def create_text_encoder(spec: str | None = None, **kwargs: Any) -> TextEncoder:
+    """A text encoder from a spec string; keyword arguments as
+    :func:`kec.encoders.factory.create_text_encoder` (``device``, ``batch_size``,
+    ``templates``, ``precision``).
+
+    ``None`` or ``"minilm"`` is the offline all-MiniLM-L6-v2; for clustering CLIP image
+    features use the same CLIP model's text tower, ``"clip:MODEL:PRETRAINED"``.
+    """
+    from kec.encoders.factory import create_text_encoder as _create
+
+    return _create(spec, **kwargs)
+
+
+def embed_knowledge(
+    knowledge: Mapping[str, Any] | str | os.PathLike[str],
+    text_encoder: Any,
+    **kwargs: Any,
+) -> KnowledgeFeatures:
+    """Embed every text of a knowledge document once.
+
+    Parameters
+    ----------
+    knowledge : dict or path
+        A knowledge document or the path of a knowledge file.
+    text_encoder : str or object with ``encode``
+        Spec string for :func:`create_text_encoder`, or an encoder.
+    **kwargs
+        Passed to :func:`kec.cluster.knowledge_features.knowledge_features`
+        (``name_template``, ``pair_attributes``).
+    """
+    from kec.cluster.knowledge_features import knowledge_features
+
+    source = "<knowledge>"
+    if isinstance(knowledge, (str, os.PathLike)):
+        source = os.fspath(knowledge)
+        knowledge = load_knowledge(knowledge)
+    if isinstance(text_encoder, str):
+        text_encoder = create_text_encoder(text_encoder)
+    kwargs.setdefault("source", source)
+    return knowledge_features(knowledge, text_encoder, **kwargs)
+
+
+__all__ = ["create_text_encoder", "embed_knowledge", "load_features", "load_knowledge"]

@@ -1,0 +1,95 @@
+"""Semantic checks of the builder's LLM answers: placeholders are invalid answers.
+
+A schema-valid answer can still carry nothing: ``{"attributes": ["A"]}`` (the letter a
+prompt used for a concept), ``["shape", "colour"]`` (words of the prompt) or ``["cat"]``
+(the concept's own name). :func:`answer_problem` is the structured runner's validator:
+an answer whose every item is such a copy is invalid and goes back to the model with a
+repair message naming the copies; :func:`usable_items` then drops the copies from an
+answer that also carries real items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from kec.knowledge.textcheck import PLACEHOLDER, PROMPT_COPY, REPEATS_NAME, text_flags
+
+__all__ = ["answer_problem", "job_names", "usable_items"]
+
+_LIST_KEY = {"concept_attributes": "attributes", "pair_attributes": "attributes",
+             "captions": "captions"}
+_WHY = {PLACEHOLDER: "a placeholder", PROMPT_COPY: "copied from the instructions",
+        REPEATS_NAME: "only the concept's name"}
+
+
+class _Prompt(Protocol):
+    id: str
+
+
+class _Job(Protocol):  # kec.backends.structured.Job, without importing the backends
+    prompt: _Prompt
+    values: dict[str, Any]
+    labels: tuple[str, ...]
+
+
+def _name(value: Any) -> list[str]:
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        return [value["name"]]
+    return []
+
+
+def job_names(prompt_id: str, values: Mapping[str, Any], labels: Sequence[str] = ()
+              ) -> list[str]:
+    """The names an answer must not merely repeat: the concept's (or both concepts')
+    name and labels."""
+    if prompt_id == "pair_attributes":
+        return _name(values.get("concept_a")) + _name(values.get("concept_b"))
+    return _name(values.get("concept")) + list(labels)
+
+
+def usable_items(items: Iterable[str], names: Sequence[str], captions: bool = False
+                 ) -> list[str]:
+    """The items that are neither placeholders nor copies of the prompt or of
+    ``names`` (a caption may name its concept: only placeholders are dropped there)."""
+    out = []
+    for t in items:
+        flags = text_flags(t, names)
+        if not flags or (captions and flags != [PLACEHOLDER]):
+            out.append(t)
+    return out
+
+
+def answer_problem(job: _Job, value: Mapping[str, Any]) -> str | None:
+    """Why a schema-valid answer is still unusable, or ``None`` when it is usable.
+
+    ``condense``: a name or description that is a placeholder or a copy of the prompt.
+    Attribute and caption prompts: an answer whose *every* item is a placeholder or a
+    copy (an answer with at least one real item is accepted; the builder drops the
+    copies with :func:`usable_items`).
+    """
+    pid = job.prompt.id
+    if pid == "condense":
+        for key in ("name", "description"):
+            text = value.get(key)
+            if isinstance(text, str):
+                names = [] if key == "name" else [str(value.get("name", ""))]
+                flags = text_flags(text, names)
+                if key == "name" and flags == [REPEATS_NAME]:
+                    flags = []
+                if flags:
+                    return (f"the {key} {text!r} is {_WHY[flags[0]]}; write the actual "
+                            f"{'common name of these labels' if key == 'name' else 'look'}")
+        return None
+    key = _LIST_KEY.get(pid)
+    items = value.get(key) if key else None
+    if not isinstance(items, list) or not items:
+        return None
+    names = job_names(pid, job.values, getattr(job, "labels", ()))
+    texts = [t for t in items if isinstance(t, str)]
+    if usable_items(texts, names, captions=pid == "captions"):
+        return None
+    shown = ", ".join(repr(t) for t in texts[:4])
+    who = " and ".join(repr(n) for n in names[:2]) or "the concept"
+    return (f"every item ({shown}) is a placeholder letter, a word from the instructions "
+            f"or only the concept's name; write concrete visible traits of {who}")
