@@ -30,7 +30,7 @@ system-deps:
 	fi
 
 knowledge: install
-	$(VENV)/bin/kec knowledge build --labels examples/cifar10.labels.txt --out cifar10.knowledge.json
+	$(VENV)/bin/kec knowledge build --labels examples/cifar10.labels.txt --out cifar10.knowledge.json --allow-failures
 	$(VENV)/bin/kec knowledge show cifar10.knowledge.json
 
 lint: install

@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.25, help="loopback server s/answer")
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--skip-server", action="store_true")
+    ap.add_argument("--skip-before", action="store_true",
+                    help="--quality: only the v3 row (the v1/v2 build takes minutes)")
     ap.add_argument("--quality", action="store_true",
                     help="placeholder/copy counts before and after prompts v3 (see above)")
     args = ap.parse_args()
@@ -170,8 +172,9 @@ def quality(args) -> None:
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp, create_backend("llamacpp") as backend:
         old = _old_templates(Path(tmp))
-        for name, tpl_dir, validate in (("v1/v2, no validator (before)", old, False),
-                                        ("v3 + placeholder validator (after)", None, True)):
+        runs = [("v1/v2, no validator (before)", old, False),
+                ("v3 + placeholder validator (after)", None, True)]
+        for name, tpl_dir, validate in runs[1:] if args.skip_before else runs:
             params = BuildParams(n_captions=0, grouping="similarity")
             b = KnowledgeBuilder(backend, encoder, cache_dir=Path(tmp) / "cache",
                                  sampling=sampling, params=params, template_dir=tpl_dir,

@@ -17,7 +17,8 @@ from kec import __version__
 from kec.knowledge.document import concept_id, now_iso, save_knowledge, validate_knowledge
 from kec.knowledge.labels import labels_sha256
 
-OUT = Path(__file__).resolve().parents[1] / "kec/bench/data/wordnet_glosses.reference.knowledge.json"
+DATA = Path(__file__).resolve().parents[1] / "kec" / "bench" / "data"
+OUT = DATA / "wordnet_glosses.reference.knowledge.json"
 
 CONCEPTS: list[tuple[str, str, list[str]]] = [
     ("dog", "a domesticated canine kept as a pet or bred for hunting, herding or guarding",

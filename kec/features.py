@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "kec.features"
 FORMAT_VERSION = 1
-KINDS = ("image", "text")
+KINDS = ("image", "text", "items")
+#: kinds that can be clustered: image features, or a text collection's item features
+ITEM_KINDS = ("image", "items")
 FEATURES_KEY = "features"
 REQUIRED_METADATA = ("kind", "encoder")
 MAX_HEADER_LIST_BYTES = 32 * 1024 * 1024
@@ -156,7 +158,7 @@ def save_features(
         ``(n, d)``; stored as float32.
     ids : sequence of str
         One per row.
-    kind : {"image", "text"}
+    kind : {"image", "text", "items"}
         What the rows are.
     encoder : mapping
         The encoder's ``describe()`` (model, pretrained, dim, preprocessing/templates).
@@ -356,7 +358,7 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
     ----------
     path : path-like
         The ``.safetensors`` file.
-    kind : {"image", "text"}, optional
+    kind : {"image", "text", "items"}, optional
         Expected kind; a file of the other kind raises :class:`WrongFeatureKindError`.
 
     Raises
@@ -403,7 +405,8 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
         raise MissingMetadataError(f"{path} lacks metadata: {', '.join(missing)}")
     if meta["kind"] not in KINDS:
         raise NotAFeatureFileError(f"{path}: unknown feature kind {meta['kind']!r}")
-    if kind is not None and meta["kind"] != kind:
+    if kind is not None and meta["kind"] != kind and not (
+            kind == "image" and meta["kind"] in ITEM_KINDS):
         raise WrongFeatureKindError(f"{path} holds {meta['kind']} features, expected {kind}")
     if not isinstance(meta["encoder"], dict):
         raise MissingMetadataError(f"{path}: metadata 'encoder' is not an object")
@@ -469,8 +472,9 @@ def check_compatible(image_set: FeatureSet, text_set: FeatureSet) -> None:
     """
     img_name = image_set.source or "image features"
     txt_name = text_set.source or "text features"
-    if image_set.kind != "image":
-        raise WrongFeatureKindError(f"{img_name} holds {image_set.kind} features, not image")
+    if image_set.kind not in ITEM_KINDS:
+        raise WrongFeatureKindError(f"{img_name} holds {image_set.kind} features, not image "
+                                    "or text-collection items")
     if text_set.kind != "text":
         raise WrongFeatureKindError(f"{txt_name} holds {text_set.kind} features, not text")
     diffs = encoder_differences(image_set.encoder, text_set.encoder)

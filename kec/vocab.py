@@ -93,11 +93,15 @@ def build_wordnet_corpus(
     """
     nltk_dir = cache_dir(cache) / "nltk_data"
     target = nltk_dir / "corpora" / "wordnet"
-    if (target / _COMPLETE_MARKER).is_file():
-        logger.debug("WordNet corpus already built in %s", target)
-        return nltk_dir
     source = Path(source)
     missing = [name for name in _REQUIRED if not (source / name).is_file()]
+    marker = target / _COMPLETE_MARKER
+    if marker.is_file():
+        built_from = marker.read_text(encoding="utf-8").strip()
+        if built_from == str(source) or (missing and source == DEBIAN_WORDNET):
+            # the same source, or the default one gone since: the built copy serves
+            logger.debug("WordNet corpus already built in %s", target)
+            return nltk_dir
     if missing:
         raise VocabularyError(
             f"WordNet database not found in {source} (missing {', '.join(missing)}); "

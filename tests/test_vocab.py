@@ -83,6 +83,13 @@ def test_missing_database_is_a_clear_error(tmp_path):
         build_wordnet_corpus(tmp_path / "nothing", tmp_path / "cache")
 
 
+def test_a_corpus_built_from_one_source_does_not_answer_for_a_missing_other(tiny_wordnet,
+                                                                          tmp_path):
+    build_wordnet_corpus(tiny_wordnet, tmp_path / "cache")
+    with pytest.raises(VocabularyError, match="WordNet database not found"):
+        build_wordnet_corpus(tmp_path / "nothing", tmp_path / "cache")
+
+
 def test_nouns_are_distinct_spaced_sorted_and_case_aware(tiny_wordnet, tmp_path):
     nouns = wordnet_nouns(source=tiny_wordnet, cache=tmp_path)
     assert nouns == ["Dog", "dog", "hot dog"]

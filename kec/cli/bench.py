@@ -75,6 +75,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device")
     p.add_argument("--batch-size", type=int, default=64, help="images per encoder batch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    e = p.add_argument_group(
+        "efficacy benchmark (DATASET = wordnet-glosses: WordNet glosses, offline, no --root)")
+    e.add_argument("--quick", action="store_true",
+                   help="reduced size: 50 items per class and 4,000 nouns (what CI runs)")
+    e.add_argument("--per-class", type=int, default=None,
+                   help="items per category (default: 100, or 50 with --quick)")
+    e.add_argument("--vocab-limit", type=int, default=None,
+                   help="random sample of this many WordNet nouns (default: all, or 4000 "
+                        "with --quick)")
+    e.add_argument("--regimes", type=_names, default="clean,nuisance",
+                   help="comma-separated: clean, nuisance")
+    e.add_argument("--knowledge-kinds", type=_names, default="reference,embedded",
+                   help="comma-separated: reference (hand-written), embedded (built by "
+                        "the embedded LLM)")
+    e.add_argument("--rebuild-knowledge", action="store_true",
+                   help="build the embedded LLM's knowledge from this run's scaffold "
+                        "instead of using the file kec ships (LLM answers are cached)")
+    e.add_argument("--encoder", default="minilm",
+                   help="text encoder of the items and knowledge")
     p.set_defaults(func=cmd_bench)
 
 
@@ -86,12 +105,42 @@ def cmd_list() -> int:
         print(f"{name:14s} {e['title']} — {e['num_classes']} classes, "
               f"{e['images'].get(split, '?')} images ({split})")
         print(f"{'':14s} needs: {e['needs']}")
+    print(f"{'wordnet-glosses':14s} WordNet glosses — 15 categories, 100 items each, clean "
+          "and nuisance regimes (efficacy of knowledge)")
+    print(f"{'':14s} needs: nothing to download (Debian wordnet-base, MiniLM from PyPI)")
     return 0
+
+
+def cmd_efficacy(args: argparse.Namespace) -> int:
+    from kec.bench.efficacy import FULL, QUICK, EfficacyConfig, run_efficacy
+
+    size = QUICK if args.quick else FULL
+    config = EfficacyConfig(
+        out=args.out, per_class=args.per_class or size["per_class"],
+        vocab_limit=args.vocab_limit or size["vocab_limit"], seeds=tuple(args.seeds),
+        regimes=tuple(args.regimes), methods=tuple(args.methods),
+        knowledge=tuple(args.knowledge_kinds), encoder=args.encoder,
+        rebuild_knowledge=args.rebuild_knowledge, backend=args.backend,
+        progress=not args.quiet)
+    config.validate()
+    from kec._io import check_output_path
+
+    check_output_path(args.out, kind="dir")
+    record = run_efficacy(config)
+    print((args.out / "summary.md").read_text("utf-8"))
+    failed = [r for r in record["results"] if r["status"] == "failed"]
+    missed = [t for t in record["targets"] if not t["met"]]
+    print(f"wrote {args.out}/summary.md, results.csv, bench.json "
+          f"({record['timings']['total']:.1f} s); targets met: "
+          f"{len(record['targets']) - len(missed)}/{len(record['targets'])}")
+    return 1 if failed else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.list:
         return cmd_list()
+    if args.dataset in ("wordnet-glosses", "wordnet_glosses"):
+        return cmd_efficacy(args)
     if not args.dataset or args.root is None:
         raise KecError("give a DATASET and --root (or --list to see the datasets)")
     from kec.report.bench import BenchConfig, run_bench

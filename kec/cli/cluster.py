@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-init", type=n_init_arg, default="auto",
                    help="k-means restarts: integer or 'auto' (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where knowledge-text embeddings are cached, keyed on the encoder "
+                        "and the text (default: $KEC_CACHE_DIR or ~/.cache/kec)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="embed the knowledge texts again instead of reading the cache")
     g = p.add_argument_group("method parameters")
     g.add_argument("--overclusters", type=overcluster_arg, default="auto",
                    help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
@@ -103,6 +108,19 @@ def make_text_encoder(spec: str) -> Any:
     return create_text_encoder(spec)
 
 
+def cached_text_encoder(spec: str, cache: Path | None) -> Any:
+    """The encoder of ``spec`` behind the on-disk embedding cache (``None``: no cache).
+
+    The model is loaded only when a text is not in the cache, so a second run with the
+    same knowledge embeds nothing and loads no model."""
+    if cache is None:
+        return make_text_encoder(spec)
+    from kec.encoders.cache import CachedTextEncoder
+
+    return CachedTextEncoder(factory=lambda: make_text_encoder(spec), cache_dir=cache,
+                             key={"spec": spec})
+
+
 def _warn(msg: str) -> None:
     print(f"kec: warning: {msg}", file=sys.stderr)
 
@@ -132,7 +150,10 @@ def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, An
         except KecError as exc:
             raise KecError(f"cannot tell which text encoder matches {args.images} ({exc}); "
                            "give --text-encoder") from None
-    encoder = make_text_encoder(spec)
+    from kec.vocab import cache_dir
+
+    cache = None if args.no_cache else cache_dir(args.cache_dir)
+    encoder = cached_text_encoder(spec, cache)
     described = dict(encoder.describe()) if hasattr(encoder, "describe") else {"spec": spec}
     dim = getattr(encoder, "dim", None)
     if dim is not None and int(dim) != images.dim:
@@ -277,7 +298,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     atomic_write_text(args.out / "assignments.csv",
                       _assignments_csv(images.ids, result.labels, images.labels))
     write_json(args.out / "summary.json", summary)
-    line = f"clustered {len(images)} images into {args.k} clusters with {m}"
+    what = "items" if images.kind == "items" else "images"
+    line = f"clustered {len(images)} {what} into {args.k} clusters with {m}"
     if metrics:
         line += (f": ACC {100 * metrics['acc']:.1f}  NMI {100 * metrics['nmi']:.1f}  "
                  f"ARI {100 * metrics['ari']:.1f}")

@@ -42,6 +42,12 @@ class CachedTextEncoder:
     ----------
     encoder : object with ``encode(texts)`` and ``describe()``
         The encoder to wrap; ``dim`` and ``describe()`` are passed through.
+    factory : callable, optional
+        Instead of ``encoder``: makes the encoder on the first cache miss, so that a run
+        whose texts are all cached never loads a model. Needs ``key``.
+    key : dict, optional
+        With ``factory``: what identifies the encoder (e.g. its spec); its ``describe()``
+        is stored beside the entries at the first load and served from there.
     cache_dir : path-like
         Root of kec's cache (``<cache_dir>/embeddings/...`` is used).
 
@@ -51,21 +57,67 @@ class CachedTextEncoder:
         Texts served from the cache and texts sent to the encoder, over this object's life.
     """
 
-    def __init__(self, encoder: Any, cache_dir: str | os.PathLike[str]) -> None:
-        self.encoder = encoder
-        describe = getattr(encoder, "describe", None)
-        self._description = dict(describe()) if callable(describe) else {
-            "class": type(encoder).__name__}
-        self.folder = Path(cache_dir) / "embeddings" / encoder_key(self._description)
+    def __init__(self, encoder: Any = None, cache_dir: str | os.PathLike[str] = ".",
+                 *, factory: Any = None, key: dict[str, Any] | None = None) -> None:
+        if (encoder is None) == (factory is None):
+            raise ValueError("give an encoder or a factory (with a key), not both")
+        if factory is not None and not key:
+            raise ValueError("a lazy encoder (factory) needs a key describing it")
+        self._encoder = encoder
+        self._factory = factory
+        if encoder is not None:
+            describe = getattr(encoder, "describe", None)
+            self._description: dict[str, Any] | None = (
+                dict(describe()) if callable(describe) else {"class": type(encoder).__name__})
+            key = self._description
+        else:
+            self._description = None
+        self.folder = Path(cache_dir) / "embeddings" / encoder_key(dict(key or {}))
         self.hits = 0
         self.misses = 0
 
     @property
+    def encoder(self) -> Any:
+        """The wrapped encoder, loaded by the factory on first use."""
+        if self._encoder is None:
+            self._encoder = self._factory()
+            describe = getattr(self._encoder, "describe", None)
+            self._description = (dict(describe()) if callable(describe)
+                                 else {"class": type(self._encoder).__name__})
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.folder / "encoder.json",
+                               canonical_json(self._description).encode("utf-8"))
+        return self._encoder
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def _stored_description(self) -> dict[str, Any] | None:
+        path = self.folder / "encoder.json"
+        try:
+            import json
+
+            d = json.loads(path.read_text("utf-8"))
+            return d if isinstance(d, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    @property
     def dim(self) -> int:
+        if self._encoder is None:
+            d = self._stored_description()
+            if d is not None and isinstance(d.get("dim"), int):
+                return int(d["dim"])
         return int(self.encoder.dim)
 
     def describe(self) -> dict[str, Any]:
-        return dict(self._description)
+        if self._description is None:
+            stored = self._stored_description()
+            if stored is not None:
+                return dict(stored)
+            self.encoder  # noqa: B018 - loads and records the description
+        return dict(self._description or {})
 
     def _read_shard(self, shard: str) -> dict[str, np.ndarray]:
         path = self.folder / f"{shard}.npz"
@@ -112,7 +164,8 @@ class CachedTextEncoder:
                 touched.add(keys[i][:2])
             for shard in touched:
                 self._write_shard(shard, shards[shard])
-        dim = self.dim
+        dim = int(next(iter(v for sh in shards.values() for v in sh.values())).shape[0]) \
+            if items else self.dim
         out = np.empty((len(items), dim), dtype=np.float32)
         for i, k in enumerate(keys):
             out[i] = shards[k[:2]][k]

@@ -42,10 +42,15 @@ def _name(value: Any) -> list[str]:
 def job_names(prompt_id: str, values: Mapping[str, Any], labels: Sequence[str] = ()
               ) -> list[str]:
     """The names an answer must not merely repeat: the concept's (or both concepts')
-    name and labels."""
+    name and labels (read from the ``name*`` values, or the ``concept*`` objects of an
+    older template)."""
     if prompt_id == "pair_attributes":
-        return _name(values.get("concept_a")) + _name(values.get("concept_b"))
-    return _name(values.get("concept")) + list(labels)
+        names = [values.get("name_a"), values.get("name_b")]
+        found = [n for n in names if isinstance(n, str)]
+        return found or _name(values.get("concept_a")) + _name(values.get("concept_b"))
+    name = values.get("name")
+    own = [name] if isinstance(name, str) else _name(values.get("concept"))
+    return own + [x for x in labels if x not in own]
 
 
 def usable_items(items: Iterable[str], names: Sequence[str], captions: bool = False
@@ -90,6 +95,6 @@ def answer_problem(job: _Job, value: Mapping[str, Any]) -> str | None:
     if usable_items(texts, names, captions=pid == "captions"):
         return None
     shown = ", ".join(repr(t) for t in texts[:4])
-    who = " and ".join(repr(n) for n in names[:2]) or "the concept"
+    who = " and ".join(repr(n) for n in list(dict.fromkeys(names))[:2]) or "the concept"
     return (f"every item ({shown}) is a placeholder letter, a word from the instructions "
             f"or only the concept's name; write concrete visible traits of {who}")

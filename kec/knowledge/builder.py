@@ -283,7 +283,8 @@ class KnowledgeBuilder:
             return
         tpl = self.prompts[prompt_id]
         jobs = [Job(c["id"], tpl, _values(tpl, {"concept": self._concept_data(c),
-                                               "name": c["name"], "n": n}),
+                                               "name": c["name"],
+                                               "description": c["description"], "n": n}),
                     tuple(c["labels"]))
                 for c in concepts]
         for c, job, out in zip(concepts, jobs, self.runner.run(jobs, desc=desc)):
@@ -322,6 +323,8 @@ class KnowledgeBuilder:
                     "concept_a": self._concept_data(by_id[pr["a"]]),
                     "concept_b": self._concept_data(by_id[pr["b"]]),
                     "name_a": by_id[pr["a"]]["name"], "name_b": by_id[pr["b"]]["name"],
+                    "description_a": by_id[pr["a"]]["description"],
+                    "description_b": by_id[pr["b"]]["description"],
                     "n": n}))
                 for pr in pairs]
         for pr, job, out in zip(pairs, jobs, self.runner.run(jobs, desc="pairs")):

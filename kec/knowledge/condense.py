@@ -225,9 +225,12 @@ def _sibling_links(labels: Sequence[str], wn: Any, first: list[Any],
     anc = {i: {**_ancestors(first[i], hops), first[i]: 0} for i in free}
     specific: dict[Any, bool] = {}
 
+    # IC >= min_ic  <=>  hypo(c) + 1 <= N ** (1 - min_ic): count hyponyms up to that bound
+    bound = int(np.floor(_n_nouns(wn) ** (1.0 - min_ic))) - 1
+
     def is_specific(s: Any) -> bool:
         if s not in specific:
-            specific[s] = intrinsic_ic(s, wn) >= min_ic
+            specific[s] = _count_hyponyms(s, bound + 1) <= bound
         return specific[s]
 
     for x, i in enumerate(free):
@@ -246,8 +249,26 @@ def intrinsic_ic(synset: Any, wn: Any) -> float:
     :math:`N` the number of noun synsets (82,115 in WordNet 3.0). 1 for a leaf, 0 for
     *entity*.
     """
-    n_hypo = len(set(synset.closure(lambda s: s.hyponyms() + s.instance_hyponyms())))
+    n_hypo = _count_hyponyms(synset)
     return 1.0 - float(np.log(n_hypo + 1) / np.log(_n_nouns(wn)))
+
+
+def _count_hyponyms(synset: Any, stop: int | None = None) -> int:
+    """Distinct transitive hyponyms of ``synset``; counting stops once ``stop`` is
+    reached."""
+    seen: set[Any] = set()
+    frontier = [synset]
+    while frontier:
+        nxt = []
+        for s in frontier:
+            for h in s.hyponyms() + s.instance_hyponyms():
+                if h not in seen:
+                    seen.add(h)
+                    nxt.append(h)
+                    if stop is not None and len(seen) >= stop:
+                        return len(seen)
+        frontier = nxt
+    return len(seen)
 
 
 _N_NOUNS: dict[int, int] = {}
@@ -257,9 +278,13 @@ def _n_nouns(wn: Any) -> int:
     key = id(wn)
     if key not in _N_NOUNS:
         try:
+            version = wn.get_version()
+        except Exception:  # pragma: no cover - a reader without a version
+            version = None
+        if version == "3.0":
+            _N_NOUNS[key] = 82115  # noun synsets of WordNet 3.0
+        else:  # pragma: no cover - other WordNet versions
             _N_NOUNS[key] = sum(1 for _ in wn.all_synsets("n"))
-        except Exception:  # pragma: no cover - a reader without all_synsets
-            _N_NOUNS[key] = 82115
     return _N_NOUNS[key]
 
 

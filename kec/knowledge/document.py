@@ -294,6 +294,14 @@ def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = Fals
     return lines
 
 
+def _grouping_note(grouping: Any) -> str:
+    if not isinstance(grouping, dict) or not grouping.get("method"):
+        return ""
+    links = grouping.get("links")
+    n = f", {len(links)} links" if isinstance(links, list) else ""
+    return f" (grouped by {grouping['method']}{n})"
+
+
 def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
     """A plain-text view of a knowledge file for ``kec knowledge show``."""
     prov = doc["provenance"]
@@ -304,7 +312,8 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
         f"kec knowledge (schema {doc['schema_version']}, kec {prov['kec_version']}, "
         f"created {prov['created_at']})",
         f"backend: {backend.get('backend')} / {backend.get('model')}",
-        f"labels: {doc['labels']['count']} from {doc['labels']['source']}",
+        f"labels: {doc['labels']['count']} from {doc['labels']['source']}"
+        + _grouping_note(prov.get("grouping")),
         f"concepts: {len(doc['concepts'])}   pairs: {len(doc['pairs'])}   "
         f"failures: {len(prov['failures'])}",
         f"LLM calls: {usage['calls']} (+{usage['cached_calls']} cached), "

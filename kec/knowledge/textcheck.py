@@ -50,6 +50,10 @@ _LETTER_NAME = re.compile(
     r"^(?:(?:concept|class|category|label|item|object|attribute|option|thing|type|image|"
     r"photo)\s+)?(?:[a-z]|\d+)$"
 )
+# an identifier or file name ("part_type", "description_1.jpg"), not a phrase
+_IDENTIFIER = re.compile(r"^[^\W_]+(?:[_.][^\W_]+)+$")
+# code or markup leaking from the answer format ("]} ```python", "<attribute>")
+_MARKUP = re.compile(r"```|[{}\[\]<>]")
 # words of the system prompts of every template version kec has shipped (v1, v2): an
 # answer made only of these (and function words) copies the prompt
 _PROMPT_HISTORY = (
@@ -106,10 +110,14 @@ def prompt_words() -> frozenset[str]:
 
 def is_placeholder(text: str) -> bool:
     """An empty, one-letter, ellipsis or "something goes here" answer (``"A"``,
-    ``"concept B"``, ``"..."``, ``"N/A"``, ``"attribute"``)."""
+    ``"concept B"``, ``"..."``, ``"N/A"``, ``"attribute"``), an identifier or file name
+    (``"part_type"``, ``"description_1.jpg"``) or code (``"]} ```python"``)."""
     toks = words(text)
     if not toks:
         return True  # only punctuation: "...", "-", "?"
+    stripped = text.strip()
+    if _IDENTIFIER.match(stripped) or _MARKUP.search(stripped):
+        return True
     joined = " ".join(toks)
     return (len("".join(toks)) <= 1 or joined in _PLACEHOLDERS
             or bool(_LETTER_NAME.match(joined)))

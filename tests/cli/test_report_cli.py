@@ -38,7 +38,7 @@ def test_report_cli_overrides_and_errors(result_dir, tmp_path):
     from kec.report.result import ResultError
 
     out = tmp_path / "r.html"
-    with pytest.raises(ResultError, match="--knowledge .*missing.json: no such file"):
+    with pytest.raises(ResultError, match=r"--knowledge .*missing\.json: no such file"):
         _run(["report", str(result_dir), "--out", str(out), "--knowledge",
               str(tmp_path / "missing.json")])  # a missing input fails loudly (issue 9)
     assert not out.exists()

@@ -54,3 +54,20 @@ def test_partial_hits_and_corrupt_shard(tmp_path):
     out = CachedTextEncoder(again, tmp_path).encode(["one", "two", "three"])
     assert again.seen == ["one", "two", "three"]  # unreadable shards are re-encoded
     np.testing.assert_allclose(out[:2], ref)
+
+
+def test_lazy_encoder_is_not_loaded_when_everything_is_cached(tmp_path):
+    loads = []
+
+    def factory():
+        loads.append(1)
+        return CountingEncoder()
+
+    first = CachedTextEncoder(factory=factory, cache_dir=tmp_path, key={"spec": "count"})
+    a = first.encode(["x", "y"])
+    assert loads == [1] and first.describe()["kind"] == "counting"
+    second = CachedTextEncoder(factory=factory, cache_dir=tmp_path, key={"spec": "count"})
+    b = second.encode(["y", "x"])
+    assert loads == [1] and not second.loaded  # served from disk, model never loaded
+    assert second.dim == 8 and second.describe()["tag"] == "a"
+    np.testing.assert_array_equal(b, a[::-1])

@@ -95,6 +95,9 @@ def test_builder_repairs_placeholder_answers(tmp_path):
     assert usage["repairs"] == 2 + 2 + 1  # condense x2, attributes x2, one pair
     assert doc["provenance"]["failures"] == []
     assert doc["provenance"]["grouping"]["method"] == "similarity"
+    from kec.knowledge.document import summarize
+
+    assert "(grouped by similarity, 0 links)" in summarize(doc)
     # the repair message told the model why
     repairs = [r for r in backend.requests
                if any("previous answer was invalid" in m["content"] for m in r.messages)]

@@ -22,7 +22,9 @@ def _flags(report, text):
 
 # -- text checks -----------------------------------------------------------------------
 @pytest.mark.parametrize("text", ["A", "B", "b", "concept A", "Concept B", "...", "-",
-                                  "N/A", "attribute", "x", "7"])
+                                  "N/A", "attribute", "x", "7", "part_type",
+                                  "description_1.jpg", "featured_2",
+                                  "]} ```python # Example of a JSON object", "<attribute>"])
 def test_placeholders(text):
     assert text_flags(text) == ["placeholder"]
 
@@ -39,7 +41,9 @@ def test_repeats_name(text):
 
 
 @pytest.mark.parametrize("text", ["pointed ears", "slit pupils", "long bushy tail",
-                                  "four wheels and a windshield", "Al", "an orange beak"])
+                                  "four wheels and a windshield", "Al", "an orange beak",
+                                  "a 4.5 m long hull", "U.S. flag on the tail",
+                                  "black-and-white fur"])
 def test_real_attributes_are_not_flagged(text):
     assert text_flags(text, ["cat"]) == []
 

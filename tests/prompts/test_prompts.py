@@ -48,11 +48,13 @@ def test_injection_label_stays_quoted():
 def test_wrong_variables_are_rejected():
     t = load_prompt("concept_attributes")
     with pytest.raises(PromptError, match="missing"):
-        t.render(concept={"name": "cat", "description": ""})
+        t.render(name="cat", description="")
     with pytest.raises(PromptError, match="must be integer"):
-        t.render(concept={"name": "cat", "description": ""}, name="cat", n="2")
+        t.render(name="cat", description="", n="2")
+    with pytest.raises(PromptError, match="must be string"):
+        t.render(name={"name": "cat"}, description="", n=2)
     with pytest.raises(PromptError, match="unexpected"):
-        t.render(concept={}, name="cat", n=2, extra=1)
+        t.render(name="cat", description="", n=2, extra=1)
 
 
 def test_user_template_dir_overrides_builtin(tmp_path):
@@ -110,9 +112,8 @@ def test_v3_prompts_show_no_letters_or_example_words_to_copy(pid):
 
 def test_pair_prompt_names_both_concepts():
     t = load_prompt("pair_attributes")
-    msgs = t.render(concept_a={"name": "cat", "description": "a small feline"},
-                    concept_b={"name": "dog", "description": "a canine"},
-                    name_a="cat", name_b="dog", n=1)
+    msgs = t.render(name_a="cat", description_a="a small feline",
+                    name_b="dog", description_b="a canine", n=1)
     body = msgs[-1]["content"]
     instruction = body.split("\n\n", 1)[1]  # after the JSON data
     assert '"cat"' in instruction and '"dog"' in instruction
@@ -121,5 +122,12 @@ def test_pair_prompt_names_both_concepts():
 
 def test_attribute_prompt_names_the_concept():
     t = load_prompt("concept_attributes")
-    body = t.render(concept={"name": "tabby", "description": ""}, name="tabby", n=2)[-1]
+    body = t.render(name="tabby", description="a striped cat", n=2)[-1]
     assert body["content"].count('"tabby"') >= 2
+
+
+@pytest.mark.parametrize("pid", ["concept_attributes", "pair_attributes", "captions"])
+def test_v3_prompts_show_no_json_object_whose_keys_a_model_could_copy(pid):
+    """SmolLM2 answered ["description", "name"]: the keys of the concept object it saw."""
+    t = load_prompt(pid)
+    assert "object" not in t.variables.values()
