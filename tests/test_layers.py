@@ -106,9 +106,6 @@ SLOW_TO_IMPORT = ("scipy", "sklearn", "kec.backends", "kec.knowledge.builder", "
                   "langchain_core", "llama_cpp", *MODEL_LIBS)
 
 
-@pytest.mark.xfail(strict=True, reason="the kec.cli command modules import the clustering "
-                   "and LLM layers at registration (see docs/architecture.md rule 3); remove "
-                   "this marker once they import lazily")
 @pytest.mark.parametrize("argv", [["--help"], ["knowledge", "validate", "K"],
                                   ["knowledge", "show", "K"]], ids=" ".join)
 def test_fast_commands_import_no_heavy_layer(argv, tmp_path):

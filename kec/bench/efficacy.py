@@ -127,6 +127,7 @@ class EfficacyBench:
         self._encoder_factory = encoder_factory
         self._encoder: Any = None
         self._wn: Any = None
+        self.lint: dict[str, Any] = {}
 
     def _timed(self, name: str, start: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
@@ -160,8 +161,12 @@ class EfficacyBench:
         return np.asarray(out, dtype=np.float32)
 
     def _knowledge_features(self, doc: dict[str, Any], source: str) -> Any:
+        """As ``kec cluster`` does by default: lint, drop what lint flags, embed."""
+        from kec.api import lint_and_drop
         from kec.cluster.knowledge_features import knowledge_features
 
+        doc, lint = lint_and_drop(doc, self.encoder())
+        self.lint[source] = {"dropped": len(lint["dropped"]), "counts": lint["counts"]}
         return knowledge_features(doc, self.encoder(), name_template="{}", source=source)
 
     def embedded_knowledge(self, regime: str, X: np.ndarray, nouns: np.ndarray,
@@ -303,7 +308,8 @@ class EfficacyBench:
                   "sizes": {r.name: {"items": int(r.X.shape[0]),
                                      "classes": len(r.class_names)} for r in regimes},
                   "vocabulary": len(vocab), "encoder": self.encoder().describe(),
-                  "knowledge": sources, "zero_shot": zero_shot, "summary": summary,
+                  "knowledge": sources, "lint": self.lint, "zero_shot": zero_shot,
+                  "summary": summary,
                   "targets": targets, "results": rows, "timings": self.timings}
         write_json(self.out / "bench.json", record)
         atomic_write_text(self.out / "results.csv", _csv(rows))

@@ -21,13 +21,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from kec.backends import available_backends
+    from kec.cli._common import backend_names
     from kec.cluster.registry import method_names
-    from kec.encoders.factory import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
     p = sub.add_parser(
         "bench", help="run every method on a dataset of the papers, beside their numbers",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Embed a dataset (features cached), select nouns, build knowledge "
                     "(cached), run each method with each seed, and write summary.md / "
                     "summary.csv with ACC/NMI/ARI beside the published numbers.")
@@ -62,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--captions", type=Path, default=None,
                    help="caption corpus for cae (default: the knowledge's descriptions "
                         "and attributes)")
-    p.add_argument("--backend", default="llamacpp", choices=sorted(available_backends()),
+    p.add_argument("--backend", default="llamacpp", choices=backend_names(),
                    help="LLM backend for the knowledge (llamacpp = embedded SmolLM2)")
     p.add_argument("--llm-model", default=None, help="model of the backend")
     p.add_argument("--base-url", default=None, help="openai/langchain endpoint")

@@ -15,19 +15,16 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from kec import __version__
 from kec._io import atomic_write_text, check_output_path, sha256_file, write_json
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
-from kec.cluster.clusterers import CLUSTERERS
-from kec.cluster.grounding import DEFAULT_TEMPERATURE
-from kec.cluster.methods import METHOD_NAMES, run_method
-from kec.cluster.metrics import evaluate
-from kec.cluster.ot import DEFAULT_REG
+from kec.cluster.registry import CLUSTERERS, method_names, method_spec
 from kec.errors import KecError
+
+if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", type=Path, help="image feature file (kec embed images)")
     p.add_argument("--k", type=int, required=True, help="number of clusters")
-    p.add_argument("--method", choices=METHOD_NAMES, default="kmeans",
+    p.add_argument("--method", choices=method_names(), default="kmeans",
                    help="clustering method (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="result folder to write")
     p.add_argument("--knowledge", type=Path, default=None,
@@ -70,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "and the text (default: $KEC_CACHE_DIR or ~/.cache/kec)")
     p.add_argument("--no-cache", action="store_true",
                    help="embed the knowledge texts again instead of reading the cache")
+    p.add_argument("--keep-flagged", action="store_true",
+                   help="keep knowledge items that 'kec knowledge lint' flags (placeholders, "
+                        "copies, attributes that separate nothing); by default they are "
+                        "dropped and listed in summary.json")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where OT and k-means run: auto = cuda when a GPU is visible, else "
+                        "the CPU (numpy) (default: %(default)s)")
     g = p.add_argument_group("method parameters")
     g.add_argument("--overclusters", type=overcluster_arg, default="auto",
                    help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
@@ -80,9 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tau", type=float, default=0.005,
                    help="tac: softmax temperature of the text counterpart (default: "
                         "%(default)s)")
-    g.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+    g.add_argument("--temperature", type=float,
+                   default=method_spec("kec").defaults["temperature"],
                    help="kec: grounding softmax temperature T (default: %(default)s)")
-    g.add_argument("--reg", type=float, default=DEFAULT_REG,
+    g.add_argument("--reg", type=float, default=method_spec("cae").defaults["reg"],
                    help="cae, kec+cae: entropic OT regularisation (default: %(default)s)")
     g.add_argument("--ot-method", default="auto",
                    choices=("auto", "sinkhorn", "chunked", "semi_relaxed", "partial"),
@@ -91,9 +96,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="memory for cached OT kernel blocks in GiB (default: 4)")
     g.add_argument("--gamma", type=float, default=0.01,
                    help="cae, kec+cae: adaptive fusion temperature (default: %(default)s)")
-    g.add_argument("--fusion", choices=("sum", "concat", "kec"), default="sum",
-                   help="cae, kec+cae: adaptive weighted sum or concatenation; kec+cae "
-                        "also 'kec' = [x ; c + a] (default: %(default)s)")
+    g.add_argument("--fusion", choices=("guarded", "sum", "concat", "kec"), default=None,
+                   help="kec, kec+cae: 'guarded' (default) measures whether the knowledge "
+                        "is self-consistent on the data and whether the raw features agree "
+                        "with it, then trusts it accordingly (docs/methods.md §4.3); "
+                        "kec: 'concat' = KEC's [x ; kappa]; kec+cae: 'sum'/'concat' = CAE's "
+                        "adaptive fusion, 'kec' = [x ; c + a]; cae: 'sum' (default) or "
+                        "'concat'")
+    g.add_argument("--beta", type=float, default=1.0,
+                   help="kec, kec+cae: weight of the knowledge views when guarded fusion "
+                        "lets the knowledge lead (default: %(default)s)")
     g.add_argument("--attribute-mode", choices=("transport", "elementwise"),
                    default="transport", help="kec+cae: attribute level (default: %(default)s)")
     g.add_argument("--no-pair-attributes", action="store_true",
@@ -135,7 +147,7 @@ def _load_text(path: Path, images: Any, what: str) -> Any:
 
 
 def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
-    from kec.cluster.knowledge_features import knowledge_features
+    from kec.cluster.knowledge_features import NAME_TEMPLATE, knowledge_features
     from kec.features import encoder_differences
     from kec.knowledge.document import load_knowledge
 
@@ -164,16 +176,26 @@ def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, An
     if diffs:
         raise KecError(f"text encoder {spec!r} is not the encoder of {args.images} "
                        f"({'; '.join(diffs)}): its vectors live in another space")
-    kf = knowledge_features(doc, encoder, pair_attributes="both", source=str(args.knowledge))
+    from kec.api import lint_and_drop
+
+    doc, lint = lint_and_drop(doc, encoder, keep_flagged=getattr(args, "keep_flagged", False))
+    if lint["dropped"]:
+        logger.info("dropped %d knowledge item(s) flagged by lint (see summary.json; "
+                    "--keep-flagged keeps them)", len(lint["dropped"]))
+    # concept names go into CLIP's zero-shot prompt for images, bare for text collections
+    template = "{}" if getattr(images, "kind", "image") == "items" else NAME_TEMPLATE
+    kf = knowledge_features(doc, encoder, pair_attributes="both", source=str(args.knowledge),
+                            name_template=template)
     info = {"path": str(args.knowledge), "sha256": sha256_file(args.knowledge),
             "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
-            "n_pairs": len(kf.pairs), "text_encoder": described}
+            "n_pairs": len(kf.pairs), "text_encoder": described, "lint": lint}
     return kf, info
 
 
 def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     m = args.method
-    params: dict[str, Any] = {"clusterer": args.clusterer, "random_state": args.seed}
+    params: dict[str, Any] = {"clusterer": args.clusterer, "random_state": args.seed,
+                              "device": compute_device(args.device)}
     if args.clusterer == "kmeans":
         params["clusterer_params"] = {"n_init": args.n_init}
     over: dict[str, Any] = {}
@@ -184,25 +206,46 @@ def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     over.update(n_classes=args.n_classes, top_k=args.top_k)
     ot_params = ({"cache_bytes": int(args.ot_cache_gib * 2**30)}
                  if args.ot_cache_gib is not None else None)
-    if args.fusion == "kec" and m != "kec+cae":
-        raise KecError("--fusion kec is only for --method kec+cae")
+    allowed = {"cae": ("sum", "concat"), "kec": ("guarded", "concat"),
+               "kec+cae": ("guarded", "sum", "concat", "kec")}
+    if args.fusion is not None and args.fusion not in allowed.get(m, ()):
+        raise KecError(f"--fusion {args.fusion} is not available for --method {m}"
+                       + (f" (choose {', '.join(allowed[m])})" if m in allowed else ""))
     if m == "tac":
         params.update(over, tau=args.tau)
     elif m == "cae":
         params.update(over, reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
-                      gamma=args.gamma, fusion=args.fusion)
+                      gamma=args.gamma, fusion=args.fusion or "sum")
     elif m == "kec":
         params.update(temperature=args.temperature,
-                      pair_attributes=not args.no_pair_attributes)
+                      pair_attributes=not args.no_pair_attributes,
+                      fusion=args.fusion or "guarded", beta=args.beta)
     elif m == "kec+cae":
         params.update(reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
                       gamma=args.gamma, attribute_mode=args.attribute_mode,
                       pair_attributes=not args.no_pair_attributes,
-                      fusion="kec" if args.fusion == "kec" else "adaptive",
-                      fusion_mode="sum" if args.fusion == "kec" else args.fusion)
+                      fusion={None: "guarded", "guarded": "guarded", "kec": "kec"}.get(
+                          args.fusion, "adaptive"),
+                      fusion_mode=args.fusion if args.fusion in ("sum", "concat") else "sum",
+                      beta=args.beta)
         if args.nouns is not None or args.captions is not None:
             params.update(over)
     return params
+
+
+def compute_device(choice: str) -> str | None:
+    """``--device`` to the methods' ``device``: ``None`` (numpy) for the CPU, else cuda."""
+    if choice == "cpu":
+        return None
+    if choice == "cuda":
+        return "cuda"
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
 
 
 def _assignments_csv(ids: list[str], labels: np.ndarray, truth: list[str] | None) -> str:
@@ -218,6 +261,10 @@ def _assignments_csv(ids: list[str], labels: np.ndarray, truth: list[str] | None
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kec.cluster.methods import run_method
+    from kec.cluster.metrics import evaluate
     from kec.features import load_features
 
     t0 = time.perf_counter()
@@ -274,6 +321,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         knowledge=knowledge, **_method_params(args),
     )
     timings.update(result.timings)
+    for name, value in sorted(result.info.items()):
+        if isinstance(value, dict) and value.get("converged") is False:
+            _warn(f"optimal transport '{name}' did not converge within its budget "
+                  f"(marginal error {value.get('marginal_error')}); see info.{name} in "
+                  "summary.json")
 
     t = time.perf_counter()
     metrics = evaluate(images.labels, result.labels) if images.labels is not None else None
@@ -291,6 +343,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "parameters": {"k": args.k, "seed": args.seed, "method": m, **result.params},
         "inputs": inputs,
         "timings": timings,
+        "device": {"requested": args.device,
+                   "used": result.params.get("device") or "cpu (numpy)",
+                   "precision": "float32"},
         "metrics": metrics,
         "clusters": clusters,
         "info": result.info,

@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 from kec._io import check_output_path
-from kec.backends import available_backends, create_backend
-from kec.backends.base import SamplingParams
-from kec.backends.cache import default_cache_dir
+from kec.cli._common import LLM_CACHE_HELP, backend_names
 from kec.errors import BuildFailuresError, InvalidKnowledgeError, KecError
-from kec.knowledge.builder import BuildParams, KnowledgeBuilder
 from kec.knowledge.document import (
     diff_knowledge,
     dumps_knowledge,
@@ -24,7 +21,9 @@ from kec.knowledge.document import (
     validation_errors,
 )
 from kec.knowledge.labels import read_groups, read_labels
-from kec.prompts import BUILTIN_PROMPTS, load_prompt
+
+# kec.backends, the builder and the prompts are imported in cmd_build, so that
+# ``kec --help``, ``knowledge validate`` and ``knowledge show`` stay fast.
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--groups", type=Path,
                      help="JSON label groups (from `kec scaffold`), condensed as given")
     b.add_argument("--out", type=Path, required=True, help="knowledge file to write")
-    b.add_argument("--backend", default="llamacpp", choices=sorted(available_backends()),
+    b.add_argument("--backend", default="llamacpp", choices=backend_names(),
                    help="LLM backend (llamacpp = embedded SmolLM2, offline)")
     b.add_argument("--model", default=None,
                    help="model for the backend (default: the backend's registry default)")
@@ -58,9 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--text-encoder", default="minilm",
                    help="groups labels and pairs concepts: minilm | "
                         "sentence-transformers:NAME | clip:MODEL:PRETRAINED")
-    b.add_argument("--temperature", type=float, default=0.0)
-    b.add_argument("--max-tokens", type=int, default=384)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--temperature", type=float, default=0.0,
+                   help="LLM sampling temperature (0 = greedy, reproducible)")
+    b.add_argument("--max-tokens", type=int, default=384,
+                   help="most tokens in one LLM answer")
+    b.add_argument("--seed", type=int, default=0, help="LLM sampling seed")
     b.add_argument("--n-attributes", type=int, default=2, help="lambda_1 per concept")
     b.add_argument("--n-pair-attributes", type=int, default=1, help="lambda_2 per pair")
     b.add_argument("--group-threshold", type=float, default=0.8,
@@ -74,7 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "common hypernym is this close (0 = never)")
     b.add_argument("--pair-mass", type=float, default=0.8,
                    help="beta: cumulative softmax mass of each concept's pairs")
-    b.add_argument("--pair-temperature", type=float, default=0.05)
+    b.add_argument("--pair-temperature", type=float, default=0.05,
+                   help="softmax temperature over a concept's similarities when picking "
+                        "its pairs")
     b.add_argument("--max-pairs", type=int, default=3, help="pairs per concept at most")
     b.add_argument("--n-captions", type=int, default=3,
                    help="photo captions per concept (a caption corpus for `cae`; 0 = none)")
@@ -83,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--template-dir", type=Path, default=None,
                    help="directory of prompt templates overriding the built-in ones")
     b.add_argument("--cache-dir", type=Path, default=None,
-                   help=f"LLM answer cache (default {default_cache_dir()})")
+                   help=LLM_CACHE_HELP)
     b.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.add_argument("--allow-failures", action="store_true",
@@ -91,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_build)
 
     v = ks.add_parser("validate", help="check files against the schema and semantic rules")
-    v.add_argument("files", nargs="+", type=Path)
+    v.add_argument("files", nargs="+", type=Path,
+                   help="knowledge files to check")
     v.set_defaults(func=cmd_validate)
 
     lt = ks.add_parser(
@@ -101,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "concept's own name), attributes no closer to their concept than to "
                     "another, and pair attributes that do not separate their pair. "
                     "Exit status: 0 nothing flagged, 1 something flagged, 2 error.")
-    lt.add_argument("file", type=Path)
+    lt.add_argument("file", type=Path, help="knowledge file to lint")
     lt.add_argument("--encoder", default="minilm",
                     help="text encoder: minilm | sentence-transformers:NAME | "
                          "clip:MODEL:PRETRAINED | none (text checks only)")
@@ -114,25 +118,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     lt.set_defaults(func=cmd_lint)
 
     s = ks.add_parser("show", help="print a knowledge file as text")
-    s.add_argument("file", type=Path)
+    s.add_argument("file", type=Path, help="knowledge file to print")
     s.add_argument("--json", action="store_true", help="print canonical JSON instead")
     s.add_argument("--max", type=int, default=None, help="show at most this many concepts")
     s.set_defaults(func=cmd_show)
 
     m = ks.add_parser("merge", help="union of knowledge files")
-    m.add_argument("files", nargs="+", type=Path)
-    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("files", nargs="+", type=Path, help="knowledge files to merge")
+    m.add_argument("--out", type=Path, required=True, help="merged knowledge file to write")
     m.set_defaults(func=cmd_merge)
 
     d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ)")
-    d.add_argument("a", type=Path)
-    d.add_argument("b", type=Path)
+    d.add_argument("a", type=Path, help="first knowledge file")
+    d.add_argument("b", type=Path, help="second knowledge file")
     d.add_argument("--provenance", action="store_true",
                    help="also compare backend, prompts, sampling and parameters")
     d.set_defaults(func=cmd_diff)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from kec.backends import create_backend
+    from kec.backends.base import SamplingParams
+    from kec.backends.cache import default_cache_dir
+    from kec.knowledge.builder import BuildParams, KnowledgeBuilder
+    from kec.prompts import BUILTIN_PROMPTS, load_prompt
+
     check_output_path(args.out, "file")
     if args.labels is not None:
         labels, groups, source = read_labels(args.labels), None, str(args.labels)

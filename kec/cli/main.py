@@ -1,9 +1,13 @@
 """Entry point of the ``kec`` command.
 
 Each command group lives in its own module exposing ``register(subparsers)``; a
-handler takes the parsed ``argparse.Namespace`` and returns an exit code. Errors the
-user can fix are :class:`kec.errors.KecError`: they print one line (no traceback) and
-exit non-zero. So do operating-system errors (a full disk, a permission denied) and a
+handler takes the parsed ``argparse.Namespace`` and returns an exit code. Registering
+imports nothing heavy (numpy, scikit-learn, torch, :mod:`kec.backends`): every parser is
+built for ``kec --help``, so each handler imports what it runs (see
+:mod:`kec.cli._common`).
+
+Errors the user can fix are :class:`kec.errors.KecError`: they print one line (no
+traceback) and exit non-zero. So do operating-system errors (a full disk, a permission denied) and a
 closed or broken stdout (``kec knowledge show K.json | head``): no command ends in a
 traceback.
 
@@ -27,6 +31,7 @@ import sys
 from collections.abc import Sequence
 
 from kec import __version__
+from kec.cli._common import use_formatter
 from kec.errors import KecError
 
 COMMAND_MODULES = (
@@ -52,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    use_formatter(parser)
     return parser
 
 

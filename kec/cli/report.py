@@ -12,7 +12,6 @@ from kec.errors import KecError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="render a clustering result as one self-contained HTML page",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Per cluster: name, top concepts and attributes, size and its most "
                     "representative images; metrics and a confusion matrix when labels "
                     "exist; a PCA scatter of the features; the knowledge graph. The feature "
@@ -30,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "not say where the images are")
     p.add_argument("--max-clusters", type=int, default=100,
                    help="cluster cards shown, largest first")
-    p.add_argument("--images-per-cluster", type=int, default=12)
+    p.add_argument("--images-per-cluster", type=int, default=12,
+                   help="most representative images shown per cluster card")
     p.add_argument("--thumb-size", type=int, default=96, help="thumbnail side in pixels")
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--screenshot", type=Path, default=None,

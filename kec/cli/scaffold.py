@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kec._io import sha256_file, write_json
-from kec.cluster.scaffold import SELECTION_TEMPERATURE, build_groups
+from kec.cluster.registry import method_spec
 from kec.errors import KecError
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "3 x --n-classes (without it: of N/300 and min(30, N/10)) "
                         "(default: %(default)s)")
     p.add_argument("--n-classes", type=int, default=None,
-                   help="number of classes, for the '3k' rule")
+                   help="number of classes, for the '3k' and 'auto' rules")
     p.add_argument("--top-k", type=int, default=5,
                    help="nouns kept per over-cluster (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=SELECTION_TEMPERATURE,
+    p.add_argument("--temperature", type=float,
+                   default=method_spec("tac").defaults["selection_temperature"],
                    help="softmax temperature ranking a centre's nouns (default: %(default)s)")
     p.add_argument("--alpha", type=float, default=0.8,
                    help="weight of visual vs text similarity when merging (default: "
@@ -81,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
+    from kec.cluster.scaffold import build_groups
     from kec.features import check_compatible, load_features
 
     images = load_features(args.images, kind="image")

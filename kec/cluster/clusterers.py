@@ -16,8 +16,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters
 from kec.cluster.kmeans import SphericalKMeans, _normalize
+from kec.cluster.registry import CLUSTERERS
 
-CLUSTERERS = ("kmeans", "spectral", "agglomerative")
 DENSE_AGGLOMERATIVE_MAX = 10_000
 """Above this many samples, agglomerative clustering is restricted to a k-NN graph
 (Ward on the full data needs O(N²) memory)."""

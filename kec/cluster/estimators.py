@@ -300,6 +300,8 @@ class KMeansBaseline(_MethodEstimator):
         Seed.
     clusterer_params : dict or None
         Passed to the clusterer (e.g. ``{"n_init": 10}``).
+    device : str or None
+        Where OT and k-means run: ``"auto"``, ``"cpu"``, ``"cuda"``; ``None``: numpy.
     keep_features : bool
         Keep the clustered matrix in ``result_.features``.
     method_params : dict or None
@@ -316,6 +318,7 @@ class KMeansBaseline(_MethodEstimator):
         random_state: int | None = 0,
         clusterer_params: dict[str, Any] | None = None,
         keep_features: bool = False,
+        device: str | None = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -323,6 +326,7 @@ class KMeansBaseline(_MethodEstimator):
         self.random_state = random_state
         self.clusterer_params = clusterer_params
         self.keep_features = keep_features
+        self.device = device
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
@@ -382,6 +386,7 @@ class TAC(_MethodEstimator):
         overcluster_params: dict[str, Any] | None = None,
         clusterer_params: dict[str, Any] | None = None,
         keep_features: bool = False,
+        device: str | None = None,
         text_encoder: Any = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
@@ -397,6 +402,7 @@ class TAC(_MethodEstimator):
         self.overcluster_params = overcluster_params
         self.clusterer_params = clusterer_params
         self.keep_features = keep_features
+        self.device = device
         self.text_encoder = text_encoder
         self.method_params = method_params
 
@@ -460,6 +466,7 @@ class KEC(_MethodEstimator):
         n_names: int = 3,
         n_attributes: int = 3,
         keep_features: bool = False,
+        device: str | None = None,
         text_encoder: Any = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
@@ -477,6 +484,7 @@ class KEC(_MethodEstimator):
         self.n_names = n_names
         self.n_attributes = n_attributes
         self.keep_features = keep_features
+        self.device = device
         self.text_encoder = text_encoder
         self.method_params = method_params
 
@@ -540,6 +548,7 @@ class CAE(_MethodEstimator):
         overcluster_params: dict[str, Any] | None = None,
         clusterer_params: dict[str, Any] | None = None,
         keep_features: bool = False,
+        device: str | None = None,
         text_encoder: Any = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
@@ -558,6 +567,7 @@ class CAE(_MethodEstimator):
         self.overcluster_params = overcluster_params
         self.clusterer_params = clusterer_params
         self.keep_features = keep_features
+        self.device = device
         self.text_encoder = text_encoder
         self.method_params = method_params
 
@@ -647,6 +657,7 @@ class KECCAE(_MethodEstimator):
         n_names: int = 3,
         n_attributes: int = 3,
         keep_features: bool = False,
+        device: str | None = None,
         text_encoder: Any = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
@@ -673,6 +684,7 @@ class KECCAE(_MethodEstimator):
         self.n_names = n_names
         self.n_attributes = n_attributes
         self.keep_features = keep_features
+        self.device = device
         self.text_encoder = text_encoder
         self.method_params = method_params
 

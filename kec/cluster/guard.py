@@ -77,10 +77,12 @@ class GuardDecision:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _kmeans(F: np.ndarray, k: int, random_state: int | None, n_init: Any) -> np.ndarray:
+def _kmeans(F: np.ndarray, k: int, random_state: int | None, n_init: Any,
+            device: str | None = None) -> np.ndarray:
     from kec.cluster.kmeans import SphericalKMeans
 
-    km = SphericalKMeans(n_clusters=k, random_state=random_state, n_init=n_init)
+    km = SphericalKMeans(n_clusters=k, random_state=random_state, n_init=n_init,
+                         device=device or "cpu")
     return np.asarray(km.fit_predict(F), dtype=np.int64)
 
 
@@ -132,6 +134,7 @@ def decide(
     agreement_threshold: float = DEFAULT_AGREEMENT,
     random_state: int | None = 0,
     n_init: Any = "auto",
+    device: str | None = None,
 ) -> GuardDecision:
     """Measure consistency and agreement and pick the mode (see the module docstring).
 
@@ -149,18 +152,18 @@ def decide(
         K.
     consistency_threshold, agreement_threshold : float
         :math:`\\theta_c` and :math:`\\theta_x`.
-    random_state, n_init
+    random_state, n_init, device
         Of the three k-means runs.
     """
     k = int(n_clusters)
     p_c = _kmeans(l2_normalize_rows(np.array(concept, dtype=np.float32)), k, random_state,
-                  n_init)
-    p_x = _kmeans(X, k, random_state, n_init)
+                  n_init, device)
+    p_x = _kmeans(X, k, random_state, n_init, device)
     agreement = _nmi(p_x, p_c)
     consistency = None
     if attribute is not None:
         p_a = _kmeans(l2_normalize_rows(np.array(attribute, dtype=np.float32)), k,
-                      random_state, n_init)
+                      random_state, n_init, device)
         consistency = _nmi(p_c, p_a)
     if consistency is None:
         mode = "refine" if agreement >= agreement_threshold else "data"
@@ -188,6 +191,7 @@ def guarded_cluster(
     random_state: int | None = 0,
     n_init: Any = "auto",
     max_iter: int = 100,
+    device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, GuardDecision]:
     r"""Cluster with the mode :func:`decide` picks; returns ``(labels, features, decision)``.
 
@@ -200,7 +204,7 @@ def guarded_cluster(
     dec = decide(X, concept, attribute, n_clusters,
                  consistency_threshold=consistency_threshold,
                  agreement_threshold=agreement_threshold, random_state=random_state,
-                 n_init=n_init)
+                 n_init=n_init, device=device)
     X = np.asarray(X, dtype=np.float32)
     if dec.mode == "data":
         dec.info["iterations"] = 0

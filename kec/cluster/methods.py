@@ -121,16 +121,17 @@ def _jsonable(d: dict[str, Any] | None) -> dict[str, Any]:
 
 def _cluster(
     features: np.ndarray, n_clusters: int, clusterer: str, random_state: int | None,
-    clusterer_params: dict[str, Any] | None,
+    clusterer_params: dict[str, Any] | None, device: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     if clusterer not in CLUSTERERS:
         raise ClusteringInputError(f"unknown clusterer {clusterer!r}; choose from {CLUSTERERS}")
-    est = create_clusterer(clusterer, n_clusters, random_state, **(clusterer_params or {}))
+    est = create_clusterer(clusterer, n_clusters, random_state, device=device,
+                           **(clusterer_params or {}))
     labels = np.asarray(est.fit_predict(features), dtype=np.int64)
     info: dict[str, Any] = {"name": clusterer, "implementation":
                             f"{type(est).__module__}.{type(est).__name__}",
                             "random_state": random_state, **_jsonable(clusterer_params)}
-    for attr in ("n_init_", "n_iter_", "objective_"):
+    for attr in ("n_init_", "n_iter_", "objective_", "device_"):
         if hasattr(est, attr):
             info[attr.rstrip("_")] = getattr(est, attr)
     if clusterer != "kmeans":
@@ -153,12 +154,15 @@ def _overcluster_and_select(
     X: np.ndarray, texts: list[tuple[str, np.ndarray]], stages: _Stages, *,
     n_over: int | None, rule: str | int, n_classes: int | None, top_k: int,
     selector: str, selection_temperature: float, random_state: int | None,
-    overcluster_params: dict[str, Any] | None,
+    overcluster_params: dict[str, Any] | None, device: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     L = (check_n_clusters(n_over, X.shape[0], "n_overclusters") if n_over is not None
          else n_overclusters(X.shape[0], rule, n_classes=n_classes))
     with stages("overcluster"):
-        _, centres = overcluster(X, L, random_state=random_state, **(overcluster_params or {}))
+        params = dict(overcluster_params or {})
+        if device is not None:
+            params.setdefault("device", device)
+        _, centres = overcluster(X, L, random_state=random_state, **params)
     selected: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"n_overclusters": L}
     with stages("select"):
@@ -168,6 +172,13 @@ def _overcluster_and_select(
             selected[name] = sel.indices
             info[f"n_selected_{name}"] = int(sel.indices.size)
     return selected, info
+
+
+def _ot_kwargs(ot_params: dict[str, Any] | None, device: str | None) -> dict[str, Any]:
+    out = dict(ot_params or {})
+    if device is not None:
+        out.setdefault("device", device)
+    return out
 
 
 def _mean_weights(names: list[str], w: np.ndarray) -> dict[str, float]:
@@ -189,14 +200,18 @@ def run_kmeans(
     random_state: int | None = 0,
     clusterer_params: dict[str, Any] | None = None,
     keep_features: bool = False,
+    device: str | None = None,
 ) -> MethodResult:
-    """Baseline: cluster the image features alone."""
+    """Baseline: cluster the image features alone.
+
+    ``device`` (every method): ``"auto"``, ``"cpu"``, ``"cuda"`` or ``None`` (numpy): where
+    the OT solvers and k-means run; inputs and outputs stay numpy."""
     X, k = _images(X, n_clusters)
     stages = _Stages()
     with stages("cluster"):
-        labels, cinfo = _cluster(X, k, clusterer, random_state, clusterer_params)
+        labels, cinfo = _cluster(X, k, clusterer, random_state, clusterer_params, device)
     return MethodResult("kmeans", labels, stages.timings,
-                        {"n_clusters": k, "clusterer": cinfo},
+                        {"n_clusters": k, "device": device, "clusterer": cinfo},
                         features=X if keep_features else None)
 
 
@@ -216,6 +231,7 @@ def run_tac(
     overcluster_params: dict[str, Any] | None = None,
     clusterer_params: dict[str, Any] | None = None,
     keep_features: bool = False,
+    device: str | None = None,
 ) -> MethodResult:
     r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`."""
     X, k = _images(X, n_clusters)
@@ -225,13 +241,14 @@ def run_tac(
         X, [("nouns", T)], stages, n_over=n_overclusters, rule=rule,
         n_classes=n_classes if n_classes is not None else k,
         top_k=top_k, selector="tac", selection_temperature=selection_temperature,
-        random_state=random_state, overcluster_params=overcluster_params)
+        random_state=random_state, overcluster_params=overcluster_params,
+        device=device)
     with stages("counterpart"):
         t_hat = text_counterpart(X, T[selected["nouns"]], tau)
         feats = concat([X, t_hat])
     with stages("cluster"):
-        labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params)
-    params = {"n_clusters": k, "n_overclusters": info["n_overclusters"],
+        labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params, device)
+    params = {"n_clusters": k, "device": device, "n_overclusters": info["n_overclusters"],
               "rule": None if n_overclusters is not None else rule, "top_k": top_k,
               "tau": tau, "selection_temperature": selection_temperature,
               "overcluster": _jsonable(overcluster_params), "clusterer": cinfo}
@@ -257,6 +274,7 @@ def run_kec(
     n_names: int = 3,
     n_attributes: int = 3,
     keep_features: bool = False,
+    device: str | None = None,
 ) -> MethodResult:
     r"""KEC (docs/methods.md §2.4–2.5): softmax grounding, then fusion.
 
@@ -278,7 +296,7 @@ def run_kec(
     if fusion == "concat":
         with stages("cluster"):
             feats = kec_concat(X, g.kappa, normalize=normalize_parts)
-            labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params)
+            labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params, device)
     else:
         with stages("guard"):
             attr_view = (softmax_attribute_view(X, kf.attr_emb, temperature)
@@ -287,13 +305,14 @@ def run_kec(
                 X, g.concept, attr_view, k, beta=beta,
                 consistency_threshold=consistency_threshold,
                 agreement_threshold=agreement_threshold, random_state=random_state,
-                n_init=(clusterer_params or {}).get("n_init", "auto"))
+                n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
         cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, temperature=temperature,
                                  n_names=n_names, n_attributes=n_attributes)
-    params = {"n_clusters": k, "temperature": temperature, "pair_attributes": pair_attributes,
+    params = {"n_clusters": k, "device": device,
+              "temperature": temperature, "pair_attributes": pair_attributes,
               "normalize_parts": normalize_parts, "fusion": fusion,
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
               "clusterer": cinfo}
@@ -324,6 +343,7 @@ def run_cae(
     overcluster_params: dict[str, Any] | None = None,
     clusterer_params: dict[str, Any] | None = None,
     keep_features: bool = False,
+    device: str | None = None,
 ) -> MethodResult:
     r"""CAE (docs/methods.md §3): OT-aligned noun (and caption) features, adaptive fusion.
 
@@ -341,12 +361,13 @@ def run_cae(
         X, texts, stages, n_over=n_overclusters, rule=rule,
         n_classes=n_classes if n_classes is not None else k, top_k=top_k,
         selector="top", selection_temperature=SELECTION_TEMPERATURE,
-        random_state=random_state, overcluster_params=overcluster_params)
+        random_state=random_state, overcluster_params=overcluster_params,
+        device=device)
     modalities = [X]
     for name, T in texts:
         with stages(f"ot_{name}"):
             feats, res = solve_and_transport(X, T[selected[name]], ot_method, reg=reg,
-                                             **(ot_params or {}))
+                                             **_ot_kwargs(ot_params, device))
         modalities.append(feats)
         info[f"ot_{name}"] = _ot_info(res)
         del feats
@@ -355,8 +376,8 @@ def run_cae(
         info["mean_fusion_weights"] = _mean_weights(["image"] + [n for n, _ in texts], w)
     del modalities
     with stages("cluster"):
-        labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params)
-    params = {"n_clusters": k, "n_overclusters": info["n_overclusters"],
+        labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params, device)
+    params = {"n_clusters": k, "device": device, "n_overclusters": info["n_overclusters"],
               "rule": None if n_overclusters is not None else rule, "top_k": top_k,
               "reg": reg, "ot_method": ot_method, "ot": _jsonable(ot_params), "gamma": gamma,
               "fusion": fusion, "captions": captions is not None,
@@ -394,6 +415,7 @@ def run_kec_cae(
     n_names: int = 3,
     n_attributes: int = 3,
     keep_features: bool = False,
+    device: str | None = None,
 ) -> MethodResult:
     r"""kec's combination (docs/methods.md §4): KEC's knowledge grounded by CAE's OT.
 
@@ -421,7 +443,7 @@ def run_kec_cae(
     info: dict[str, Any] = {}
     with stages("ground"):
         g = ground_ot(X, kf.zeta, kf.attr_emb, reg=reg, ot_method=ot_method,
-                      attribute_mode=attribute_mode, ot_params=ot_params)
+                      attribute_mode=attribute_mode, ot_params=_ot_kwargs(ot_params, device))
     info.update(g.info)
     levels: list[tuple[str, np.ndarray]] = []
     caption_source = None
@@ -442,12 +464,13 @@ def run_kec_cae(
             X, texts, stages, n_over=n_overclusters, rule=rule,
             n_classes=n_classes if n_classes is not None else k,
             top_k=top_k, selector="top", selection_temperature=SELECTION_TEMPERATURE,
-            random_state=random_state, overcluster_params=overcluster_params)
+            random_state=random_state, overcluster_params=overcluster_params,
+        device=device)
         info.update(sinfo)
         for name, T in texts:
             with stages(f"ot_{name}"):
                 feats, res = solve_and_transport(X, T[selected[name]], ot_method, reg=reg,
-                                                 **(ot_params or {}))
+                                                 **_ot_kwargs(ot_params, device))
             levels.append((name, feats))
             info[f"ot_{name}"] = _ot_info(res)
     if fusion == "guarded":
@@ -456,7 +479,7 @@ def run_kec_cae(
                 X, g.concept, g.attribute, k, beta=beta,
                 consistency_threshold=consistency_threshold,
                 agreement_threshold=agreement_threshold, random_state=random_state,
-                n_init=(clusterer_params or {}).get("n_init", "auto"))
+                n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
         cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
     with stages("fusion"):
@@ -472,11 +495,12 @@ def run_kec_cae(
     del levels
     if fusion != "guarded":
         with stages("cluster"):
-            labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params)
+            labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params, device)
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, n_names=n_names,
                                  n_attributes=n_attributes)
-    params = {"n_clusters": k, "reg": reg, "ot_method": ot_method, "ot": _jsonable(ot_params),
+    params = {"n_clusters": k, "device": device, "reg": reg,
+              "ot_method": ot_method, "ot": _jsonable(ot_params),
               "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
               "fusion": fusion, "fusion_mode": fusion_mode, "gamma": gamma,
               "beta": beta, "consistency_threshold": consistency_threshold,

@@ -53,12 +53,15 @@ INPUTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 })
 
 _CLUSTERING = {"clusterer": "kmeans", "random_state": 0, "clusterer_params": None,
-               "keep_features": False}
+               "keep_features": False, "device": None}
 _SCAFFOLD = {"n_overclusters": None, "rule": "auto", "n_classes": None, "top_k": 5,
              "overcluster_params": None}
 _OT = {"reg": 0.01, "ot_method": "auto", "ot_params": None, "gamma": 0.01}
 _NAMING = {"n_names": 3, "n_attributes": 3}
 _GUARD = {"beta": 1.0, "consistency_threshold": 0.3, "agreement_threshold": 0.5}
+
+#: Names of the final clusterers (:func:`kec.cluster.clusterers.create_clusterer`).
+CLUSTERERS: tuple[str, ...] = ("kmeans", "spectral", "agglomerative")
 
 #: The method table: name -> entry (see the module docstring).
 METHODS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
@@ -257,6 +260,7 @@ def resolve(name: str, what: str = "estimator") -> Any:
 
 
 __all__ = [
+    "CLUSTERERS",
     "INPUTS",
     "METHODS",
     "OPTIONAL_NOTES",

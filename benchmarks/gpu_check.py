@@ -1,0 +1,136 @@
+"""One prepared GPU check (issue: one engine for CPU and GPU). Finishes in < 8 min on one GPU.
+
+Runs, each with its peak GPU memory (``torch.cuda.max_memory_allocated``):
+
+1. the CUDA embedding path: open_clip ViT-B-32 (random weights), default precision,
+   real JPEG decoding through the DataLoader (``bench_embed.gpu_embed_check``);
+2. OT + transported features at 50k × 20k against POT's torch backend in the same run
+   (``bench_ot.gpu_ot_check``), then kec's solver alone at 1,281,167 × 20,000;
+3. spherical k-means at 1.28M × 512 (``bench_kmeans.gpu_kmeans_check``);
+4. the full ``cae`` and ``kec+cae`` methods at 1.28M × 512 with 20k nouns / a 1,000-concept
+   knowledge, on ``device="cuda"``.
+
+On the device machine (open_clip and POT carried as wheels, see README "GPU")::
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:$PWD python3 benchmarks/gpu_check.py --out $OUT/gpu_check.json
+
+Prints one JSON object per step and writes all of them to ``--out``. A step that fails
+is recorded with its error and the script goes on; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+
+def _peak_reset() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib() -> float:
+    import torch
+
+    torch.cuda.synchronize()
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
+def step_embed(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_embed import gpu_embed_check
+
+    return gpu_embed_check(args.images, "cuda")
+
+
+def step_ot(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_ot import gpu_ot_check
+
+    return {"50k x 20k": gpu_ot_check(50_000, 20_000, 512, "cuda", pot=True),
+            "1.28M x 20k": gpu_ot_check(args.n, 20_000, 512, "cuda", pot=False)}
+
+
+def step_kmeans(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_kmeans import gpu_kmeans_check
+
+    return gpu_kmeans_check(args.n, 512, args.n // 300, "cuda")
+
+
+def step_methods(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    from bench_ot import clip_like
+
+    from kec.cluster.knowledge_features import KnowledgeFeatures
+    from kec.cluster.methods import run_cae, run_kec_cae
+
+    X, nouns = clip_like(args.n, 20_000, 512, k=1000, seed=1)
+    _, concepts = clip_like(10, 1000, 512, k=1000, seed=2)
+    _, attrs = clip_like(10, 2000, 512, k=1000, seed=3)
+    kf = KnowledgeFeatures(
+        concept_ids=[f"c{i}" for i in range(1000)], names=[f"concept {i}" for i in range(1000)],
+        descriptions=[""] * 1000, name_emb=concepts, desc_emb=np.zeros_like(concepts),
+        zeta=concepts, attr_texts=[f"attribute {i}" for i in range(2000)], attr_emb=attrs,
+        attr_kind=["uni"] * 2000,
+        concept_attrs=[np.array([2 * i, 2 * i + 1]) for i in range(1000)], pairs=[])
+    out: dict[str, Any] = {}
+    for name, run in (("cae", lambda: run_cae(X, nouns, 1000, device="cuda",
+                                               clusterer_params={"n_init": 1})),
+                      ("kec+cae", lambda: run_kec_cae(X, kf, 1000, device="cuda",
+                                                       clusterer_params={"n_init": 1}))):
+        _peak_reset()
+        t0 = time.perf_counter()
+        res = run()
+        out[name] = {"seconds": round(time.perf_counter() - t0, 2),
+                     "peak_gpu_gib": _peak_gib(), "timings": res.timings,
+                     "guard": res.info.get("guard")}
+        print(json.dumps({name: out[name]}), flush=True)
+    return out
+
+
+STEPS = {"embed": step_embed, "ot": step_ot, "kmeans": step_kmeans, "methods": step_methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps")
+    ap.add_argument("--n", type=int, default=1_281_167, help="rows of the large problems")
+    ap.add_argument("--images", type=int, default=12_000, help="JPEGs to embed")
+    args = ap.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device; nothing to do", file=sys.stderr)
+        return 2
+    record: dict[str, Any] = {"device": torch.cuda.get_device_name(0),
+                              "torch": torch.__version__}
+    failed = False
+    for name in args.steps.split(","):
+        t0 = time.perf_counter()
+        try:
+            _peak_reset()
+            result = STEPS[name](args)
+            record[name] = {"result": result, "wall_s": round(time.perf_counter() - t0, 1),
+                            "peak_gpu_gib": _peak_gib()}
+        except Exception as exc:  # a failed step is recorded, the others still run
+            failed = True
+            record[name] = {"error": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(limit=5)}
+        print(json.dumps({name: record[name]}, default=str), flush=True)
+        args.out.write_text(json.dumps(record, indent=2, default=str))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

