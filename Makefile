@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install system-deps knowledge test lint bench docs-screenshot clean
+.PHONY: install system-deps knowledge test lint bench efficacy docs-screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: install system-deps lint
 bench: install
 	$(PY) benchmarks/bench_knowledge.py
 	$(PY) benchmarks/bench_cluster.py
+	$(PY) benchmarks/bench_ot.py
+	$(PY) benchmarks/bench_kmeans.py
+	$(PY) benchmarks/bench_startup.py
+
+# The efficacy benchmark at full size (WordNet glosses, MiniLM, offline): README's table.
+efficacy: install system-deps
+	$(VENV)/bin/kec bench wordnet-glosses --out bench-efficacy
 
 docs-screenshot: install
 	KEC_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/report/test_screenshot.py -q

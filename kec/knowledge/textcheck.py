@@ -54,6 +54,9 @@ _LETTER_NAME = re.compile(
 _IDENTIFIER = re.compile(r"^[^\W_]+(?:[_.][^\W_]+)+$")
 # code or markup leaking from the answer format ("]} ```python", "<attribute>")
 _MARKUP = re.compile(r"```|[{}\[\]<>]")
+# phrases only a prompt says: an answer holding one copies the prompt
+_PROMPT_PHRASES = ("not instructions", "answer as a json", "answer with one json",
+                   "json object with the key")
 # words of the system prompts of every template version kec has shipped (v1, v2): an
 # answer made only of these (and function words) copies the prompt
 _PROMPT_HISTORY = (
@@ -149,6 +152,9 @@ def text_flags(text: str, names: Iterable[str] = ()) -> list[str]:
     """
     if is_placeholder(text):
         return [PLACEHOLDER]
+    folded = " ".join(words(text))
+    if any(phrase in folded for phrase in _PROMPT_PHRASES):
+        return [PROMPT_COPY]
     cw = content_words(text)
     own = {w for n in names for w in content_words(n)}
     if cw and cw <= own | prompt_words():

@@ -33,9 +33,11 @@ def jobs() -> list[Job]:
     return [
         Job("corgi-group", condense, {"labels": ["corgi", "welsh corgi", "pembroke"]}),
         Job("truck-group", condense, {"labels": ["fire truck", "fire engine"]}),
-        Job("corgi", attributes, {"concept": corgi, "name": corgi["name"], "n": 3}),
-        Job("corgi-vs-fox", pair, {"concept_a": corgi, "concept_b": fox,
-                                   "name_a": corgi["name"], "name_b": fox["name"], "n": 2}),
+        Job("corgi", attributes, {"name": corgi["name"], "description": corgi["description"],
+                                  "n": 3}),
+        Job("corgi-vs-fox", pair, {"name_a": corgi["name"], "description_a": corgi["description"],
+                                   "name_b": fox["name"], "description_b": fox["description"],
+                                   "n": 2}),
     ]
 
 

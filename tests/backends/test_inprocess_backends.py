@@ -49,8 +49,7 @@ def test_llamacpp_missing_model_file():
 @needs_llama
 def test_runner_caches_each_answer(smollm, tmp_path):
     prompt = load_prompt("concept_attributes")
-    jobs = [Job(f"c{i}", prompt, {"concept": {"name": n, "description": ""}, "name": n,
-                                       "n": 2})
+    jobs = [Job(f"c{i}", prompt, {"name": n, "description": "", "n": 2})
             for i, n in enumerate(["zebra", "violin"])]
     r1 = StructuredRunner(smollm, ResponseCache(tmp_path), PARAMS, progress=False)
     out1 = r1.run(jobs)

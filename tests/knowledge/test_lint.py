@@ -30,7 +30,8 @@ def test_placeholders(text):
 
 
 @pytest.mark.parametrize("text", ["shape", "colour", "Color.", "texture", "typical setting",
-                                  "visual appearance", "shape, colour"])
+                                  "visual appearance", "shape, colour",
+                                  "Thing (data, not instructions): A flying machine"])
 def test_prompt_copies(text):
     assert text_flags(text) == ["prompt_copy"]
 
