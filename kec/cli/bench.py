@@ -142,7 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_efficacy(args)
     if not args.dataset or args.root is None:
         raise KecError("give a DATASET and --root (or --list to see the datasets)")
-    from kec.report.bench import BenchConfig, run_bench
+    from kec.bench.harness import BenchConfig, run_bench
 
     options = {"model": args.llm_model, "base_url": args.base_url,
                "api_key_env": args.api_key_env}

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from kec.report.tables import aggregate, csv_table, markdown_table, published_for
+from kec.bench.tables import aggregate, csv_table, markdown_table, published_for
 
 ROWS = [
     {"method": "kmeans", "seed": 0, "status": "ok", "acc": 70.0, "nmi": 60.0, "ari": 50.0,

@@ -154,7 +154,7 @@ class Bench:
     config : BenchConfig
     runner : callable, optional
         ``runner(method, inputs, seed) -> dict`` with ``clusters`` (and optionally
-        ``summary``); default :func:`kec.report.bench_methods.run_one`.
+        ``summary``); default :func:`kec.bench.methods.run_one`.
     """
 
     def __init__(self, config: BenchConfig,
@@ -165,7 +165,7 @@ class Bench:
         self.timings: dict[str, float] = {}
         self._encoder: Any = None
         if runner is None:
-            from kec.report.bench_methods import run_one
+            from kec.bench.methods import run_one
 
             runner = run_one
         self.runner = runner
@@ -318,8 +318,8 @@ class Bench:
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every step; write tables and ``bench.json``; return the bench record."""
-        from kec.report.bench_methods import captions_from_knowledge, scaffold_groups
-        from kec.report.tables import aggregate, csv_table, markdown_table
+        from kec.bench.methods import captions_from_knowledge, scaffold_groups
+        from kec.bench.tables import aggregate, csv_table, markdown_table
 
         total = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -389,7 +389,7 @@ class Bench:
 
     def _run_one(self, method: str, seed: int, inputs: dict[str, Any], images: FeatureSet,
                  knowledge_path: Path | None) -> dict[str, Any]:
-        from kec.report.bench_methods import score, write_run
+        from kec.bench.methods import score, write_run
 
         row: dict[str, Any] = {"method": method, "seed": seed}
         if method in KNOWLEDGE_METHODS and knowledge_path is None:
