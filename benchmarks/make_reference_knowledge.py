@@ -37,8 +37,8 @@ CONCEPTS: list[tuple[str, str, list[str]]] = [
      ["has strings, keys, reeds or a drumhead", "played by a musician to make music"]),
     ("weapon", "an instrument used to injure, kill or fight in combat",
      ["a gun, blade, bomb or missile", "used by soldiers to attack or defend"]),
-    ("boat", "a small vessel for travel on water, moved by oars, sails or an engine",
-     ["floats and carries people on water", "has a hull, oars, sails or a motor"]),
+    ("vessel", "a boat or ship for travel on water, moved by oars, sails or an engine",
+     ["floats and carries people or freight on water", "has a hull, a deck, sails or a motor"]),
     ("building", "a structure with a roof and walls, such as a house, hall or factory",
      ["a structure where people live, work or worship", "has rooms, floors and walls"]),
     ("garment", "an article of clothing worn on the body",
@@ -57,7 +57,7 @@ CONCEPTS: list[tuple[str, str, list[str]]] = [
 
 PAIRS: list[tuple[str, str, str]] = [
     ("bird", "insect", "birds have feathers and a beak while insects have six legs and antennae"),
-    ("fish", "boat", "a fish is a living animal with gills while a boat is a vessel people steer"),
+    ("fish", "vessel", "a fish is a living animal with gills; a vessel is a boat people steer"),
     ("tree", "flower", "trees are tall with woody trunks while flowers are small blossoming herbs"),
     ("dish", "beverage", "a dish is solid food eaten at a meal while a beverage is a liquid drunk"),
     ("weapon", "musical instrument", "a weapon is used to fight while an instrument makes music"),

@@ -38,7 +38,7 @@ ROOTS: tuple[tuple[str, str], ...] = (
     ("flower", "flower.n.01"),
     ("musical instrument", "musical_instrument.n.01"),
     ("weapon", "weapon.n.01"),
-    ("boat", "boat.n.01"),
+    ("vessel", "vessel.n.02"),
     ("building", "building.n.01"),
     ("garment", "garment.n.01"),
     ("dish", "dish.n.02"),
