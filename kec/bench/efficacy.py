@@ -90,6 +90,8 @@ class EfficacyConfig:
                                f"{', '.join(allowed)}")
         if not self.seeds:
             raise KecError("give at least one seed")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise KecError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.per_class < 5:
             raise KecError(f"--per-class must be >= 5, got {self.per_class}")
         if self.vocab_limit is not None and self.vocab_limit < 100:
@@ -145,6 +147,12 @@ class EfficacyBench:
                 base = create_text_encoder(self.cfg.encoder)
             self._encoder = CachedTextEncoder(base, self.out / "cache")
         return self._encoder
+
+    def compute_device(self) -> str | None:
+        """The methods' ``device``: ``None`` (numpy) on the CPU, ``"cuda"`` on a GPU."""
+        from kec.cluster.backend import method_device
+
+        return method_device(self.cfg.device)
 
     def wordnet(self) -> Any:
         if self._wn is None:
@@ -256,7 +264,7 @@ class EfficacyBench:
 
         row: dict[str, Any] = {"regime": reg.name, "method": method,
                                "knowledge": knowledge or "-", "seed": seed}
-        kwargs: dict[str, Any] = {"random_state": seed}
+        kwargs: dict[str, Any] = {"random_state": seed, "device": self.compute_device()}
         if method in ("tac", "cae"):
             kwargs["nouns"] = nouns
         if knowledge is not None:
@@ -308,6 +316,7 @@ class EfficacyBench:
                   "sizes": {r.name: {"items": int(r.X.shape[0]),
                                      "classes": len(r.class_names)} for r in regimes},
                   "vocabulary": len(vocab), "encoder": self.encoder().describe(),
+                  "device": self.compute_device() or "cpu (numpy)",
                   "knowledge": sources, "lint": self.lint, "zero_shot": zero_shot,
                   "summary": summary,
                   "targets": targets, "results": rows, "timings": self.timings}

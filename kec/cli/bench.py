@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = p.add_argument_group(
         "efficacy benchmark (DATASET = wordnet-glosses: WordNet glosses, offline, no --root)")
     e.add_argument("--quick", action="store_true",
-                   help="reduced size: 50 items per class and 4,000 nouns (what CI runs)")
+                   help="reduced size: 50 items per class and 4,000 nouns")
     e.add_argument("--per-class", type=int, default=None,
                    help="items per category (default: 100, or 50 with --quick)")
     e.add_argument("--vocab-limit", type=int, default=None,
@@ -120,7 +120,7 @@ def cmd_efficacy(args: argparse.Namespace) -> int:
         regimes=tuple(args.regimes), methods=tuple(args.methods),
         knowledge=tuple(args.knowledge_kinds), encoder=args.encoder,
         rebuild_knowledge=args.rebuild_knowledge, backend=args.backend,
-        progress=not args.quiet)
+        device=args.device or "auto", progress=not args.quiet)
     config.validate()
     from kec._io import check_output_path
 

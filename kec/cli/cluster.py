@@ -113,6 +113,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_cluster)
 
 
+def method_device(choice: str) -> str | None:
+    """``--device`` to the methods' ``device`` (see :func:`kec.cluster.backend.method_device`)."""
+    from kec.cluster.backend import method_device as resolve
+
+    return resolve(choice)
+
+
 def make_text_encoder(spec: str) -> Any:
     """The text encoder for knowledge texts (a seam for tests)."""
     from kec.encoders import create_text_encoder
@@ -195,7 +202,7 @@ def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, An
 def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     m = args.method
     params: dict[str, Any] = {"clusterer": args.clusterer, "random_state": args.seed,
-                              "device": compute_device(args.device)}
+                              "device": method_device(args.device)}
     if args.clusterer == "kmeans":
         params["clusterer_params"] = {"n_init": args.n_init}
     over: dict[str, Any] = {}
@@ -231,21 +238,6 @@ def _method_params(args: argparse.Namespace) -> dict[str, Any]:
         if args.nouns is not None or args.captions is not None:
             params.update(over)
     return params
-
-
-def compute_device(choice: str) -> str | None:
-    """``--device`` to the methods' ``device``: ``None`` (numpy) for the CPU, else cuda."""
-    if choice == "cpu":
-        return None
-    if choice == "cuda":
-        return "cuda"
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        return None
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else None
 
 
 def _assignments_csv(ids: list[str], labels: np.ndarray, truth: list[str] | None) -> str:

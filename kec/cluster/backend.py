@@ -603,6 +603,28 @@ def resolve_device(device: str | None = "auto") -> str:
     raise ClusteringInputError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
 
 
+def method_device(choice: str | None = "auto") -> str | None:
+    """The ``device`` to give kec's methods for a user's ``auto | cpu | cuda`` choice.
+
+    ``None`` (the numpy path, the fastest on a CPU) for ``cpu`` and for ``auto`` without a
+    visible GPU; ``"cuda"`` for ``cuda`` and for ``auto`` with one. torch is imported only
+    to look for a GPU, and not at all when it is not installed.
+    """
+    if choice in (None, "cpu"):
+        return None
+    if choice == "cuda" or str(choice).startswith("cuda:"):
+        return str(choice)
+    if choice != "auto":
+        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
+
+
 def as_backend_array(x: Any, device: str | None = None, dtype: object = None) -> Any:
     """``x`` on ``device`` in ``dtype``: numpy on ``"cpu"``, a torch tensor on CUDA.
 

@@ -32,3 +32,15 @@ def nuisance_world_small():
 
     X, y, _, nouns, kf = nuisance_world.__wrapped__()
     return X, y, nouns, kf
+
+
+def test_method_device_maps_the_cli_choice():
+    import torch
+
+    from kec.cluster.backend import method_device
+
+    assert method_device("cpu") is None and method_device(None) is None
+    assert method_device("cuda") == "cuda"
+    assert method_device("auto") == ("cuda" if torch.cuda.is_available() else None)
+    with pytest.raises(ValueError):
+        method_device("tpu")
