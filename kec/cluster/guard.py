@@ -23,17 +23,21 @@ knowledge?
 
 Decision (thresholds are kec's choices, parameters of :func:`decide`):
 
-``data``
-    :math:`s_{ca} < \theta_c`: the knowledge is not self-consistent; cluster :math:`x`
-    alone (k-means with restarts). The knowledge still names the clusters.
 ``refine``
-    consistent and :math:`s_{xc} \ge \theta_x`: data and knowledge agree; start from the
-    knowledge partition and refine it on :math:`x` alone (spherical Lloyd iterations),
-    so that the data has the last word.
+    :math:`s_{xc} \ge \theta_x`: the raw features' own clusters are close to the
+    knowledge's; start from the knowledge partition, refine it on :math:`x` alone
+    (spherical Lloyd iterations), and keep it only if it fits :math:`x` better than
+    k-means with restarts does (higher spherical objective): the knowledge proposes a
+    basin, the data has the last word.
 ``knowledge``
-    consistent and :math:`s_{xc} < \theta_x`: the raw features' dominant structure is
-    unrelated to what the knowledge describes (a nuisance); start from the knowledge
-    partition and refine it on :math:`[x_i ; \beta \hat c_i ; \beta \hat a_i]`.
+    :math:`s_{xc} < \theta_x` and :math:`s_{ca} \ge \theta_c`: the knowledge is
+    self-consistent but the raw features' dominant structure is unrelated to it (a
+    nuisance); start from the knowledge partition and refine it on
+    :math:`[x_i ; \beta \hat c_i ; \beta \hat a_i]`.
+``data``
+    otherwise (knowledge that disagrees with the data and is not self-consistent):
+    cluster :math:`x` alone (k-means with restarts). The knowledge still names the
+    clusters.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 from kec.cluster._checks import ClusteringInputError, l2_normalize_rows
 
 MODES = ("data", "refine", "knowledge")
-DEFAULT_CONSISTENCY = 0.3
+DEFAULT_CONSISTENCY = 0.5
 DEFAULT_AGREEMENT = 0.5
 DEFAULT_BETA = 1.0
 
@@ -146,8 +150,8 @@ def decide(
         ``(N, d)`` grounded concept features :math:`c_i`.
     attribute : numpy.ndarray or None
         ``(N, d)`` grounded attribute features :math:`a_i` (``None``: knowledge without
-        attributes; consistency cannot be measured and the mode is ``refine`` when the
-        agreement allows it, else ``data``).
+        attributes; consistency cannot be measured, so the mode is ``refine`` or
+        ``data``).
     n_clusters : int
         K.
     consistency_threshold, agreement_threshold : float
@@ -165,12 +169,12 @@ def decide(
         p_a = _kmeans(l2_normalize_rows(np.array(attribute, dtype=np.float32)), k,
                       random_state, n_init, device)
         consistency = _nmi(p_c, p_a)
-    if consistency is None:
-        mode = "refine" if agreement >= agreement_threshold else "data"
-    elif consistency < consistency_threshold:
-        mode = "data"
+    if agreement >= agreement_threshold:
+        mode = "refine"
+    elif consistency is not None and consistency >= consistency_threshold:
+        mode = "knowledge"
     else:
-        mode = "refine" if agreement >= agreement_threshold else "knowledge"
+        mode = "data"
     info = {"mode": mode,
             "consistency": None if consistency is None else round(consistency, 4),
             "agreement": round(agreement, 4),
@@ -220,4 +224,23 @@ def guarded_cluster(
     labels, it = lloyd_refine(feats, dec.knowledge_labels, n_clusters, max_iter=max_iter)
     dec.info["iterations"] = it
     dec.info["beta"] = beta
+    if dec.mode == "refine":
+        # the data has the last word: keep whichever partition fits x better
+        refined, plain = spherical_objective(X, labels), spherical_objective(X, dec.data_labels)
+        dec.info["objective"] = {"refined": round(refined, 4), "kmeans": round(plain, 4)}
+        if plain > refined:
+            dec.info["kept"] = "kmeans"
+            return dec.data_labels, feats, dec
+        dec.info["kept"] = "refined"
     return labels, feats, dec
+
+
+def spherical_objective(F: np.ndarray, labels: np.ndarray) -> float:
+    r"""Spherical k-means objective of a partition: :math:`\sum_k \lVert\sum_{i\in C_k}
+    f_i\rVert` (the sum of cosines of the members to their normalised centroid when the
+    rows are unit vectors)."""
+    F = np.asarray(F, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    sums = np.zeros((int(y.max()) + 1 if y.size else 0, F.shape[1]))
+    np.add.at(sums, y, F)
+    return float(np.linalg.norm(sums, axis=1).sum())
