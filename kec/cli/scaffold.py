@@ -78,6 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-init", type=n_init_arg, default="auto",
                    help="k-means restarts: an integer or 'auto' (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the over-clustering k-means runs: auto = cuda when a GPU is "
+                        "visible, else the CPU (numpy)")
     p.set_defaults(func=cmd_scaffold)
 
 
@@ -95,7 +98,7 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
         rule=rule if isinstance(rule, str) else "auto",
         n_classes=args.n_classes, top_k=args.top_k, temperature=args.temperature,
         merge=not args.no_merge, alpha=args.alpha, beta=args.beta, random_state=args.seed,
-        kmeans_params={"n_init": args.n_init},
+        kmeans_params={"n_init": args.n_init, **_device(args.device)},
     )
     if not doc["groups"]:
         raise KecError("no over-cluster kept any noun; check that the nouns were encoded "
@@ -108,3 +111,10 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
           f"{doc['params']['n_overclusters']} over-clusters of {len(images)} images) to "
           f"{args.out}")
     return 0
+
+
+def _device(choice: str) -> dict[str, str]:
+    from kec.cluster.backend import method_device
+
+    device = method_device(choice)
+    return {"device": device} if device else {}
