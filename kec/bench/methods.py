@@ -4,15 +4,13 @@ groups, one method run, its scores, and its result folder (the ``kec cluster`` l
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kec._io import atomic_write_text, write_json
+from kec._io import write_json
 from kec.features import FeatureSet
 
 logger = logging.getLogger(__name__)
@@ -127,29 +125,27 @@ def write_run(folder: Path, images: FeatureSet, clusters: np.ndarray, *, method:
               seed: int, metrics: dict[str, float], seconds: float,
               extra: dict[str, Any] | None, features_path: Path,
               knowledge_path: Path | None) -> None:
-    """``assignments.csv`` + ``summary.json`` in the layout of ``kec cluster``."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    labelled = images.labels is not None
-    w.writerow(["id", "cluster", "label"] if labelled else ["id", "cluster"])
-    for i, image_id in enumerate(images.ids):
-        w.writerow([image_id, int(clusters[i])] + ([images.labels[i]] if labelled else []))
-    atomic_write_text(Path(folder) / "assignments.csv", buf.getvalue())
+    """``assignments.csv`` + ``summary.json`` through the one result writer of ``kec cluster``
+    (:func:`kec.report.result.write_result`), so ``kec report`` reads both alike."""
+    from kec.report.result import write_result
+
     extra = extra or {}
     k = int(np.max(clusters)) + 1 if len(clusters) else 0
     sizes = np.bincount(clusters, minlength=k)
     inputs: dict[str, Any] = {"features": {"path": str(Path(features_path).resolve())}}
     if knowledge_path is not None and method in ("kec", "kec+cae"):
         inputs["knowledge"] = {"path": str(Path(knowledge_path).resolve())}
-    write_json(Path(folder) / "summary.json", {
-        "kind": RESULT_KIND,
-        "version": RESULT_VERSION,
-        "method": method,
-        "parameters": {"seed": seed, "method": method, **extra.get("parameters", {})},
-        "inputs": inputs,
-        "timings": {**extra.get("timings", {}), "total": round(seconds, 4)},
-        "metrics": metrics or None,
-        "clusters": extra.get("clusters")
-        or [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)],
-        "info": extra.get("info", {}),
-    })
+    params = {"seed": seed, "method": method, **extra.get("parameters", {})}
+    if "n_clusters" in params and "k" not in params:
+        params["k"] = params["n_clusters"]
+    write_result(folder, ids=list(images.ids), clusters=clusters, labels=images.labels,
+                 summary={
+                     "method": method,
+                     "parameters": params,
+                     "inputs": inputs,
+                     "timings": {**extra.get("timings", {}), "total": round(seconds, 4)},
+                     "metrics": metrics or None,
+                     "clusters": extra.get("clusters")
+                     or [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)],
+                     "info": extra.get("info", {}),
+                 })

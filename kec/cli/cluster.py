@@ -8,8 +8,6 @@ labels, and per-cluster names, concepts and attributes for the knowledge methods
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import sys
 import time
@@ -18,13 +16,13 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from kec import __version__
-from kec._io import atomic_write_text, check_output_path, sha256_file, write_json
+from kec._io import check_output_path, sha256_file
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
 from kec.cluster.registry import CLUSTERERS, method_names, method_spec
 from kec.errors import KecError
 
 if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
-    import numpy as np
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -240,18 +238,6 @@ def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _assignments_csv(ids: list[str], labels: np.ndarray, truth: list[str] | None) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "cluster", "label"] if truth is not None else ["id", "cluster"])
-    for i, cid in enumerate(ids):
-        row = [cid, int(labels[i])]
-        if truth is not None:
-            row.append(truth[i])
-        w.writerow(row)
-    return buf.getvalue()
-
-
 def cmd_cluster(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -342,9 +328,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "clusters": clusters,
         "info": result.info,
     }
-    atomic_write_text(args.out / "assignments.csv",
-                      _assignments_csv(images.ids, result.labels, images.labels))
-    write_json(args.out / "summary.json", summary)
+    from kec.report.result import write_result
+
+    write_result(args.out, ids=images.ids, clusters=result.labels, labels=images.labels,
+                 summary=summary)
     what = "items" if images.kind == "items" else "images"
     line = f"clustered {len(images)} {what} into {args.k} clusters with {m}"
     if metrics:

@@ -31,6 +31,60 @@ logger = logging.getLogger(__name__)
 
 ASSIGNMENTS = "assignments.csv"
 SUMMARY = "summary.json"
+RESULT_KIND = "kec.cluster_result"
+RESULT_VERSION = 1
+
+
+def summary_errors(summary: Any) -> list[str]:
+    """Where ``summary`` breaks ``kec/schemas/summary.schema.json`` (empty when valid)."""
+    from importlib.resources import files
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(files("kec.schemas").joinpath("summary.schema.json")
+                        .read_text("utf-8"))
+    errors = Draft202012Validator(schema).iter_errors(summary)
+    return [f"$.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in errors]
+
+
+def write_result(
+    folder: str | os.PathLike[str], *, ids: list[str], clusters: np.ndarray,
+    labels: list[str] | None, summary: dict[str, Any],
+) -> Path:
+    """The one writer of a result folder: ``assignments.csv`` and ``summary.json``.
+
+    ``summary`` gets ``kind``, ``version`` and ``kec_version`` when missing and must then
+    match ``kec/schemas/summary.schema.json``; both files are written atomically.
+
+    Raises
+    ------
+    ResultError
+        ``summary`` does not match the schema, or the lengths disagree.
+    """
+    import io
+
+    from kec import __version__
+    from kec._io import atomic_write_text, write_json
+
+    clusters = np.asarray(clusters, dtype=np.int64)
+    if len(ids) != clusters.size or (labels is not None and len(labels) != clusters.size):
+        raise ResultError(f"{len(ids)} ids, {clusters.size} assignments and "
+                          f"{'no' if labels is None else len(labels)} labels disagree")
+    summary = {"kind": RESULT_KIND, "version": RESULT_VERSION, "kec_version": __version__,
+               **summary}
+    problems = summary_errors(summary)
+    if problems:
+        raise ResultError("summary does not match summary.schema.json: "
+                          + "; ".join(problems[:5]))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "cluster", "label"] if labels is not None else ["id", "cluster"])
+    for i, item in enumerate(ids):
+        w.writerow([item, int(clusters[i])] + ([labels[i]] if labels is not None else []))
+    folder = Path(folder)
+    atomic_write_text(folder / ASSIGNMENTS, buf.getvalue())
+    write_json(folder / SUMMARY, summary)
+    return folder
 
 
 class ResultError(KecError):
@@ -272,8 +326,18 @@ def load_result(folder: str | os.PathLike[str]) -> ClusterResult:
     if (folder / SUMMARY).is_file():
         try:
             summary = json.loads((folder / SUMMARY).read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, RecursionError) as exc:
             raise ResultError(f"cannot read {folder / SUMMARY}: {exc}") from exc
+        if not isinstance(summary, dict):
+            raise ResultError(f"{folder / SUMMARY} is not a JSON object")
+        # kec's own summaries (kind kec.cluster_result) must match the schema; summaries
+        # without a kind (hand-written, older) are read leniently as before
+        kind = summary.get("kind")
+        problems = (summary_errors(summary) if kind == RESULT_KIND else
+                    [] if kind is None else [f"kind is {kind!r}, not {RESULT_KIND!r}"])
+        if problems:
+            raise ResultError(f"{folder / SUMMARY} is not a kec result summary: "
+                              + "; ".join(problems[:5]))
     else:
         logger.warning("%s has no %s: no names, metrics or parameters", folder, SUMMARY)
     entries = _cluster_entries(summary)

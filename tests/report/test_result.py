@@ -65,3 +65,23 @@ def test_malformed(tmp_path, header, rows, match):
 def test_not_a_result_folder(tmp_path):
     with pytest.raises(ResultError, match=r"no assignments\.csv"):
         load_result(tmp_path)
+
+
+def test_kec_summaries_are_validated_on_read(tmp_path):
+    from kec.report.result import write_result
+
+    folder = tmp_path / "r"
+    write_result(folder, ids=["a", "b"], clusters=[0, 1], labels=None,
+                 summary={"method": "kmeans", "parameters": {"method": "kmeans", "k": 2},
+                          "timings": {"total": 0.1}, "metrics": None,
+                          "clusters": [{"cluster": 0, "size": 1}, {"cluster": 1, "size": 1}]})
+    assert load_result(folder).method == "kmeans"
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["clusters"][0]["size"] = -1  # a kec summary that breaks its schema
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ResultError, match="not a kec result summary"):
+        load_result(folder)
+    with pytest.raises(ResultError, match="does not match"):
+        write_result(folder, ids=["a"], clusters=[0], labels=None,
+                     summary={"method": "kmeans", "parameters": {}, "timings": {},
+                              "clusters": []})
