@@ -237,10 +237,15 @@ class EfficacyBench:
             if "reference" in self.cfg.knowledge:
                 reg.knowledge["reference"] = self._knowledge_features(ref_doc, "reference")
             if "embedded" in self.cfg.knowledge:
-                doc, src = self.embedded_knowledge(name, X, nouns, vocab,
-                                                   len(col.class_names))
-                reg.knowledge["embedded"] = self._knowledge_features(doc, src)
-                sources[f"embedded_{name}"] = src
+                if not self.cfg.rebuild_knowledge and not embedded_knowledge_path(name).is_file():
+                    logger.warning("kec ships no embedded-LLM knowledge for the %s regime: "
+                                   "skipped (--rebuild-knowledge builds it)", name)
+                    sources[f"embedded_{name}"] = None
+                else:
+                    doc, src = self.embedded_knowledge(name, X, nouns, vocab,
+                                                       len(col.class_names))
+                    reg.knowledge["embedded"] = self._knowledge_features(doc, src)
+                    sources[f"embedded_{name}"] = src
             self._timed("embed_knowledge", start)
             regimes.append(reg)
         return regimes, nouns, vocab, sources
@@ -298,7 +303,7 @@ class EfficacyBench:
         for reg in regimes:
             zero_shot[reg.name] = self.zero_shot(reg)
             for method in self.cfg.methods:
-                kinds: list[str | None] = (list(self.cfg.knowledge)
+                kinds: list[str | None] = ([k for k in self.cfg.knowledge if k in reg.knowledge]
                                            if method in KNOWLEDGE_METHODS else [None])
                 for kind in kinds:
                     for seed in self.cfg.seeds:
