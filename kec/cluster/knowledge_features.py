@@ -13,24 +13,24 @@ From ``{"concepts": [{"id", "name", "description", "labels", "attributes"}],
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from kec.cluster._checks import ClusteringInputError
 from kec.cluster.grounding import attribute_means
 from kec.errors import InvalidKnowledgeError
+from kec.protocols import TextEncoder
 
 NAME_TEMPLATE = "a photo of a {}."
 PAIR_MODES = ("both", "a", "none")
 
 
-class SupportsEncode(Protocol):
-    """Anything that turns texts into an ``(n, d)`` array of unit rows."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+#: Anything that turns texts into an ``(n, d)`` array of unit rows (defined once, in
+#: :mod:`kec.protocols`).
+SupportsEncode = TextEncoder
 
 
 @dataclass

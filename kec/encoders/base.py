@@ -5,32 +5,18 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
+
+from kec.protocols import DescribedTextEncoder
 
 logger = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class TextEncoder(Protocol):
-    """Turns strings into L2-normalised float32 vectors.
-
-    Attributes
-    ----------
-    dim : int
-        Length of every output vector.
-    """
-
-    dim: int
-
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Encode ``texts`` into an ``(n, dim)`` float32 array with unit-norm rows."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-serialisable provenance: ``kind``, ``model``, ``pretrained``, ``dim``, ..."""
-        ...
+#: The text-encoder protocol, defined once in :mod:`kec.protocols` (``dim`` and
+#: ``describe()`` included); re-exported here for the encoders.
+TextEncoder = DescribedTextEncoder
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

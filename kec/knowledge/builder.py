@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -43,14 +43,12 @@ from kec.knowledge.grouping import select_pairs
 from kec.knowledge.labels import labels_sha256, unique_labels
 from kec.knowledge.text import dedup_attributes
 from kec.prompts import BUILTIN_PROMPTS, load_prompt
+from kec.protocols import DescribedTextEncoder
 
 logger = logging.getLogger(__name__)
 
 
-class TextEncoder(Protocol):
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def describe(self) -> dict[str, Any]: ...
+TextEncoder = DescribedTextEncoder  # the one definition lives in kec.protocols
 
 
 GROUPINGS = ("auto", "wordnet", "similarity")
