@@ -238,14 +238,8 @@ def _method_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from kec.cluster.methods import run_method
-    from kec.cluster.metrics import evaluate
-    from kec.features import load_features
-
-    t0 = time.perf_counter()
+def _check_args(args: argparse.Namespace) -> None:
+    """Every check that needs no file read, before any work."""
     m = args.method
     check_output_path(args.out, "dir")
     if args.k < 1:
@@ -260,14 +254,19 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         if getattr(args, opt) is not None and m not in users:
             _warn(f"--{opt} is not used by --method {m}")
 
-    timings: dict[str, float] = {}
+
+def _load_inputs(args: argparse.Namespace, timings: dict[str, float]) -> SimpleNamespace:
+    """Features, nouns, captions and embedded knowledge, with their descriptions."""
+    from kec.features import load_features
+
+    m = args.method
     t = time.perf_counter()
     images = load_features(args.images, kind="image")
     if args.k > len(images):
         raise KecError(f"--k {args.k} is larger than the number of images ({len(images)}) "
                        f"in {args.images}")
     inputs: dict[str, Any] = {"features": describe_file(args.images, images)}
-    nouns = captions = None
+    nouns = captions = knowledge = None
     if args.nouns is not None and m in USES_NOUNS:
         nouns = _load_text(args.nouns, images, "nouns")
         inputs["nouns"] = describe_file(args.nouns, nouns)
@@ -275,7 +274,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         captions = _load_text(args.captions, images, "captions")
         inputs["captions"] = describe_file(args.captions, captions)
     timings["load"] = round(time.perf_counter() - t, 4)
-    knowledge = None
     if m in USES_KNOWLEDGE:
         t = time.perf_counter()
         knowledge, inputs["knowledge"] = _knowledge(args, images)
@@ -291,19 +289,39 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         inputs["captions"] = {"from_knowledge": info["path"], "sha256": info["sha256"],
                               "count": len(kf.caption_texts)}
         timings["embed_captions"] = round(time.perf_counter() - t, 4)
+    return SimpleNamespace(images=images, nouns=nouns, captions=captions,
+                           knowledge=knowledge, inputs=inputs)
 
-    result = run_method(
-        m, images.features, args.k,
-        nouns=None if nouns is None else nouns.features,
-        captions=None if captions is None else captions.features,
-        knowledge=knowledge, **_method_params(args),
-    )
-    timings.update(result.timings)
-    for name, value in sorted(result.info.items()):
+
+def _warn_unconverged(info: dict[str, Any]) -> None:
+    for name, value in sorted(info.items()):
         if isinstance(value, dict) and value.get("converged") is False:
             _warn(f"optimal transport '{name}' did not converge within its budget "
                   f"(marginal error {value.get('marginal_error')}); see info.{name} in "
                   "summary.json")
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kec.cluster.methods import run_method
+    from kec.cluster.metrics import evaluate
+    from kec.report.result import write_result
+
+    t0 = time.perf_counter()
+    m = args.method
+    _check_args(args)
+    timings: dict[str, float] = {}
+    data = _load_inputs(args, timings)
+    images = data.images
+    result = run_method(
+        m, images.features, args.k,
+        nouns=None if data.nouns is None else data.nouns.features,
+        captions=None if data.captions is None else data.captions.features,
+        knowledge=data.knowledge, **_method_params(args),
+    )
+    timings.update(result.timings)
+    _warn_unconverged(result.info)
 
     t = time.perf_counter()
     metrics = evaluate(images.labels, result.labels) if images.labels is not None else None
@@ -319,7 +337,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "kec_version": __version__,
         "method": m,
         "parameters": {"k": args.k, "seed": args.seed, "method": m, **result.params},
-        "inputs": inputs,
+        "inputs": data.inputs,
         "timings": timings,
         "device": {"requested": args.device,
                    "used": result.params.get("device") or "cpu (numpy)",
@@ -328,8 +346,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "clusters": clusters,
         "info": result.info,
     }
-    from kec.report.result import write_result
-
     write_result(args.out, ids=images.ids, clusters=result.labels, labels=images.labels,
                  summary=summary)
     what = "items" if images.kind == "items" else "images"

@@ -247,44 +247,45 @@ def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
     return canonicalize(merged)
 
 
-def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = False) -> list[str]:
-    """Human-readable differences between two knowledge files (empty list: same knowledge)."""
-    lines: list[str] = []
+def _diff_lists(x: list[str], y: list[str], what: str) -> list[str]:
+    return ([f"- {what}: {t!r}" for t in x if t not in y]
+            + [f"+ {what}: {t!r}" for t in y if t not in x])
+
+
+def _diff_concepts(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ca = {c["id"]: c for c in a["concepts"]}
     cb = {c["id"]: c for c in b["concepts"]}
-    for cid in sorted(ca.keys() - cb.keys()):
-        lines.append(f"- concept {cid} {ca[cid]['name']!r}")
-    for cid in sorted(cb.keys() - ca.keys()):
-        lines.append(f"+ concept {cid} {cb[cid]['name']!r}")
+    lines = [f"- concept {cid} {ca[cid]['name']!r}" for cid in sorted(ca.keys() - cb.keys())]
+    lines += [f"+ concept {cid} {cb[cid]['name']!r}" for cid in sorted(cb.keys() - ca.keys())]
     for cid in sorted(ca.keys() & cb.keys()):
         x, y = ca[cid], cb[cid]
-        for field in ("name", "description"):
-            if x[field] != y[field]:
-                lines.append(f"~ concept {cid} {field}: {x[field]!r} -> {y[field]!r}")
+        lines += [f"~ concept {cid} {f}: {x[f]!r} -> {y[f]!r}"
+                  for f in ("name", "description") if x[f] != y[f]]
         if sorted(x["labels"]) != sorted(y["labels"]):
             lines.append(f"~ concept {cid} labels: {x['labels']} -> {y['labels']}")
-        for att in [t for t in x["attributes"] if t not in y["attributes"]]:
-            lines.append(f"- attribute {cid}: {att!r}")
-        for att in [t for t in y["attributes"] if t not in x["attributes"]]:
-            lines.append(f"+ attribute {cid}: {att!r}")
+        lines += _diff_lists(x["attributes"], y["attributes"], f"attribute {cid}")
+    return lines
 
+
+def _diff_pairs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     def pair_map(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         return {(min(p["a"], p["b"]), max(p["a"], p["b"])): p for p in doc["pairs"]}
 
     pa, pb = pair_map(a), pair_map(b)
-    for k in sorted(pa.keys() - pb.keys()):
-        lines.append(f"- pair {k[0]}|{k[1]}")
-    for k in sorted(pb.keys() - pa.keys()):
-        lines.append(f"+ pair {k[0]}|{k[1]}")
+    lines = [f"- pair {k[0]}|{k[1]}" for k in sorted(pa.keys() - pb.keys())]
+    lines += [f"+ pair {k[0]}|{k[1]}" for k in sorted(pb.keys() - pa.keys())]
     for k in sorted(pa.keys() & pb.keys()):
         x, y = pa[k], pb[k]
         if abs(x["similarity"] - y["similarity"]) > 1e-6:
             lines.append(f"~ pair {k[0]}|{k[1]} similarity: {x['similarity']:.4f} -> "
                          f"{y['similarity']:.4f}")
-        for att in [t for t in x["attributes"] if t not in y["attributes"]]:
-            lines.append(f"- pair attribute {k[0]}|{k[1]}: {att!r}")
-        for att in [t for t in y["attributes"] if t not in x["attributes"]]:
-            lines.append(f"+ pair attribute {k[0]}|{k[1]}: {att!r}")
+        lines += _diff_lists(x["attributes"], y["attributes"], f"pair attribute {k[0]}|{k[1]}")
+    return lines
+
+
+def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = False) -> list[str]:
+    """Human-readable differences between two knowledge files (empty list: same knowledge)."""
+    lines = _diff_concepts(a, b) + _diff_pairs(a, b)
     if provenance:
         keys = ("backend", "prompts", "sampling", "seed", "parameters", "text_encoder")
         for key in keys:
