@@ -95,6 +95,10 @@ def read_groups(path: str | os.PathLike[str]) -> list[list[str]]:
         raise LabelError(f"groups file not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise LabelError(f"{path}: not a JSON groups file: {exc}") from None
+    if isinstance(data, dict) and data.get("kind") == "kec.groups":
+        problems = groups_errors(data)
+        if problems:
+            raise LabelError(f"{path}: not a valid kec groups file: " + "; ".join(problems[:5]))
     items = data.get("groups") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise LabelError(f"{path}: expected a list of groups or {{'groups': [...]}}")
@@ -110,6 +114,17 @@ def read_groups(path: str | os.PathLike[str]) -> list[list[str]]:
     if not groups:
         raise LabelError(f"{path}: no non-empty label groups")
     return groups
+
+
+def groups_errors(doc: Any) -> list[str]:
+    """Where ``doc`` breaks ``kec/schemas/groups.schema.json`` (empty when valid)."""
+    from importlib.resources import files
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(files("kec.schemas").joinpath("groups.schema.json").read_text("utf-8"))
+    return [f"$.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
+            for e in Draft202012Validator(schema).iter_errors(doc)]
 
 
 def labels_sha256(obj: Any) -> str:

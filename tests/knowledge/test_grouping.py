@@ -73,3 +73,28 @@ def test_pairs_parameters_validated():
     with pytest.raises(ValueError):
         select_pairs(e, temperature=0)
     assert select_pairs(e[:1]) == []
+
+
+def test_scaffold_groups_match_their_schema_and_bad_ones_are_refused(tmp_path):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from kec.cluster.scaffold import build_groups
+    from kec.knowledge.labels import LabelError, groups_errors, read_groups
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    T = rng.standard_normal((20, 8)).astype(np.float32)
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    doc = build_groups(X, T, [f"noun{i}" for i in range(20)], n_overclusters=6)
+    assert groups_errors(doc) == []
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(doc))
+    assert read_groups(path)
+    doc["groups"][0]["labels"] = []  # a kec groups file that breaks its schema
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LabelError, match="not a valid kec groups file"):
+        read_groups(path)
