@@ -8,8 +8,7 @@ The builder (and through it :mod:`kec.backends`) is imported lazily, on first us
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from kec._lazy import lazy_exports
 
 _LAZY = {
     "BuildParams": "kec.knowledge.builder",
@@ -31,14 +30,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kec.knowledge' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
