@@ -257,8 +257,9 @@ class EfficacyBench:
 
         kf = reg.knowledge.get("reference") or self._knowledge_features(
             load_knowledge(reference_knowledge_path()), "reference")
-        Z = kf.zeta / np.maximum(np.linalg.norm(kf.zeta, axis=1, keepdims=True), 1e-12)
-        pred = (reg.X @ Z.T).argmax(axis=1)
+        from kec.cluster._checks import l2_normalize_rows
+
+        pred = (reg.X @ l2_normalize_rows(kf.zeta.copy()).T).argmax(axis=1)
         m = evaluate(reg.y, pred)
         return {k: 100 * float(m[k]) for k in ("acc", "nmi", "ari")}
 

@@ -79,7 +79,7 @@ def check_n_clusters(n_clusters: object, n_samples: int, name: str = "n_clusters
         raise ClusteringInputError(f"{name} must be >= 1, got {k}")
     if k > n_samples:
         raise ClusteringInputError(
-            f"{name}={k} is larger than the number of samples ({n_samples})"
+            f"{name}={k} is larger than the number of samples (n_samples={n_samples})"
         )
     return k
 

@@ -40,7 +40,12 @@ except ImportError:  # scikit-learn < 1.6
                                   **kwargs)
 
 
-from kec.cluster._checks import MAX_ABS_FEATURE, ClusteringInputError, as_features
+from kec.cluster._checks import (
+    MAX_ABS_FEATURE,
+    ClusteringInputError,
+    as_features,
+    check_n_clusters,
+)
 from kec.cluster.backend import (
     Backend,
     get_backend,
@@ -525,16 +530,7 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
     def _check_params(
         self, n: int, d: int, device: str, torch_input: bool = False
     ) -> tuple[int, int]:
-        k = self.n_clusters
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise ClusteringInputError(f"n_clusters must be an integer, got {k!r}")
-        k = int(k)
-        if k < 1:
-            raise ClusteringInputError(f"n_clusters must be >= 1, got {k}")
-        if k > n:
-            raise ClusteringInputError(
-                f"n_clusters={k} is larger than the number of samples (n_samples={n})"
-            )
+        k = check_n_clusters(self.n_clusters, n)
         if isinstance(self.init, str):
             if self.init not in ("k-means++", "random"):
                 raise ClusteringInputError(
