@@ -34,16 +34,26 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _peak_reset() -> None:
     import torch
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if _cuda():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def _peak_gib() -> float:
     import torch
 
+    if not _cuda():
+        return float("nan")
     torch.cuda.synchronize()
     return round(torch.cuda.max_memory_allocated() / 2**30, 2)
 
@@ -51,20 +61,23 @@ def _peak_gib() -> float:
 def step_embed(args: argparse.Namespace) -> dict[str, Any]:
     from bench_embed import gpu_embed_check
 
-    return gpu_embed_check(args.images, "cuda")
+    return gpu_embed_check(args.images, args.device)
 
 
 def step_ot(args: argparse.Namespace) -> dict[str, Any]:
     from bench_ot import gpu_ot_check
 
-    return {"50k x 20k": gpu_ot_check(50_000, 20_000, 512, "cuda", pot=True),
-            "1.28M x 20k": gpu_ot_check(args.n, 20_000, 512, "cuda", pot=False)}
+    out = {f"{args.ot_n} x {args.m}": gpu_ot_check(args.ot_n, args.m, 512, args.device,
+                                                    pot=True)}
+    print(json.dumps(out, default=str), flush=True)
+    out[f"{args.n} x {args.m}"] = gpu_ot_check(args.n, args.m, 512, args.device, pot=False)
+    return out
 
 
 def step_kmeans(args: argparse.Namespace) -> dict[str, Any]:
     from bench_kmeans import gpu_kmeans_check
 
-    return gpu_kmeans_check(args.n, 512, args.n // 300, "cuda")
+    return gpu_kmeans_check(args.n, 512, args.n // 300, args.device)
 
 
 def step_methods(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,7 +87,7 @@ def step_methods(args: argparse.Namespace) -> dict[str, Any]:
     from kec.cluster.knowledge_features import KnowledgeFeatures
     from kec.cluster.methods import run_cae, run_kec_cae
 
-    X, nouns = clip_like(args.n, 20_000, 512, k=1000, seed=1)
+    X, nouns = clip_like(args.n, args.m, 512, k=1000, seed=1)
     _, concepts = clip_like(10, 1000, 512, k=1000, seed=2)
     _, attrs = clip_like(10, 2000, 512, k=1000, seed=3)
     kf = KnowledgeFeatures(
@@ -84,9 +97,9 @@ def step_methods(args: argparse.Namespace) -> dict[str, Any]:
         attr_kind=["uni"] * 2000,
         concept_attrs=[np.array([2 * i, 2 * i + 1]) for i in range(1000)], pairs=[])
     out: dict[str, Any] = {}
-    for name, run in (("cae", lambda: run_cae(X, nouns, 1000, device="cuda",
+    for name, run in (("cae", lambda: run_cae(X, nouns, 1000, device=args.device,
                                                clusterer_params={"n_init": 1})),
-                      ("kec+cae", lambda: run_kec_cae(X, kf, 1000, device="cuda",
+                      ("kec+cae", lambda: run_kec_cae(X, kf, 1000, device=args.device,
                                                        clusterer_params={"n_init": 1}))):
         _peak_reset()
         t0 = time.perf_counter()
@@ -106,15 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps")
     ap.add_argument("--n", type=int, default=1_281_167, help="rows of the large problems")
+    ap.add_argument("--m", type=int, default=20_000, help="nouns (OT columns)")
+    ap.add_argument("--ot-n", type=int, default=50_000, help="rows of the OT-vs-POT problem")
     ap.add_argument("--images", type=int, default=12_000, help="JPEGs to embed")
+    ap.add_argument("--device", default="cuda",
+                    help="cuda (the check); cpu runs the same steps small, as a dry run")
     args = ap.parse_args(argv)
     import torch
 
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device; nothing to do", file=sys.stderr)
         return 2
-    record: dict[str, Any] = {"device": torch.cuda.get_device_name(0),
-                              "torch": torch.__version__}
+    record: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if _cuda() else args.device,
+        "torch": torch.__version__, "args": vars(args)}
     failed = False
     for name in args.steps.split(","):
         t0 = time.perf_counter()
