@@ -111,7 +111,44 @@ def step_methods(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-STEPS = {"embed": step_embed, "ot": step_ot, "kmeans": step_kmeans, "methods": step_methods}
+def step_cli(args: argparse.Namespace) -> dict[str, Any]:
+    """``kec cluster --method cae`` end to end: feature files in, results out."""
+    import subprocess
+    import tempfile
+
+    from bench_ot import clip_like
+
+    from kec.features import save_features
+
+    X, nouns = clip_like(args.n, args.m, 512, k=1000, seed=1)
+    enc = {"kind": "synthetic", "model": "clip-like", "pretrained": None, "dim": 512}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        save_features(f"{tmp}/img.st", X, ids=[f"i{i}" for i in range(len(X))],
+                      kind="image", encoder=enc)
+        save_features(f"{tmp}/nouns.st", nouns, ids=[f"noun {j}" for j in range(len(nouns))],
+                      kind="text", encoder=enc)
+        write_s = time.perf_counter() - t0
+        del X, nouns
+        cmd = [sys.executable, "-m", "kec", "cluster", f"{tmp}/img.st", "--nouns",
+               f"{tmp}/nouns.st", "--method", "cae", "--k", "1000", "--device", args.device,
+               "--out", f"{tmp}/out"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        seconds = time.perf_counter() - t0
+        out: dict[str, Any] = {"command": " ".join(cmd[1:]), "rc": proc.returncode,
+                               "seconds": round(seconds, 1), "write_inputs_s": round(write_s, 1),
+                               "stderr_tail": proc.stderr[-1500:]}
+        summary = Path(tmp, "out", "summary.json")
+        if summary.exists():
+            data = json.loads(summary.read_text())
+            out["timings"] = data.get("timings")
+            out["device"] = data.get("device") or data.get("params", {}).get("device")
+    return out
+
+
+STEPS = {"embed": step_embed, "ot": step_ot, "kmeans": step_kmeans, "methods": step_methods,
+         "cli": step_cli}
 
 
 def main(argv: list[str] | None = None) -> int:

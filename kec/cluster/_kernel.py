@@ -47,6 +47,28 @@ GPU_BLOCK_BYTES = 512 * 2**20
 
 RowUpdate = Callable[[Any, slice], Any]
 
+SPLIT_BF16 = ("bfloat16x3", "bf16x3")
+"""``matmul_dtype`` names of the split-bfloat16 GEMM (see :func:`_split3`)."""
+
+
+def _split3(nx: Backend, A: Any, parts: tuple[int, int, int]) -> Any:
+    r"""``[A_{p_1} | A_{p_2} | A_{p_3}]`` in bfloat16, with :math:`A_0` = bf16(A) and
+    :math:`A_1` = bf16(A - A_0) (torch only).
+
+    With ``X`` split as ``(0, 0, 1)`` and ``U`` as ``(0, 1, 0)`` one bfloat16 GEMM of
+    inner size ``3d`` (tensor cores, float32 sums) gives
+    :math:`X_0U_0^\top + X_0U_1^\top + X_1U_0^\top`: the float32 product up to the
+    dropped :math:`X_1U_1^\top` term, about :math:`2^{-16}` relative (16 mantissa bits
+    against float32's 24, bfloat16's 8), at a fraction of a float32 GEMM's cost.
+    """
+    if nx.name != "torch":
+        raise ValueError("matmul_dtype=bfloat16x3 needs torch tensors (numpy has no bfloat16)")
+    wide = nx.asarray(A, dtype="float32")
+    hi = nx.astype(wide, "bfloat16")
+    lo = nx.astype(wide - nx.astype(hi, "float32"), "bfloat16")
+    pieces = (hi, lo)
+    return nx.concatenate([pieces[p] for p in parts], axis=1)
+
 _FINFO = {"float32": np.finfo(np.float32), "float64": np.finfo(np.float64)}
 
 
@@ -71,7 +93,9 @@ class KernelBlocks:
         products.
     matmul_dtype : str or dtype, optional
         Dtype of the features in the GEMM that makes a block: ``None`` (= ``dtype``),
-        or ``"bfloat16"`` / ``"float16"`` (torch only; products summed in float32).
+        ``"bfloat16"`` / ``"float16"`` (torch only; products summed in float32), or
+        ``"bfloat16x3"`` (torch only): hi/lo bfloat16 splits, close to a float32 GEMM
+        (see :func:`_split3`).
     """
 
     def __init__(
@@ -92,14 +116,17 @@ class KernelBlocks:
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         self.dtype_name = name
         self.dtype = nx.dtype(name)
-        mm = name if matmul_dtype is None else dtype_name(matmul_dtype)
+        split = isinstance(matmul_dtype, str) and matmul_dtype.lower() in SPLIT_BF16
+        mm = ("bfloat16" if split else
+              name if matmul_dtype is None else dtype_name(matmul_dtype))
         if mm not in ("float32", "float64", "bfloat16", "float16"):
             raise ValueError(f"matmul_dtype must be a float dtype, got {matmul_dtype}")
         if mm in ("bfloat16", "float16") and nx.name != "torch":
-            raise ValueError(f"matmul_dtype={mm} needs torch tensors (numpy has no {mm} GEMM)")
-        self.matmul_dtype_name = mm
+            raise ValueError(f"matmul_dtype={matmul_dtype} needs torch tensors "
+                             f"(numpy has no {mm} GEMM)")
+        self.matmul_dtype_name = "bfloat16x3" if split else mm
         self.reg = float(reg)
-        self.X = nx.asarray(X, dtype=mm)
+        self.X = _split3(nx, X, (0, 0, 1)) if split else nx.asarray(X, dtype=mm)
         self.U = nx.asarray(U, dtype=name, like=self.X)  # full precision, for features
         self.device = nx.device(self.X)
         # On a GPU (or with 16-bit GEMMs) the GEMM reads U / reg and yields S / reg with
@@ -109,7 +136,8 @@ class KernelBlocks:
         self._prescaled = self.device.startswith("cuda") or mm != name
         if self._prescaled:
             wide = "float64" if mm == "float64" else "float32"
-            Us = nx.astype(nx.asarray(U, dtype=wide, like=self.X) * (1.0 / self.reg), mm)
+            Us = nx.asarray(U, dtype=wide, like=self.X) * (1.0 / self.reg)
+            Us = _split3(nx, Us, (0, 1, 0)) if split else nx.astype(Us, mm)
         else:
             Us = nx.asarray(U, dtype=mm, like=self.X)
         if nx.name == "numpy":

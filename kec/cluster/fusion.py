@@ -15,10 +15,12 @@ here). KEC's fusion is the plain concatenation :math:`[x_i ; \kappa_i]`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from kec.cluster._checks import ClusteringInputError, as_features, check_positive, l2_normalize_rows
+from kec.cluster.backend import Backend, as_backend_array, get_backend
 
 DEFAULT_GAMMA = 0.01
 FUSION_MODES = ("sum", "concat")
@@ -37,7 +39,8 @@ def _stack(modalities: Sequence[np.ndarray]) -> list[np.ndarray]:
     return mods
 
 
-def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA) -> np.ndarray:
+def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA,
+                     device: str | None = None) -> np.ndarray:
     r"""CAE's per-image modality weights :math:`w^m_i` (docs/methods.md §3.3).
 
     Parameters
@@ -47,31 +50,59 @@ def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GA
         :math:`x^u`, :math:`x^v`).
     gamma : float
         Temperature :math:`\gamma` (0.01 in CAE).
+    device : str, optional
+        Where to compute (:func:`kec.cluster.backend.as_backend_array`); the result is
+        numpy either way.
 
     Returns
     -------
     numpy.ndarray
         ``(N, m)`` float32, rows sum to 1.
     """
-    mods = _stack(modalities)
-    gamma = check_positive(gamma, "gamma")
-    units = [l2_normalize_rows(m.copy()) for m in mods]
-    p = l2_normalize_rows(np.mean(mods, axis=0))
-    logits = np.stack([(u * p).sum(axis=1) for u in units], axis=1).astype(np.float64) / gamma
-    logits -= logits.max(axis=1, keepdims=True)
-    w = np.exp(logits)
-    w /= w.sum(axis=1, keepdims=True)
-    return w.astype(np.float32)
+    mods = _on_device(_stack(modalities), device)
+    return _host(_weights_of(mods, check_positive(gamma, "gamma")))
+
+
+def _on_device(mods: list[np.ndarray], device: str | None) -> list[Any]:
+    return [as_backend_array(m, device, "float32") for m in mods]
+
+
+def _host(x: Any) -> np.ndarray:
+    return np.asarray(get_backend(x).to_numpy(x))
+
+
+def _unit_rows(nx: Backend, x: Any, eps: float = 1e-12) -> Any:
+    return x / nx.maximum(nx.norm(x, axis=1, keepdims=True), eps)
+
+
+def _weights_of(mods: list[Any], gamma: float) -> Any:
+    """:math:`w^m_i` on the modalities' backend and device, ``(N, m)`` float32."""
+    nx = get_backend(mods[0])
+    total = mods[0].copy() if nx.name == "numpy" else mods[0].clone()
+    for m in mods[1:]:
+        total += m
+    p = _unit_rows(nx, total)
+    del total
+    logits = nx.concatenate(
+        [nx.astype(nx.sum(_unit_rows(nx, m) * p, axis=1, keepdims=True), "float64")
+         for m in mods], axis=1) / gamma
+    logits -= nx.max(logits, axis=1, keepdims=True)
+    w = nx.exp(logits)
+    w /= nx.sum(w, axis=1, keepdims=True)
+    return nx.astype(w, "float32")
+
+
+def _sum_of(mods: list[Any], w: Any) -> Any:
+    out = w[:, 0:1] * mods[0]
+    for k, m in enumerate(mods[1:], start=1):
+        out += w[:, k : k + 1] * m
+    return out
 
 
 def weighted_sum(modalities: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
     r""":math:`\sum_m w^m_i x^m_i`, ``(N, d)`` float32 (not renormalised)."""
     mods = _stack(modalities)
-    w = _weights(weights, mods)
-    out = np.zeros_like(mods[0])
-    for k, m in enumerate(mods):
-        out += w[:, k : k + 1] * m
-    return out
+    return _sum_of(mods, _weights(weights, mods))
 
 
 def weighted_concat(modalities: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -91,15 +122,22 @@ def _weights(weights: np.ndarray, mods: list[np.ndarray]) -> np.ndarray:
 
 
 def adaptive_fusion(
-    modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA, mode: str = "sum"
+    modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA, mode: str = "sum",
+    device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`adaptive_weights` then :func:`weighted_sum` (``mode="sum"``) or
-    :func:`weighted_concat` (``mode="concat"``). Returns ``(fused, weights)``."""
+    :func:`weighted_concat` (``mode="concat"``), computed on ``device`` (numpy out).
+    Returns ``(fused, weights)``."""
     if mode not in FUSION_MODES:
         raise ClusteringInputError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
-    w = adaptive_weights(modalities, gamma)
-    fused = weighted_sum(modalities, w) if mode == "sum" else weighted_concat(modalities, w)
-    return fused, w
+    gamma = check_positive(gamma, "gamma")
+    mods = _stack(modalities)
+    if mode == "concat":
+        w = adaptive_weights(mods, gamma, device)
+        return weighted_concat(mods, w), w
+    dev = _on_device(mods, device)
+    w = _weights_of(dev, gamma)
+    return _host(_sum_of(dev, w)), _host(w)
 
 
 def concat(parts: Sequence[np.ndarray], *, normalize: bool = True) -> np.ndarray:

@@ -41,10 +41,12 @@ from kec.cluster._checks import (
     l2_normalize_rows,
     same_dim,
 )
+from kec.cluster.backend import as_backend_array, get_backend
 from kec.cluster.ot import OTResult, solve_and_transport
 
 DEFAULT_TEMPERATURE = 0.01
 BLOCK_BYTES = 32 * 2**20
+GPU_BLOCK_BYTES = 512 * 2**20
 ATTRIBUTE_MODES = ("transport", "elementwise")
 
 
@@ -80,38 +82,50 @@ class Grounding:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _rows(width: int) -> int:
-    return max(1, BLOCK_BYTES // max(1, 4 * width))
+def _rows(width: int, device: str) -> int:
+    budget = GPU_BLOCK_BYTES if device.startswith("cuda") else BLOCK_BYTES
+    return max(1, budget // max(1, 4 * width))
 
 
 def weight_blocks(
-    X: np.ndarray,
-    U: np.ndarray,
+    X: Any,
+    U: Any,
     *,
     temperature: float | None = None,
     ot: OTResult | None = None,
-) -> Iterator[tuple[slice, np.ndarray]]:
+    device: str | None = None,
+) -> Iterator[tuple[slice, Any]]:
     r"""Row blocks of per-image weights over the texts ``U``.
 
     With ``temperature``: :math:`\mathrm{softmax}_j(x_i\cdot u_j / T)`. With ``ot``: the
     row-normalised plan :math:`T_{ij}/\sum_j T_{ij} = \mathrm{softmax}_j(\log v_j +
-    S_{ij}/\varepsilon)`. Yields ``(row_slice, float32 block)``.
+    S_{ij}/\varepsilon)`. Yields ``(row_slice, float32 block)``: numpy for numpy inputs
+    and ``device`` None or ``"cpu"``, else a torch tensor on ``device`` (or on the
+    inputs' device), one code path over :mod:`kec.cluster.backend`.
     """
     if (temperature is None) == (ot is None):
         raise ValueError("give exactly one of temperature and ot")
+    Xb = as_backend_array(X, device, "float32")
+    nx = get_backend(Xb)
+    Ub = nx.asarray(U, dtype="float32", like=Xb)
     scale = 1.0 / (ot.reg if ot is not None else float(temperature))
-    shift = None if ot is None else ot.log_v.astype(np.float32)
-    step = _rows(U.shape[0])
-    for start in range(0, X.shape[0], step):
-        sl = slice(start, min(start + step, X.shape[0]))
-        z = X[sl] @ U.T
-        z *= np.float32(scale)
+    shift = None if ot is None else nx.asarray(ot.log_v, dtype="float32", like=Xb)
+    step = _rows(Ub.shape[0], nx.device(Xb))
+    Ut = Ub.T
+    for start in range(0, Xb.shape[0], step):
+        sl = slice(start, min(start + step, Xb.shape[0]))
+        z = nx.matmul(Xb[sl], Ut)
+        z *= scale
         if shift is not None:
             z += shift
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        z -= nx.max(z, axis=1, keepdims=True)
+        nx.exp(z, out=z)
+        z /= nx.sum(z, axis=1, keepdims=True)
         yield sl, z
+
+
+def _to_host(x: Any) -> np.ndarray:
+    return np.asarray(get_backend(x).to_numpy(x))
 
 
 def mean_weights_per_cluster(
@@ -122,18 +136,28 @@ def mean_weights_per_cluster(
     *,
     temperature: float | None = None,
     ot: OTResult | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
-    """``(K, M)`` mean weight of every text over each cluster's members (blockwise)."""
+    """``(K, M)`` mean weight of every text over each cluster's members (blockwise,
+    on ``device`` as :func:`weight_blocks`); numpy float64."""
     labels = np.asarray(labels, dtype=np.int64)
-    out = np.zeros((n_clusters, U.shape[0]))
-    for sl, w in weight_blocks(X, U, temperature=temperature, ot=ot):
-        lab = labels[sl]
-        onehot = sparse.csr_matrix(
-            (np.ones(lab.size), (lab, np.arange(lab.size))), shape=(n_clusters, lab.size)
-        )
-        out += onehot @ w.astype(np.float64)
+    out: Any = None
+    for sl, w in weight_blocks(X, U, temperature=temperature, ot=ot, device=device):
+        nx = get_backend(w)
+        if out is None:
+            out = nx.zeros((n_clusters, w.shape[1]), dtype="float64", device=nx.device(w))
+            lab_all = nx.asarray(labels, device=nx.device(w))
+        lab = lab_all[sl]
+        if nx.name == "numpy":
+            onehot = sparse.csr_matrix(
+                (np.ones(lab.size), (lab, np.arange(lab.size))), shape=(n_clusters, lab.size))
+            out += onehot @ w.astype(np.float64)
+        else:
+            out.index_add_(0, lab, w.double())
+    if out is None:
+        out = np.zeros((n_clusters, np.shape(U)[0]))
     counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    return out / np.maximum(counts, 1.0)[:, None]
+    return _to_host(out) / np.maximum(counts, 1.0)[:, None]
 
 
 def _check(X: Any, zeta: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +168,8 @@ def _check(X: Any, zeta: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def softmax_attribute_view(
-    X: np.ndarray, attr_emb: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
+    X: np.ndarray, attr_emb: np.ndarray, temperature: float = DEFAULT_TEMPERATURE,
+    device: str | None = None,
 ) -> np.ndarray:
     r"""Attribute view of every image by softmax over all attribute texts, ``(N, d)``.
 
@@ -159,20 +184,25 @@ def softmax_attribute_view(
     same_dim(X, E, "image features", "attribute embeddings")
     temperature = check_positive(temperature, "temperature")
     out = np.empty((X.shape[0], E.shape[1]), dtype=np.float32)
-    for sl, w in weight_blocks(X, E, temperature=temperature):
-        out[sl] = w @ E
+    Eb: Any = None
+    for sl, w in weight_blocks(X, E, temperature=temperature, device=device):
+        if Eb is None:
+            Eb = get_backend(w).asarray(E, like=w)
+        out[sl] = _to_host(w @ Eb)
     return out
 
 
 def concept_weights(
-    X: np.ndarray, zeta: np.ndarray, temperature: float = DEFAULT_TEMPERATURE
+    X: np.ndarray, zeta: np.ndarray, temperature: float = DEFAULT_TEMPERATURE,
+    device: str | None = None,
 ) -> np.ndarray:
-    r""":math:`\omega_{i,q} = \mathrm{softmax}_q(x_i\cdot\zeta_q/T)`, ``(N, Q)`` float32."""
+    r""":math:`\omega_{i,q} = \mathrm{softmax}_q(x_i\cdot\zeta_q/T)`, ``(N, Q)`` float32
+    (computed on ``device``, returned as numpy)."""
     X, Z = _check(X, zeta)
     temperature = check_positive(temperature, "temperature")
     out = np.empty((X.shape[0], Z.shape[0]), dtype=np.float32)
-    for sl, w in weight_blocks(X, Z, temperature=temperature):
-        out[sl] = w
+    for sl, w in weight_blocks(X, Z, temperature=temperature, device=device):
+        out[sl] = _to_host(w)
     return out
 
 
@@ -199,6 +229,7 @@ def ground_softmax(
     zeta: np.ndarray,
     attr_mean: np.ndarray,
     temperature: float = DEFAULT_TEMPERATURE,
+    device: str | None = None,
 ) -> Grounding:
     r"""KEC's per-image grounding (docs/methods.md §2.4), exactly as written.
 
@@ -224,7 +255,7 @@ def ground_softmax(
         raise ClusteringInputError(
             f"attribute means have shape {M.shape}, expected {Z.shape} (one row per concept)"
         )
-    omega = concept_weights(X, Z, temperature)
+    omega = concept_weights(X, Z, temperature, device)
     c = omega @ Z
     a = X * (omega @ M)
     return Grounding(omega, c, a, c + a, "softmax", info={"temperature": float(temperature)})
@@ -239,6 +270,7 @@ def ground_ot(
     ot_method: str = "auto",
     attribute_mode: str = "transport",
     ot_params: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> Grounding:
     r"""kec+cae grounding: CAE's OT alignment applied to KEC's hierarchy (docs/methods.md §4).
 
@@ -261,6 +293,9 @@ def ground_ot(
         ``(L, d)`` embeddings of all attribute texts (uni and pair).
     reg, ot_method, ot_params
         Passed to :func:`kec.cluster.ot.solve_and_transport`.
+    device : str, optional
+        Where the concept weights are computed (the OT solves take theirs from
+        ``ot_params``); results are numpy.
     attribute_mode : {"transport", "elementwise"}
         See above.
     """
@@ -275,8 +310,8 @@ def ground_ot(
     Zn = l2_normalize_rows(Z.copy())
     c, res_c = solve_and_transport(X, Zn, ot_method, reg=reg, **params)
     weights = np.empty((X.shape[0], Z.shape[0]), dtype=np.float32)
-    for sl, w in weight_blocks(X, Zn, ot=res_c):
-        weights[sl] = w
+    for sl, w in weight_blocks(X, Zn, ot=res_c, device=device):
+        weights[sl] = _to_host(w)
     if attribute_mode == "transport":
         a, res_a = solve_and_transport(X, A, ot_method, reg=reg, **params)
     else:
@@ -285,7 +320,7 @@ def ground_ot(
         res_a = solve_ot(X, A, ot_method, reg=reg, **params)
         a = np.empty_like(X)
         for sl, w in weight_blocks(X, A, ot=res_a):
-            a[sl] = X[sl] * (w @ A)
+            a[sl] = X[sl] * (_to_host(w) @ A)
     info = {"reg": float(reg), "attribute_mode": attribute_mode,
             "concept_ot": _ot_summary(res_c), "attribute_ot": _ot_summary(res_a)}
     return Grounding(weights, c, a, c + a, "ot", res_c, res_a, info)

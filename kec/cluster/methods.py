@@ -292,14 +292,14 @@ def run_kec(
     stages = _Stages()
     info: dict[str, Any] = {}
     with stages("ground"):
-        g = ground_softmax(X, kf.zeta, kf.attribute_means(), temperature)
+        g = ground_softmax(X, kf.zeta, kf.attribute_means(), temperature, device=device)
     if fusion == "concat":
         with stages("cluster"):
             feats = kec_concat(X, g.kappa, normalize=normalize_parts)
             labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params, device)
     else:
         with stages("guard"):
-            attr_view = (softmax_attribute_view(X, kf.attr_emb, temperature)
+            attr_view = (softmax_attribute_view(X, kf.attr_emb, temperature, device)
                          if kf.attr_emb.shape[0] else None)
             labels, feats, dec = guarded_cluster(
                 X, g.concept, attr_view, k, beta=beta,
@@ -310,7 +310,7 @@ def run_kec(
         cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, temperature=temperature,
-                                 n_names=n_names, n_attributes=n_attributes)
+                                 n_names=n_names, n_attributes=n_attributes, device=device)
     params = {"n_clusters": k, "device": device,
               "temperature": temperature, "pair_attributes": pair_attributes,
               "normalize_parts": normalize_parts, "fusion": fusion,
@@ -372,7 +372,7 @@ def run_cae(
         info[f"ot_{name}"] = _ot_info(res)
         del feats
     with stages("fusion"):
-        fused, w = adaptive_fusion(modalities, gamma, fusion)
+        fused, w = adaptive_fusion(modalities, gamma, fusion, device=device)
         info["mean_fusion_weights"] = _mean_weights(["image"] + [n for n, _ in texts], w)
     del modalities
     with stages("cluster"):
@@ -443,7 +443,8 @@ def run_kec_cae(
     info: dict[str, Any] = {}
     with stages("ground"):
         g = ground_ot(X, kf.zeta, kf.attr_emb, reg=reg, ot_method=ot_method,
-                      attribute_mode=attribute_mode, ot_params=_ot_kwargs(ot_params, device))
+                      attribute_mode=attribute_mode, ot_params=_ot_kwargs(ot_params, device),
+                      device=device)
     info.update(g.info)
     levels: list[tuple[str, np.ndarray]] = []
     caption_source = None
@@ -487,7 +488,7 @@ def run_kec_cae(
             pass
         elif fusion == "adaptive":
             mods = [X, g.concept, g.attribute] + [f for _, f in levels]
-            fused, w = adaptive_fusion(mods, gamma, fusion_mode)
+            fused, w = adaptive_fusion(mods, gamma, fusion_mode, device=device)
             names = ["image", "concepts", "attributes"] + [n for n, _ in levels]
             info["mean_fusion_weights"] = _mean_weights(names, w)
         else:
@@ -498,7 +499,7 @@ def run_kec_cae(
             labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params, device)
     with stages("naming"):
         clusters = name_clusters(X, labels, k, kf, g, n_names=n_names,
-                                 n_attributes=n_attributes)
+                                 n_attributes=n_attributes, device=device)
     params = {"n_clusters": k, "device": device, "reg": reg,
               "ot_method": ot_method, "ot": _jsonable(ot_params),
               "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
@@ -536,6 +537,7 @@ def name_clusters(
     temperature: float = DEFAULT_TEMPERATURE,
     n_names: int = 3,
     n_attributes: int = 3,
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
     """Name and explain every cluster from its members' grounding weights.
 
@@ -562,10 +564,10 @@ def name_clusters(
     if knowledge.attr_emb.shape[0]:
         if grounding.attribute_ot is not None:
             attr_scores = mean_weights_per_cluster(X, knowledge.attr_emb, labels, k,
-                                                   ot=grounding.attribute_ot)
+                                                   ot=grounding.attribute_ot, device=device)
         else:
             attr_scores = mean_weights_per_cluster(X, knowledge.attr_emb, labels, k,
-                                                   temperature=temperature)
+                                                   temperature=temperature, device=device)
     else:
         attr_scores = np.zeros((k, 0))
     centroids = np.asarray(onehot @ X.astype(np.float64))

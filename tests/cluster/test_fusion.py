@@ -70,3 +70,23 @@ def test_errors():
         kec_concat(X, X[:, :2])
     with pytest.raises(ClusteringInputError, match="different numbers of rows"):
         concat([X, X[:2]])
+
+
+def test_adaptive_fusion_on_torch_matches_numpy():
+    torch = pytest.importorskip("torch")
+    from kec.cluster.fusion import _sum_of, _weights_of, adaptive_fusion
+
+    rng = np.random.default_rng(5)
+    mods = [rng.standard_normal((200, 8)).astype(np.float32) for _ in range(3)]
+    ref_f, ref_w = adaptive_fusion(mods, 0.05)
+    # the device path (what device="cuda" runs), on CPU tensors
+    tmods = [torch.from_numpy(m) for m in mods]
+    got_w = _weights_of(tmods, 0.05)
+    got_f = _sum_of(tmods, got_w)
+    assert isinstance(got_f, torch.Tensor) and got_w.dtype == torch.float32
+    np.testing.assert_allclose(got_w.numpy(), ref_w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got_f.numpy(), ref_f, rtol=1e-4, atol=1e-5)
+    # the weights follow the agreement with the mean direction: a modality that is the
+    # negation of another gets (near) zero weight everywhere
+    _, w = adaptive_fusion([mods[0], mods[0], -mods[0]], 0.05)
+    assert w[:, 2].max() < 1e-6

@@ -115,3 +115,28 @@ def test_errors(tiny):
         concept_weights(X, zeta, 0.0)
     with pytest.raises(ClusteringInputError, match="attribute_mode"):
         ground_ot(X, zeta, xi, attribute_mode="mean")
+
+
+def test_torch_weight_blocks_match_numpy():
+    """One code path: torch tensors (CPU here, CUDA on a GPU) give numpy's weights."""
+    torch = pytest.importorskip("torch")
+    from kec.cluster.grounding import mean_weights_per_cluster, weight_blocks
+    from kec.cluster.ot import solve_ot
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    U = rng.standard_normal((7, 16)).astype(np.float32)
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 300)
+    res = solve_ot(X, U)
+    for kw in ({"temperature": 0.05}, {"ot": res}):
+        ref = np.concatenate([w for _, w in weight_blocks(X, U, **kw)])
+        got = [w for _, w in weight_blocks(torch.from_numpy(X), U, **kw)]
+        assert all(isinstance(w, torch.Tensor) for w in got)
+        np.testing.assert_allclose(torch.cat(got).numpy(), ref, rtol=1e-5, atol=1e-6)
+        m_ref = mean_weights_per_cluster(X, U, labels, 4, **kw)
+        m_t = mean_weights_per_cluster(torch.from_numpy(X), U, labels, 4, **kw)
+        np.testing.assert_allclose(m_t, m_ref, rtol=1e-5, atol=1e-7)
+        # the means really are per cluster: cluster 0's row is its members' mean
+        np.testing.assert_allclose(m_ref[0], ref[labels == 0].mean(0), rtol=1e-5, atol=1e-7)

@@ -506,3 +506,33 @@ def test_prescaled_kernel_cached_and_streamed_identical(clip_problem):
     b = sinkhorn_log_chunked(Xt, Ut, block_rows=30, cache_bytes=0, matmul_dtype="bfloat16")
     assert b.info["block_computations"] == 4 * b.n_iter and a.info["cached_bytes"] > 0
     assert torch.equal(a.log_v, b.log_v) and a.n_iter == b.n_iter
+
+
+def test_split_bfloat16_gemm_is_close_to_float32(clip_problem):
+    """``bfloat16x3`` (the GPU default): hi/lo splits recover ~16 mantissa bits."""
+    from kec.cluster._kernel import _split3
+    from kec.cluster.backend import get_backend
+
+    X, U, _ = clip_problem
+    Xt, Ut = torch.from_numpy(X), torch.from_numpy(U)
+    nx = get_backend(Xt)
+    S = Xt.double() @ Ut.double().T
+    S3 = (_split3(nx, Xt, (0, 0, 1)).double() @ _split3(nx, Ut, (0, 1, 0)).double().T)
+    S1 = Xt.bfloat16().double() @ Ut.bfloat16().double().T
+    err3, err1 = float((S3 - S).abs().max()), float((S1 - S).abs().max())
+    assert err3 < 1e-5 and err3 < err1 / 50  # plain bfloat16 is ~1e-3 off
+    feats, res = solve_and_transport(Xt, Ut, "chunked", matmul_dtype="bfloat16x3")
+    ref, res_ref = solve_and_transport(Xt, Ut, "chunked")
+    assert res.converged and res.info["matmul_dtype"] == "bfloat16x3"
+    T = plan_from_duals(Xt, Ut, res).numpy()
+    T_ref = plan_from_duals(Xt, Ut, res_ref).numpy()
+    assert np.abs(T - T_ref).sum() / T_ref.sum() < 1e-3
+    assert (feats * ref).sum(1).min() > 1 - 1e-6
+    with pytest.raises(ClusteringInputError, match="torch"):
+        solve_ot(X, U, "chunked", matmul_dtype="bfloat16x3")
+
+
+def test_gpu_default_gemm_precision_is_cpu_exact():
+    from kec.cluster.ot import GPU_MATMUL_DTYPE, _gpu_matmul_dtype
+
+    assert _gpu_matmul_dtype("cpu") is None and GPU_MATMUL_DTYPE == "bfloat16x3"
