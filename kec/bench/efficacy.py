@@ -287,7 +287,7 @@ class EfficacyBench:
         guard = res.info.get("guard")
         if guard:
             row["guard"] = guard["mode"]
-            row["consistency"] = guard["consistency"]
+            row["corroboration"] = guard["corroboration"]
             row["agreement"] = guard["agreement"]
         return row
 
@@ -400,7 +400,7 @@ def check_targets(summary: list[dict[str, Any]],
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     cols = ["regime", "method", "knowledge", "seed", "status", "acc", "nmi", "ari",
-            "seconds", "guard", "consistency", "agreement", "note"]
+            "seconds", "guard", "agreement", "corroboration", "note"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()

@@ -95,15 +95,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gamma", type=float, default=0.01,
                    help="cae, kec+cae: adaptive fusion temperature (default: %(default)s)")
     g.add_argument("--fusion", choices=("guarded", "sum", "concat", "kec"), default=None,
-                   help="kec, kec+cae: 'guarded' (default) measures whether the knowledge "
-                        "is self-consistent on the data and whether the raw features agree "
-                        "with it, then trusts it accordingly (docs/methods.md §4.3); "
+                   help="kec, kec+cae: 'guarded' (default) trusts the knowledge only "
+                        "where the data corroborates it: in the raw features' own clusters, "
+                        "or in what is left once those are projected out as a nuisance "
+                        "(docs/methods.md §4.3); "
                         "kec: 'concat' = KEC's [x ; kappa]; kec+cae: 'sum'/'concat' = CAE's "
                         "adaptive fusion, 'kec' = [x ; c + a]; cae: 'sum' (default) or "
                         "'concat'")
-    g.add_argument("--beta", type=float, default=1.0,
+    g.add_argument("--beta", type=float, default=0.25,
                    help="kec, kec+cae: weight of the knowledge views when guarded fusion "
-                        "lets the knowledge lead (default: %(default)s)")
+                        "finds a nuisance and projects it out (default: %(default)s)")
     g.add_argument("--attribute-mode", choices=("transport", "elementwise"),
                    default="transport", help="kec+cae: attribute level (default: %(default)s)")
     g.add_argument("--no-pair-attributes", action="store_true",

@@ -432,8 +432,8 @@ class KEC(_MethodEstimator):
     fusion : {"guarded", "concat"}
         Guarded fusion (default) or KEC's published concatenation :math:`[x ; \kappa]`.
     beta : float
-        Weight of the knowledge views in guarded fusion's ``knowledge`` mode.
-    consistency_threshold, agreement_threshold : float
+        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
+    corroboration_threshold, agreement_threshold : float
         Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
     normalize_parts : bool
         L2-normalise :math:`x_i` and :math:`\kappa_i` before joining them.
@@ -457,8 +457,8 @@ class KEC(_MethodEstimator):
         pair_attributes: bool = True,
         normalize_parts: bool = True,
         fusion: str = "guarded",
-        beta: float = 1.0,
-        consistency_threshold: float = 0.5,
+        beta: float = 0.25,
+        corroboration_threshold: float = 0.2,
         agreement_threshold: float = 0.5,
         clusterer: str = "kmeans",
         random_state: int | None = 0,
@@ -476,7 +476,7 @@ class KEC(_MethodEstimator):
         self.normalize_parts = normalize_parts
         self.fusion = fusion
         self.beta = beta
-        self.consistency_threshold = consistency_threshold
+        self.corroboration_threshold = corroboration_threshold
         self.agreement_threshold = agreement_threshold
         self.clusterer = clusterer
         self.random_state = random_state
@@ -612,8 +612,8 @@ class KECCAE(_MethodEstimator):
     fusion : {"guarded", "adaptive", "kec"}
         Guarded fusion (default), CAE's adaptive weights, or KEC's concatenation.
     beta : float
-        Weight of the knowledge views in guarded fusion's ``knowledge`` mode.
-    consistency_threshold, agreement_threshold : float
+        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
+    corroboration_threshold, agreement_threshold : float
         Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
     fusion_mode : {"sum", "concat"}
         For ``fusion="adaptive"``.
@@ -643,8 +643,8 @@ class KECCAE(_MethodEstimator):
         fusion: str = "guarded",
         fusion_mode: str = "sum",
         gamma: float = 0.01,
-        beta: float = 1.0,
-        consistency_threshold: float = 0.5,
+        beta: float = 0.25,
+        corroboration_threshold: float = 0.2,
         agreement_threshold: float = 0.5,
         n_overclusters: int | None = None,
         rule: str | int = "auto",
@@ -671,7 +671,7 @@ class KECCAE(_MethodEstimator):
         self.fusion_mode = fusion_mode
         self.gamma = gamma
         self.beta = beta
-        self.consistency_threshold = consistency_threshold
+        self.corroboration_threshold = corroboration_threshold
         self.agreement_threshold = agreement_threshold
         self.n_overclusters = n_overclusters
         self.rule = rule

@@ -2,42 +2,46 @@ r"""Guarded fusion: decide, from the data, how far to trust the knowledge.
 
 Grounded knowledge can help a lot (when the raw features are dominated by a nuisance,
 such as a photo's background) and can hurt a lot (when the knowledge is poor, or the
-raw features already separate the classes). kec measures two things on the items
-themselves and chooses one of three ways to cluster (docs/methods.md §4.3):
+raw features already separate the classes). kec trusts the knowledge only where the
+data corroborates it, and measures that on the items themselves (docs/methods.md §4.3).
 
-**Consistency** :math:`s_{ca}` — does the knowledge agree with itself on this data?
-The items are clustered twice, once on their grounded concept feature :math:`c_i` and
-once on their grounded attribute feature :math:`a_i`, and
+Three partitions of the items, each by spherical k-means with K clusters: :math:`P_x`
+on the raw features :math:`x_i`, :math:`P_c` on the grounded concept features
+:math:`\hat c_i`, and, when needed, :math:`P_r` on the **residual** features
 
 .. math::
-    s_{ca} = \mathrm{NMI}(P_c, P_a).
+    x^\perp_i = \mathrm{normalize}\big((I - QQ^\top)\,x_i\big),
 
-Good knowledge has attributes that describe its concepts, so items that ground to a
-concept also ground to its attributes and the two partitions agree. Placeholder or
-unrelated attributes, or concepts that do not describe the items, give partitions
-that agree by chance only.
+where the columns of :math:`Q` span the between-cluster subspace of :math:`P_x` (the
+top :math:`K-1` right singular vectors of its centred cluster means). If :math:`P_x`
+follows a nuisance, :math:`Q` estimates the nuisance directions and :math:`x^\perp`
+is what is left once they are projected out (the linear-projection idea of Ravfogel
+et al. 2020, arXiv:2004.07667, and Chuang et al. 2023, arXiv:2302.00070, with the
+directions found by the data's own clusters instead of labels or prompts).
 
-**Agreement** :math:`s_{xc} = \mathrm{NMI}(P_x, P_c)` — do the raw features' own
-clusters :math:`P_x` (k-means on :math:`x_i`) describe the same partition as the
-knowledge?
+**Agreement** :math:`s_{xc} = \mathrm{NMI}(P_x, P_c)`: does the data's dominant
+structure match the knowledge? **Corroboration** :math:`s_{rc} = \mathrm{NMI}(P_r,
+P_c)`: does the data's structure *after the dominant one is removed* match it?
 
 Decision (thresholds are kec's choices, parameters of :func:`decide`):
 
 ``refine``
-    :math:`s_{xc} \ge \theta_x`: the raw features' own clusters are close to the
-    knowledge's; start from the knowledge partition, refine it on :math:`x` alone
-    (spherical Lloyd iterations), and keep it only if it fits :math:`x` better than
-    k-means with restarts does (higher spherical objective): the knowledge proposes a
-    basin, the data has the last word.
-``knowledge``
-    :math:`s_{xc} < \theta_x` and :math:`s_{ca} \ge \theta_c`: the knowledge is
-    self-consistent but the raw features' dominant structure is unrelated to it (a
-    nuisance); start from the knowledge partition and refine it on
-    :math:`[x_i ; \beta \hat c_i ; \beta \hat a_i]`.
+    :math:`s_{xc} \ge \theta_x`: start from the knowledge partition, refine it on
+    :math:`x` alone (spherical Lloyd iterations), and keep it only if it fits :math:`x`
+    better than k-means with restarts does: the knowledge proposes a basin, the data
+    has the last word.
+``nuisance``
+    :math:`s_{xc} < \theta_x`, :math:`s_{rc} \ge \theta_r` and :math:`s_{rc} > s_{xc}`:
+    the knowledge describes the data's secondary structure better than its dominant
+    one, so the dominant one is taken for a nuisance. Refine the knowledge partition on
+    :math:`x^\perp` (kept only if it beats k-means on :math:`x^\perp`), then run Lloyd
+    on :math:`[x^\perp_i ; \beta \hat c_i ; \beta \hat a_i]` from there.
 ``data``
-    otherwise (knowledge that disagrees with the data and is not self-consistent):
-    cluster :math:`x` alone (k-means with restarts). The knowledge still names the
-    clusters.
+    otherwise: cluster :math:`x` alone (k-means with restarts). The knowledge still
+    names the clusters.
+
+Knowledge that is self-consistent but corroborated by nothing in the data (a wrong or
+unrelated knowledge file) therefore never drives the partition.
 """
 
 from __future__ import annotations
@@ -49,10 +53,10 @@ import numpy as np
 
 from kec.cluster._checks import ClusteringInputError, l2_normalize_rows
 
-MODES = ("data", "refine", "knowledge")
-DEFAULT_CONSISTENCY = 0.5
+MODES = ("data", "refine", "nuisance")
 DEFAULT_AGREEMENT = 0.5
-DEFAULT_BETA = 1.0
+DEFAULT_CORROBORATION = 0.2
+DEFAULT_BETA = 0.25
 
 
 @dataclass
@@ -62,22 +66,27 @@ class GuardDecision:
     Attributes
     ----------
     mode : str
-        ``"data"``, ``"refine"`` or ``"knowledge"``.
-    consistency : float or None
-        :math:`s_{ca}` (``None`` without an attribute level).
+        ``"data"``, ``"refine"`` or ``"nuisance"``.
     agreement : float
         :math:`s_{xc}`.
+    corroboration : float or None
+        :math:`s_{rc}` (``None`` when not measured: high agreement, or K too large
+        for the dimension).
     knowledge_labels, data_labels : numpy.ndarray
         :math:`P_c` and :math:`P_x`.
+    residual, residual_labels : numpy.ndarray or None
+        :math:`x^\\perp` and :math:`P_r` when measured.
     info : dict
         JSON-ready summary (thresholds and scores).
     """
 
     mode: str
-    consistency: float | None
     agreement: float
+    corroboration: float | None
     knowledge_labels: np.ndarray
     data_labels: np.ndarray
+    residual: np.ndarray | None = None
+    residual_labels: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,19 +137,42 @@ def lloyd_refine(
     return y, it
 
 
+def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, int]:
+    r"""Rows of ``X`` with the between-cluster subspace of ``labels`` projected out.
+
+    .. math::
+        x^\perp_i = \mathrm{normalize}\big((I - QQ^\top)\,x_i\big), \qquad
+        Q = V_{:, 1..r}, \quad \bar\mu - \mathbf 1 m^\top = U\Sigma V^\top
+
+    with :math:`\bar\mu` the ``(K', d)`` means of the non-empty clusters, :math:`m` their
+    mean and :math:`r = K' - 1` (at most ``d - 1``). Returns ``(x_perp, r)``, float32.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    sums = np.zeros((int(n_clusters), X.shape[1]), dtype=np.float64)
+    np.add.at(sums, y, X)
+    counts = np.bincount(y, minlength=int(n_clusters))
+    means = sums[counts > 0] / counts[counts > 0, None]
+    rank = min(means.shape[0] - 1, X.shape[1] - 1)
+    if rank < 1:
+        return l2_normalize_rows(X.copy()), 0
+    _, _, vt = np.linalg.svd(means - means.mean(axis=0), full_matrices=False)
+    Q = vt[:rank].T.astype(np.float32)
+    return l2_normalize_rows(X - (X @ Q) @ Q.T), rank
+
+
 def decide(
     X: np.ndarray,
     concept: np.ndarray,
-    attribute: np.ndarray | None,
     n_clusters: int,
     *,
-    consistency_threshold: float = DEFAULT_CONSISTENCY,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
     device: str | None = None,
 ) -> GuardDecision:
-    """Measure consistency and agreement and pick the mode (see the module docstring).
+    """Measure agreement (and, below its threshold, corroboration) and pick the mode.
 
     Parameters
     ----------
@@ -148,39 +180,50 @@ def decide(
         ``(N, d)`` raw features.
     concept : numpy.ndarray
         ``(N, d)`` grounded concept features :math:`c_i`.
-    attribute : numpy.ndarray or None
-        ``(N, d)`` grounded attribute features :math:`a_i` (``None``: knowledge without
-        attributes; consistency cannot be measured, so the mode is ``refine`` or
-        ``data``).
     n_clusters : int
         K.
-    consistency_threshold, agreement_threshold : float
-        :math:`\\theta_c` and :math:`\\theta_x`.
+    agreement_threshold, corroboration_threshold : float
+        :math:`\\theta_x` and :math:`\\theta_r` (see the module docstring).
     random_state, n_init, device
-        Of the three k-means runs.
+        Of the k-means runs (two or three).
     """
     k = int(n_clusters)
+    X = np.asarray(X, dtype=np.float32)
     p_c = _kmeans(l2_normalize_rows(np.array(concept, dtype=np.float32)), k, random_state,
                   n_init, device)
     p_x = _kmeans(X, k, random_state, n_init, device)
     agreement = _nmi(p_x, p_c)
-    consistency = None
-    if attribute is not None:
-        p_a = _kmeans(l2_normalize_rows(np.array(attribute, dtype=np.float32)), k,
-                      random_state, n_init, device)
-        consistency = _nmi(p_c, p_a)
+    info: dict[str, Any] = {"agreement": round(agreement, 4), "corroboration": None,
+                            "agreement_threshold": agreement_threshold,
+                            "corroboration_threshold": corroboration_threshold}
     if agreement >= agreement_threshold:
-        mode = "refine"
-    elif consistency is not None and consistency >= consistency_threshold:
-        mode = "knowledge"
-    else:
-        mode = "data"
-    info = {"mode": mode,
-            "consistency": None if consistency is None else round(consistency, 4),
-            "agreement": round(agreement, 4),
-            "consistency_threshold": consistency_threshold,
-            "agreement_threshold": agreement_threshold}
-    return GuardDecision(mode, consistency, agreement, p_c, p_x, info)
+        info["mode"] = "refine"
+        return GuardDecision("refine", agreement, None, p_c, p_x, info=info)
+    residual, rank = nuisance_residual(X, p_x, k)
+    if rank < 1 or 2 * rank > X.shape[1]:
+        # too few clusters to estimate, or removing K-1 directions would leave too little
+        info.update(mode="data", note=f"residual not measured (K-1 = {k - 1}, d = {X.shape[1]})")
+        return GuardDecision("data", agreement, None, p_c, p_x, info=info)
+    p_r = _kmeans(residual, k, random_state, n_init, device)
+    corroboration = _nmi(p_r, p_c)
+    mode = ("nuisance" if corroboration >= corroboration_threshold
+            and corroboration > agreement else "data")
+    info.update(mode=mode, corroboration=round(corroboration, 4), nuisance_rank=rank)
+    return GuardDecision(mode, agreement, corroboration, p_c, p_x, residual, p_r, info)
+
+
+def _refine_checked(F: np.ndarray, start: np.ndarray, kmeans_labels: np.ndarray,
+                    n_clusters: int, max_iter: int, info: dict[str, Any]) -> np.ndarray:
+    """Lloyd on ``F`` from ``start``; the k-means partition instead if it fits ``F`` better."""
+    labels, it = lloyd_refine(F, start, n_clusters, max_iter=max_iter)
+    refined, plain = spherical_objective(F, labels), spherical_objective(F, kmeans_labels)
+    info["iterations"] = it
+    info["objective"] = {"refined": round(refined, 4), "kmeans": round(plain, 4)}
+    if plain > refined:
+        info["kept"] = "kmeans"
+        return kmeans_labels
+    info["kept"] = "refined"
+    return labels
 
 
 def guarded_cluster(
@@ -190,8 +233,8 @@ def guarded_cluster(
     n_clusters: int,
     *,
     beta: float = DEFAULT_BETA,
-    consistency_threshold: float = DEFAULT_CONSISTENCY,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
     max_iter: int = 100,
@@ -199,39 +242,36 @@ def guarded_cluster(
 ) -> tuple[np.ndarray, np.ndarray, GuardDecision]:
     r"""Cluster with the mode :func:`decide` picks; returns ``(labels, features, decision)``.
 
-    ``features`` is the matrix the final partition is a Lloyd fixed point of:
-    :math:`x` (``data``, ``refine``) or :math:`[x ; \beta\hat c ; \beta\hat a]`
-    (``knowledge``; without attributes :math:`[x ; \beta\hat c]`).
+    ``features`` is the matrix the final partition is a Lloyd fixed point of (or the
+    k-means partition of): :math:`x` (``data``, ``refine``) or
+    :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` (``nuisance``; without attributes
+    :math:`[x^\perp ; \beta\hat c]`).
     """
     if beta < 0 or not np.isfinite(beta):
         raise ClusteringInputError(f"beta must be a finite number >= 0, got {beta}")
-    dec = decide(X, concept, attribute, n_clusters,
-                 consistency_threshold=consistency_threshold,
-                 agreement_threshold=agreement_threshold, random_state=random_state,
-                 n_init=n_init, device=device)
+    dec = decide(X, concept, n_clusters, agreement_threshold=agreement_threshold,
+                 corroboration_threshold=corroboration_threshold,
+                 random_state=random_state, n_init=n_init, device=device)
     X = np.asarray(X, dtype=np.float32)
     if dec.mode == "data":
         dec.info["iterations"] = 0
         return dec.data_labels, X, dec
     if dec.mode == "refine":
-        feats = X
-    else:
-        parts = [X, np.float32(beta) * l2_normalize_rows(np.array(concept, dtype=np.float32))]
-        if attribute is not None:
-            parts.append(np.float32(beta)
-                         * l2_normalize_rows(np.array(attribute, dtype=np.float32)))
-        feats = np.concatenate(parts, axis=1)
-    labels, it = lloyd_refine(feats, dec.knowledge_labels, n_clusters, max_iter=max_iter)
-    dec.info["iterations"] = it
+        labels = _refine_checked(X, dec.knowledge_labels, dec.data_labels, n_clusters,
+                                 max_iter, dec.info)
+        return labels, X, dec
+    assert dec.residual is not None and dec.residual_labels is not None
+    start = _refine_checked(dec.residual, dec.knowledge_labels, dec.residual_labels,
+                            n_clusters, max_iter, dec.info)
+    parts = [dec.residual, np.float32(beta) * l2_normalize_rows(np.array(concept,
+                                                                         dtype=np.float32))]
+    if attribute is not None:
+        parts.append(np.float32(beta) * l2_normalize_rows(np.array(attribute,
+                                                                   dtype=np.float32)))
+    feats = np.concatenate(parts, axis=1)
+    labels, it = lloyd_refine(feats, start, n_clusters, max_iter=max_iter)
     dec.info["beta"] = beta
-    if dec.mode == "refine":
-        # the data has the last word: keep whichever partition fits x better
-        refined, plain = spherical_objective(X, labels), spherical_objective(X, dec.data_labels)
-        dec.info["objective"] = {"refined": round(refined, 4), "kmeans": round(plain, 4)}
-        if plain > refined:
-            dec.info["kept"] = "kmeans"
-            return dec.data_labels, feats, dec
-        dec.info["kept"] = "refined"
+    dec.info["fused_iterations"] = it
     return labels, feats, dec
 
 

@@ -45,7 +45,7 @@ from kec.cluster.grounding import (
 from kec.cluster.guard import (
     DEFAULT_AGREEMENT,
     DEFAULT_BETA,
-    DEFAULT_CONSISTENCY,
+    DEFAULT_CORROBORATION,
     guarded_cluster,
 )
 from kec.cluster.knowledge_features import KnowledgeFeatures
@@ -266,7 +266,7 @@ def run_kec(
     normalize_parts: bool = True,
     fusion: str = "guarded",
     beta: float = DEFAULT_BETA,
-    consistency_threshold: float = DEFAULT_CONSISTENCY,
+    corroboration_threshold: float = DEFAULT_CORROBORATION,
     agreement_threshold: float = DEFAULT_AGREEMENT,
     clusterer: str = "kmeans",
     random_state: int | None = 0,
@@ -280,10 +280,11 @@ def run_kec(
 
     ``fusion="concat"``: KEC as published, cluster :math:`[x_i ; \kappa_i]` with
     ``clusterer``. ``fusion="guarded"`` (default, docs/methods.md §4.3): measure whether
-    the knowledge is self-consistent on the data and whether the raw features agree with
-    it, then cluster :math:`x` alone, refine the knowledge partition on :math:`x`, or
-    refine it on :math:`[x ; \beta\hat c ; \beta\hat a]` (:mod:`kec.cluster.guard`);
-    the attribute view is :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
+    the data corroborates the knowledge, in its dominant structure or in what is left
+    once that is projected out, then cluster :math:`x` alone, refine the knowledge
+    partition on :math:`x`, or refine it on :math:`[x^\perp ; \beta\hat c ;
+    \beta\hat a]` (:mod:`kec.cluster.guard`); the attribute view is
+    :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
     """
     X, k = _images(X, n_clusters)
     kf = _knowledge(knowledge, X, pair_attributes)
@@ -303,7 +304,7 @@ def run_kec(
                          if kf.attr_emb.shape[0] else None)
             labels, feats, dec = guarded_cluster(
                 X, g.concept, attr_view, k, beta=beta,
-                consistency_threshold=consistency_threshold,
+                corroboration_threshold=corroboration_threshold,
                 agreement_threshold=agreement_threshold, random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
@@ -317,7 +318,7 @@ def run_kec(
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
               "clusterer": cinfo}
     if fusion == "guarded":
-        params.update(beta=beta, consistency_threshold=consistency_threshold,
+        params.update(beta=beta, corroboration_threshold=corroboration_threshold,
                       agreement_threshold=agreement_threshold)
     return MethodResult("kec", labels, stages.timings, params, clusters, info=info,
                         features=feats if keep_features else None)
@@ -402,7 +403,7 @@ def run_kec_cae(
     fusion_mode: str = "sum",
     gamma: float = DEFAULT_GAMMA,
     beta: float = DEFAULT_BETA,
-    consistency_threshold: float = DEFAULT_CONSISTENCY,
+    corroboration_threshold: float = DEFAULT_CORROBORATION,
     agreement_threshold: float = DEFAULT_AGREEMENT,
     n_overclusters: int | None = None,
     rule: str | int = "auto",
@@ -426,8 +427,9 @@ def run_kec_cae(
     knowledge's own captions), each by OT. ``fusion="guarded"`` (default,
     docs/methods.md §4.3): :func:`kec.cluster.guard.guarded_cluster` decides from the
     data whether to cluster :math:`x` alone, refine the knowledge partition on :math:`x`,
-    or refine it on :math:`[x ; \beta\hat c ; \beta\hat a]` (optional levels are then
-    not used); ``fusion="adaptive"``: CAE's weights over :math:`[x, c, a, \dots]` with
+    or project the data's dominant (nuisance) structure out and refine it on
+    :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` (optional levels are then not used);
+    ``fusion="adaptive"``: CAE's weights over :math:`[x, c, a, \dots]` with
     ``fusion_mode`` ``"sum"`` or ``"concat"``; ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
     """
     X, k = _images(X, n_clusters)
@@ -478,7 +480,7 @@ def run_kec_cae(
         with stages("guard"):
             labels, fused, dec = guarded_cluster(
                 X, g.concept, g.attribute, k, beta=beta,
-                consistency_threshold=consistency_threshold,
+                corroboration_threshold=corroboration_threshold,
                 agreement_threshold=agreement_threshold, random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
@@ -504,7 +506,7 @@ def run_kec_cae(
               "ot_method": ot_method, "ot": _jsonable(ot_params),
               "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
               "fusion": fusion, "fusion_mode": fusion_mode, "gamma": gamma,
-              "beta": beta, "consistency_threshold": consistency_threshold,
+              "beta": beta, "corroboration_threshold": corroboration_threshold,
               "agreement_threshold": agreement_threshold, "nouns": nouns is not None,
               "captions": caption_source, "top_k": top_k,
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),

@@ -7,33 +7,99 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kec.cluster import guard
-from kec.cluster.guard import GuardDecision, decide, guarded_cluster, lloyd_refine
+from kec.cluster.guard import (
+    GuardDecision,
+    decide,
+    guarded_cluster,
+    lloyd_refine,
+    nuisance_residual,
+)
 from tests.cluster.helpers import blobs, unit
 
 
 def test_knowledge_that_matches_the_data_refines():
     X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=1)
     c = unit(centres[y] + 0.05)  # concept view: the true class directions
-    dec = decide(X, c, c, 4)
-    assert dec.mode == "refine" and dec.agreement > 0.9 and dec.consistency > 0.9
+    dec = decide(X, c, 4)
+    assert dec.mode == "refine" and dec.agreement > 0.9 and dec.corroboration is None
 
 
-def test_inconsistent_knowledge_is_not_used():
+def test_random_knowledge_is_not_used():
     X, _, _ = blobs(40, 4, d=16, spread=0.4, seed=1)
     rng = np.random.default_rng(0)
     c, a = unit(rng.standard_normal(X.shape)), unit(rng.standard_normal(X.shape))
-    dec = decide(X, c, a, 4)
-    assert dec.mode == "data" and dec.consistency < 0.2
+    labels, feats, dec = guarded_cluster(X, c, a, 4)
+    assert dec.mode == "data" and dec.corroboration < 0.2
+    np.testing.assert_array_equal(labels, dec.data_labels)
+    assert feats.shape == X.shape
 
 
-def test_consistent_knowledge_unrelated_to_the_data_leads():
+def test_consistent_knowledge_the_data_does_not_corroborate_is_not_used():
+    # self-consistent knowledge of a partition that nothing in X shows: it must not lead
     X, _, _ = blobs(40, 4, d=16, spread=0.4, seed=1)
     rng = np.random.default_rng(0)
     other = rng.permutation(X.shape[0]) % 4  # a partition independent of X's clusters
     dirs = unit(rng.standard_normal((4, 16)))
     c = unit(dirs[other] + 0.05 * rng.standard_normal(X.shape))
-    dec = decide(X, c, c, 4)
-    assert dec.mode == "knowledge" and dec.agreement < 0.2
+    labels, _, dec = guarded_cluster(X, c, c, 4)
+    assert dec.mode == "data" and dec.agreement < 0.2 and dec.corroboration < 0.2
+    np.testing.assert_array_equal(labels, dec.data_labels)
+
+
+def _nuisance_blobs(seed=0, k=4, m=4, d=48, per=40):
+    """Classes along k directions, a stronger nuisance along m others, independent."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((d, k + m)))[0].T
+    y = np.repeat(np.arange(k), per)
+    g = rng.permutation(y.size) % m
+    X = unit(2.5 * basis[k + g] + 1.0 * basis[y] + 0.3 * rng.standard_normal((y.size, d)))
+    return X, y, g, basis[:k]
+
+
+def test_nuisance_is_projected_out_when_the_knowledge_is_corroborated():
+    from kec.cluster.metrics import cluster_accuracy
+
+    X, y, g, classes = _nuisance_blobs()
+    assert cluster_accuracy(g, decide(X, X, 4).data_labels) > 0.9  # x follows the nuisance
+    c = unit(classes[y] + 0.8 * np.random.default_rng(1).standard_normal((y.size, 48)) / 7)
+    labels, feats, dec = guarded_cluster(X, c, None, 4)
+    assert dec.mode == "nuisance" and dec.corroboration > max(0.5, dec.agreement)
+    assert cluster_accuracy(y, labels) >= 0.95
+    assert feats.shape == (X.shape[0], 2 * X.shape[1])
+    # x_perp (the first block) carries no nuisance: its k-means finds the classes
+    assert cluster_accuracy(y, dec.residual_labels) >= 0.9
+    # beta = 0: the partition is the (checked) refinement on x_perp alone
+    labels0, _, dec0 = guarded_cluster(X, c, None, 4, beta=0.0)
+    assert dec0.info["kept"] in ("refined", "kmeans") and cluster_accuracy(y, labels0) >= 0.9
+
+
+def test_junk_knowledge_on_nuisance_data_falls_back_to_the_data():
+    X, _, _, _ = _nuisance_blobs()
+    junk = unit(np.random.default_rng(2).standard_normal(X.shape))
+    labels, _, dec = guarded_cluster(X, junk, junk, 4)
+    assert dec.mode == "data"
+    np.testing.assert_array_equal(labels, dec.data_labels)
+
+
+def test_too_many_clusters_for_the_dimension_skips_the_residual():
+    X, _, _ = blobs(10, 12, d=8, spread=0.4, seed=1)
+    c = unit(np.random.default_rng(0).standard_normal(X.shape))
+    dec = decide(X, c, 12, agreement_threshold=1.01)
+    assert dec.mode == "data" and "residual not measured" in dec.info["note"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 6))
+def test_residual_is_orthogonal_to_the_between_cluster_subspace(seed, k):
+    rng = np.random.default_rng(seed)
+    X = unit(rng.standard_normal((50, 10)))
+    labels = rng.integers(0, k, 50)
+    R, rank = nuisance_residual(X, labels, k)
+    present = np.unique(labels)
+    assert rank == present.size - 1
+    means = np.stack([X[labels == j].mean(0) for j in present])
+    np.testing.assert_allclose(R @ (means - means.mean(0)).T, 0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(R, axis=1), 1, atol=1e-5)
 
 
 def test_refine_keeps_kmeans_when_it_fits_the_data_better(monkeypatch):
@@ -43,7 +109,7 @@ def test_refine_keeps_kmeans_when_it_fits_the_data_better(monkeypatch):
     good = y.copy()
 
     def fake_decide(*_, **__):
-        return GuardDecision("refine", 0.9, 0.9, bad, good, {"mode": "refine"})
+        return GuardDecision("refine", 0.9, None, bad, good, info={"mode": "refine"})
 
     monkeypatch.setattr(guard, "decide", fake_decide)
     # a random start may still converge to the classes; force a poor fixed point
