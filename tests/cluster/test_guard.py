@@ -128,3 +128,25 @@ def test_lloyd_returns_a_fixed_point(seed, k):
     again, it = lloyd_refine(F, labels, k)
     np.testing.assert_array_equal(again, labels)
     assert it == 1
+
+
+def test_nuisance_mode_uses_the_knowledge_views_where_x_is_blind():
+    """Two classes x cannot tell apart (same direction) are split by the concept view."""
+    from kec.cluster.metrics import cluster_accuracy
+
+    rng = np.random.default_rng(3)
+    d, k, m, per = 48, 4, 4, 40
+    basis = np.linalg.qr(rng.standard_normal((d, k + m)))[0].T
+    y = np.repeat(np.arange(k), per)
+    g = rng.permutation(y.size) % m
+    seen = np.array([0, 1, 2, 2])  # classes 2 and 3 look the same in x
+    X = unit(2.5 * basis[k + g] + 1.0 * basis[seen[y]] + 0.3 * rng.standard_normal((y.size, d)))
+    c = unit(basis[y] + 0.1 * rng.standard_normal((y.size, d)))
+    labels, feats, dec = guarded_cluster(X, c, None, k, beta=1.0)
+    assert dec.mode == "nuisance"
+    assert cluster_accuracy(y, labels) >= 0.95
+    # the result is a Lloyd fixed point of the fused matrix it reports
+    again, it = lloyd_refine(feats, labels, k)
+    np.testing.assert_array_equal(again, labels)
+    # while x_perp alone cannot separate classes 2 and 3
+    assert cluster_accuracy(y, dec.residual_labels) < 0.9
