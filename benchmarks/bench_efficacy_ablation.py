@@ -2,7 +2,8 @@
 
 For each regime and knowledge, kec's guarded fusion (the default) beside the fusions it
 replaced: kec+cae's CAE-style adaptive weights and KEC's concatenation, and kec's
-published ``[x ; kappa]``; plus guarded fusion with the knowledge kept unlinted. Uses the
+published ``[x ; kappa]``; guarded fusion with other weights of the knowledge views
+(beta); and a third knowledge, ``random``: the reference's structure with random vectors. Uses the
 same cache folder as ``kec bench wordnet-glosses`` (``--out``), so embeddings computed
 there are reused::
 
@@ -28,9 +29,27 @@ VARIANTS = [
     ("kec", {"fusion": "guarded"}, "guarded (default)"),
     ("kec", {"fusion": "concat"}, "KEC [x ; kappa]"),
     ("kec+cae", {"fusion": "guarded"}, "guarded (default)"),
+    ("kec+cae", {"fusion": "guarded", "beta": 0.0}, "guarded, beta = 0"),
+    ("kec+cae", {"fusion": "guarded", "beta": 1.0}, "guarded, beta = 1"),
     ("kec+cae", {"fusion": "adaptive"}, "CAE adaptive weights"),
     ("kec+cae", {"fusion": "kec"}, "[x ; c + a]"),
 ]
+
+
+def random_knowledge(kf, seed: int = 1):
+    """The reference knowledge's structure with every text vector replaced by a random
+    unit vector: knowledge that describes nothing in the data."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+
+    def rand(a: np.ndarray) -> np.ndarray:
+        r = rng.standard_normal(a.shape).astype(np.float32)
+        return r / np.linalg.norm(r, axis=1, keepdims=True)
+
+    z = rand(kf.zeta)
+    return dataclasses.replace(kf, zeta=z, name_emb=z, desc_emb=np.zeros_like(z),
+                               attr_emb=rand(kf.attr_emb))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * np.std([m['acc'] for m in km]):.1f} | "
               f"{100 * np.mean([m['nmi'] for m in km]):.1f} ± "
               f"{100 * np.std([m['nmi'] for m in km]):.1f} | |")
-        for kind, kf in reg.knowledge.items():
+        kinds = dict(reg.knowledge)
+        kinds["random"] = random_knowledge(kinds["reference"])
+        for kind, kf in kinds.items():
             for method, params, label in VARIANTS:
                 accs, nmis, modes = [], [], set()
                 for s in seeds:

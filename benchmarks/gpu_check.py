@@ -8,7 +8,10 @@ Runs, each with its peak GPU memory (``torch.cuda.max_memory_allocated``):
    (``bench_ot.gpu_ot_check``), then kec's solver alone at 1,281,167 × 20,000;
 3. spherical k-means at 1.28M × 512 (``bench_kmeans.gpu_kmeans_check``);
 4. the full ``cae`` and ``kec+cae`` methods at 1.28M × 512 with 20k nouns / a 1,000-concept
-   knowledge, on ``device="cuda"``.
+   knowledge, on ``device="cuda"``;
+5. ``kec+cae`` at 1.28M whose guarded fusion finds a nuisance (``step_guard``);
+6. ``kec cluster --method cae`` end to end from feature files (``step_cli``; needs the
+   CLI's dependencies, e.g. jsonschema, on the machine).
 
 On the device machine (open_clip and POT carried as wheels, see README "GPU")::
 
@@ -147,8 +150,49 @@ def step_cli(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def step_guard(args: argparse.Namespace) -> dict[str, Any]:
+    """``kec+cae`` whose guard finds a nuisance, at scale: 100 classes under a stronger
+    50-way nuisance, knowledge along the class directions (the ``nuisance`` mode's
+    residual, two checked Lloyd refinements and the fused Lloyd run on the device)."""
+    import numpy as np
+
+    from kec.cluster.knowledge_features import KnowledgeFeatures
+    from kec.cluster.methods import run_kec_cae
+    from kec.cluster.metrics import cluster_accuracy
+
+    rng = np.random.default_rng(0)
+    d, k, m = 512, 100, 50
+    basis = np.linalg.qr(rng.standard_normal((d, k + m)))[0].T.astype(np.float32)
+    y = rng.integers(0, k, args.n)
+    X = np.empty((args.n, d), dtype=np.float32)
+    for s in range(0, args.n, 100_000):
+        sl = slice(s, min(s + 100_000, args.n))
+        g = rng.integers(0, m, sl.stop - sl.start)
+        blk = (2.0 * basis[k + g] + 1.0 * basis[y[sl]]
+               + 0.6 * rng.standard_normal((g.size, d)).astype(np.float32) / np.sqrt(d) * 8)
+        X[sl] = blk / np.linalg.norm(blk, axis=1, keepdims=True)
+    zeta = basis[:k]
+    attrs = np.repeat(zeta, 2, axis=0) + 0.3 * rng.standard_normal((2 * k, d)).astype(
+        np.float32) / np.sqrt(d) * 8
+    attrs /= np.linalg.norm(attrs, axis=1, keepdims=True)
+    kf = KnowledgeFeatures(
+        concept_ids=[f"c{i}" for i in range(k)], names=[f"class {i}" for i in range(k)],
+        descriptions=[""] * k, name_emb=zeta, desc_emb=np.zeros_like(zeta), zeta=zeta,
+        attr_texts=[f"attribute {i}" for i in range(2 * k)], attr_emb=attrs,
+        attr_kind=["uni"] * (2 * k), concept_attrs=[np.array([2 * i, 2 * i + 1])
+                                                     for i in range(k)], pairs=[])
+    _peak_reset()
+    t0 = time.perf_counter()
+    res = run_kec_cae(X, kf, k, device=args.device, clusterer_params={"n_init": 1})
+    seconds = time.perf_counter() - t0
+    sub = rng.choice(args.n, min(args.n, 200_000), replace=False)
+    return {"n": args.n, "k": k, "seconds": round(seconds, 2), "peak_gpu_gib": _peak_gib(),
+            "timings": res.timings, "guard": res.info.get("guard"),
+            "acc_sample": round(float(cluster_accuracy(y[sub], res.labels[sub])), 4)}
+
+
 STEPS = {"embed": step_embed, "ot": step_ot, "kmeans": step_kmeans, "methods": step_methods,
-         "cli": step_cli}
+         "guard": step_guard, "cli": step_cli}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from kec.cluster._checks import ClusteringInputError, l2_normalize_rows
+from kec.cluster.backend import as_backend_array, get_backend, is_torch
 
 MODES = ("data", "refine", "nuisance")
 DEFAULT_AGREEMENT = 0.5
@@ -105,8 +107,34 @@ def _nmi(a: np.ndarray, b: np.ndarray) -> float:
     return float(normalized_mutual_info_score(a, b))
 
 
+ASSIGN_BLOCK_BYTES = 256 * 2**20
+"""Memory of one block of item-centre similarities in :func:`lloyd_refine`."""
+
+
+def _cluster_sums(F: Any, y: Any, n_clusters: int) -> Any:
+    """``(K, d)`` sums of the rows of ``F`` per label, on ``F``'s backend and device."""
+    nx = get_backend(F)
+    if nx.name == "numpy":
+        onehot = sparse.csr_matrix((np.ones(y.size), (y, np.arange(y.size))),
+                                   shape=(n_clusters, y.size))
+        return np.asarray(onehot @ F.astype(np.float64))
+    sums = nx.zeros((n_clusters, F.shape[1]), dtype="float64", device=nx.device(F))
+    return sums.index_add_(0, y, F.double())
+
+
+def _assign(F: Any, centres: Any) -> Any:
+    """``argmax_k f_i · mu_k`` for every row, by row blocks."""
+    nx = get_backend(F)
+    step = max(1, ASSIGN_BLOCK_BYTES // max(1, 4 * centres.shape[0]))
+    Ct = centres.T
+    parts = [nx.argmax(nx.matmul(F[s:s + step], Ct), axis=1)
+             for s in range(0, F.shape[0], step)]
+    return nx.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def lloyd_refine(
-    F: np.ndarray, labels: np.ndarray, n_clusters: int, *, max_iter: int = 100
+    F: np.ndarray, labels: np.ndarray, n_clusters: int, *, max_iter: int = 100,
+    device: str | None = None,
 ) -> tuple[np.ndarray, int]:
     r"""Spherical Lloyd iterations on ``F`` started from the partition ``labels``.
 
@@ -115,26 +143,30 @@ def lloyd_refine(
         y_i \leftarrow \arg\max_k f_i \cdot \mu_k
 
     until no label changes or ``max_iter``. A cluster that empties keeps its last
-    centre (it may win items back). Returns ``(labels, iterations)``.
+    centre (it may win items back). Runs on ``device`` (numpy on the CPU, torch on a
+    GPU: :func:`kec.cluster.backend.as_backend_array`). Returns ``(labels, iterations)``
+    with numpy labels.
     """
-    F = np.asarray(F, dtype=np.float32)
-    y = np.asarray(labels, dtype=np.int64).copy()
-    if y.shape != (F.shape[0],) or (y.size and (y.min() < 0 or y.max() >= n_clusters)):
+    F = np.asarray(F, dtype=np.float32) if not is_torch(F) else F
+    y0 = np.asarray(labels, dtype=np.int64).copy()
+    if y0.shape != (F.shape[0],) or (y0.size and (y0.min() < 0 or y0.max() >= n_clusters)):
         raise ClusteringInputError("labels must be (N,) ints in 0..n_clusters-1")
-    centres = np.zeros((n_clusters, F.shape[1]), dtype=np.float64)
+    Fb = as_backend_array(F, device, "float32")
+    nx = get_backend(Fb)
+    y = nx.asarray(y0, device=nx.device(Fb))
+    centres = nx.zeros((n_clusters, Fb.shape[1]), dtype="float32", device=nx.device(Fb))
     it = 0
     while it < max_iter:
         it += 1
-        sums = np.zeros_like(centres)
-        np.add.at(sums, y, F)
-        filled = np.linalg.norm(sums, axis=1) > 0
-        centres[filled] = sums[filled]
-        centres = l2_normalize_rows(centres)
-        new = (F @ centres.T.astype(np.float32)).argmax(axis=1)
-        if np.array_equal(new, y):
+        sums = _cluster_sums(Fb, y, n_clusters)
+        norms = nx.norm(sums, axis=1)
+        filled = norms > 0
+        centres[filled] = nx.astype(sums[filled] / norms[filled][:, None], "float32")
+        new = _assign(Fb, centres)
+        if not nx.any(new != y):
             break
         y = new
-    return y, it
+    return np.asarray(nx.to_numpy(y), dtype=np.int64), it
 
 
 def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, int]:
@@ -149,8 +181,7 @@ def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tup
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
-    sums = np.zeros((int(n_clusters), X.shape[1]), dtype=np.float64)
-    np.add.at(sums, y, X)
+    sums = _cluster_sums(X, y, int(n_clusters))
     counts = np.bincount(y, minlength=int(n_clusters))
     means = sums[counts > 0] / counts[counts > 0, None]
     rank = min(means.shape[0] - 1, X.shape[1] - 1)
@@ -213,9 +244,10 @@ def decide(
 
 
 def _refine_checked(F: np.ndarray, start: np.ndarray, kmeans_labels: np.ndarray,
-                    n_clusters: int, max_iter: int, info: dict[str, Any]) -> np.ndarray:
+                    n_clusters: int, max_iter: int, info: dict[str, Any],
+                    device: str | None) -> np.ndarray:
     """Lloyd on ``F`` from ``start``; the k-means partition instead if it fits ``F`` better."""
-    labels, it = lloyd_refine(F, start, n_clusters, max_iter=max_iter)
+    labels, it = lloyd_refine(F, start, n_clusters, max_iter=max_iter, device=device)
     refined, plain = spherical_objective(F, labels), spherical_objective(F, kmeans_labels)
     info["iterations"] = it
     info["objective"] = {"refined": round(refined, 4), "kmeans": round(plain, 4)}
@@ -258,18 +290,18 @@ def guarded_cluster(
         return dec.data_labels, X, dec
     if dec.mode == "refine":
         labels = _refine_checked(X, dec.knowledge_labels, dec.data_labels, n_clusters,
-                                 max_iter, dec.info)
+                                 max_iter, dec.info, device)
         return labels, X, dec
     assert dec.residual is not None and dec.residual_labels is not None
     start = _refine_checked(dec.residual, dec.knowledge_labels, dec.residual_labels,
-                            n_clusters, max_iter, dec.info)
+                            n_clusters, max_iter, dec.info, device)
     parts = [dec.residual, np.float32(beta) * l2_normalize_rows(np.array(concept,
                                                                          dtype=np.float32))]
     if attribute is not None:
         parts.append(np.float32(beta) * l2_normalize_rows(np.array(attribute,
                                                                    dtype=np.float32)))
     feats = np.concatenate(parts, axis=1)
-    labels, it = lloyd_refine(feats, start, n_clusters, max_iter=max_iter)
+    labels, it = lloyd_refine(feats, start, n_clusters, max_iter=max_iter, device=device)
     dec.info["beta"] = beta
     dec.info["fused_iterations"] = it
     return labels, feats, dec
@@ -279,8 +311,7 @@ def spherical_objective(F: np.ndarray, labels: np.ndarray) -> float:
     r"""Spherical k-means objective of a partition: :math:`\sum_k \lVert\sum_{i\in C_k}
     f_i\rVert` (the sum of cosines of the members to their normalised centroid when the
     rows are unit vectors)."""
-    F = np.asarray(F, dtype=np.float64)
+    F = np.asarray(F, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
-    sums = np.zeros((int(y.max()) + 1 if y.size else 0, F.shape[1]))
-    np.add.at(sums, y, F)
+    sums = _cluster_sums(F, y, int(y.max()) + 1 if y.size else 0)
     return float(np.linalg.norm(sums, axis=1).sum())

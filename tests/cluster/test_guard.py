@@ -113,7 +113,8 @@ def test_refine_keeps_kmeans_when_it_fits_the_data_better(monkeypatch):
 
     monkeypatch.setattr(guard, "decide", fake_decide)
     # a random start may still converge to the classes; force a poor fixed point
-    monkeypatch.setattr(guard, "lloyd_refine", lambda F, labels, k, max_iter=100: (labels, 1))
+    monkeypatch.setattr(guard, "lloyd_refine",
+                        lambda F, labels, k, max_iter=100, device=None: (labels, 1))
     labels, _, dec = guarded_cluster(X, X, X, 4)
     assert dec.info["kept"] == "kmeans"
     np.testing.assert_array_equal(labels, good)
@@ -147,6 +148,22 @@ def test_nuisance_mode_uses_the_knowledge_views_where_x_is_blind():
     assert cluster_accuracy(y, labels) >= 0.95
     # the result is a Lloyd fixed point of the fused matrix it reports
     again, it = lloyd_refine(feats, labels, k)
+    assert it == 1
     np.testing.assert_array_equal(again, labels)
     # while x_perp alone cannot separate classes 2 and 3
     assert cluster_accuracy(y, dec.residual_labels) < 0.9
+
+
+def test_lloyd_on_torch_matches_numpy():
+    torch = __import__("pytest").importorskip("torch")
+    rng = np.random.default_rng(4)
+    F = unit(rng.standard_normal((300, 12))).astype(np.float32)
+    start = rng.integers(0, 5, 300)
+    ref, it_ref = lloyd_refine(F, start, 5)
+    got, it_got = lloyd_refine(torch.from_numpy(F), start, 5)
+    assert isinstance(got, np.ndarray) and got.dtype == np.int64
+    np.testing.assert_array_equal(got, ref)
+    assert it_got == it_ref
+    # a cluster emptied by the first assignment keeps its centre; labels stay in range
+    one, _ = lloyd_refine(F, np.zeros(300, dtype=np.int64), 5)
+    assert one.max() < 5
