@@ -113,25 +113,11 @@ def embed_knowledge(
 def lint_and_drop(
     doc: Mapping[str, Any], text_encoder: Any, *, keep_flagged: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Lint a knowledge document in the encoder's space and drop what it flags.
+    """:func:`kec.knowledge.lint.lint_and_drop`: what ``kec cluster`` does to a knowledge
+    document by default before grounding (``keep_flagged=True`` keeps everything)."""
+    from kec.knowledge.lint import lint_and_drop as _lint_and_drop
 
-    What ``kec cluster`` does by default before grounding (``--keep-flagged`` keeps
-    everything): :func:`kec.knowledge.lint.lint_knowledge`, then
-    :func:`kec.knowledge.lint.drop_flagged`. Returns ``(document, info)``, ``info``
-    holding the flag counts and every dropped item (kind, text, flags) for
-    ``summary.json``.
-    """
-    from kec.knowledge.lint import drop_flagged, lint_knowledge
-
-    report = lint_knowledge(doc, text_encoder.encode)
-    flagged = report.flagged
-    info: dict[str, Any] = {
-        "kept_flagged": keep_flagged, "counts": report.counts(),
-        "dropped": [] if keep_flagged else [it.to_dict() for it in flagged],
-    }
-    if keep_flagged or not flagged:
-        return dict(doc), info
-    return drop_flagged(doc, report), info
+    return _lint_and_drop(doc, text_encoder, keep_flagged=keep_flagged)
 
 
 __all__ = ["create_text_encoder", "embed_knowledge", "lint_and_drop", "load_features",

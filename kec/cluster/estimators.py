@@ -56,7 +56,7 @@ from kec.cluster.methods import MethodResult
 from kec.cluster.registry import check_inputs, resolve, unused_inputs
 
 #: Estimator parameters that are not keyword parameters of the ``run_*`` function.
-OWN_PARAMS = ("n_clusters", "text_encoder", "method_params")
+OWN_PARAMS = ("n_clusters", "text_encoder", "keep_flagged", "method_params")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -201,7 +201,12 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
             raise ClusteringInputError(
                 "knowledge must be KnowledgeFeatures, a knowledge document (dict) or the "
                 f"path of a knowledge file, got {type(value).__name__}")
-        return knowledge_features(doc, self._text_encoder(image_encoder), source=source)
+        encoder = self._text_encoder(image_encoder)
+        from kec.knowledge.lint import lint_and_drop
+
+        doc, self.lint_ = lint_and_drop(doc, encoder,
+                                        keep_flagged=getattr(self, "keep_flagged", False))
+        return knowledge_features(doc, encoder, source=source)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -443,6 +448,10 @@ class KEC(_MethodEstimator):
         Concepts and attributes listed per cluster in ``clusters_``.
     text_encoder : str, object or None
         Embeds a knowledge document (see the module docstring).
+    keep_flagged : bool
+        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
+        by default they are dropped before grounding, as ``kec cluster`` does
+        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
     method_params : dict or None
         Extra keyword arguments of :func:`~kec.cluster.methods.run_kec`.
     """
@@ -468,6 +477,7 @@ class KEC(_MethodEstimator):
         keep_features: bool = False,
         device: str | None = None,
         text_encoder: Any = None,
+        keep_flagged: bool = False,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -486,6 +496,7 @@ class KEC(_MethodEstimator):
         self.keep_features = keep_features
         self.device = device
         self.text_encoder = text_encoder
+        self.keep_flagged = keep_flagged
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
@@ -524,6 +535,10 @@ class CAE(_MethodEstimator):
         As :class:`KMeansBaseline`.
     text_encoder : str, object or None
         Encodes texts given as strings and knowledge documents.
+    keep_flagged : bool
+        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
+        by default they are dropped before grounding, as ``kec cluster`` does
+        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
     method_params : dict or None
         Extra keyword arguments of :func:`~kec.cluster.methods.run_cae`.
     """
@@ -550,6 +565,7 @@ class CAE(_MethodEstimator):
         keep_features: bool = False,
         device: str | None = None,
         text_encoder: Any = None,
+        keep_flagged: bool = False,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -569,6 +585,7 @@ class CAE(_MethodEstimator):
         self.keep_features = keep_features
         self.device = device
         self.text_encoder = text_encoder
+        self.keep_flagged = keep_flagged
         self.method_params = method_params
 
     def _drop_unneeded(self, given: dict[str, Any]) -> None:
@@ -625,6 +642,10 @@ class KECCAE(_MethodEstimator):
         Concepts and attributes listed per cluster in ``clusters_``.
     text_encoder : str, object or None
         Embeds a knowledge document and texts given as strings.
+    keep_flagged : bool
+        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
+        by default they are dropped before grounding, as ``kec cluster`` does
+        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
     method_params : dict or None
         Extra keyword arguments of :func:`~kec.cluster.methods.run_kec_cae`.
     """
@@ -659,6 +680,7 @@ class KECCAE(_MethodEstimator):
         keep_features: bool = False,
         device: str | None = None,
         text_encoder: Any = None,
+        keep_flagged: bool = False,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -686,6 +708,7 @@ class KECCAE(_MethodEstimator):
         self.keep_features = keep_features
         self.device = device
         self.text_encoder = text_encoder
+        self.keep_flagged = keep_flagged
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]

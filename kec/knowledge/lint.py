@@ -65,6 +65,7 @@ __all__ = [
     "LintItem",
     "LintReport",
     "drop_flagged",
+    "lint_and_drop",
     "lint_knowledge",
 ]
 
@@ -407,3 +408,25 @@ def _pair_index(path: str) -> int | None:
         return None
     num = path[len(prefix):].partition("]")[0]
     return int(num) if num.isdigit() else None
+
+
+def lint_and_drop(
+    doc: Mapping[str, Any], text_encoder: Any, *, keep_flagged: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Lint a knowledge document in the encoder's space and drop what it flags.
+
+    What ``kec cluster`` does by default before grounding (``--keep-flagged`` keeps
+    everything): :func:`kec.knowledge.lint.lint_knowledge`, then
+    :func:`kec.knowledge.lint.drop_flagged`. Returns ``(document, info)``, ``info``
+    holding the flag counts and every dropped item (kind, text, flags) for
+    ``summary.json``.
+    """
+    report = lint_knowledge(doc, text_encoder.encode)
+    flagged = report.flagged
+    info: dict[str, Any] = {
+        "kept_flagged": keep_flagged, "counts": report.counts(),
+        "dropped": [] if keep_flagged else [it.to_dict() for it in flagged],
+    }
+    if keep_flagged or not flagged:
+        return dict(doc), info
+    return drop_flagged(doc, report), info

@@ -155,11 +155,24 @@ def test_knowledge_as_document_or_file_is_embedded_with_the_text_encoder(world, 
     ref = E.KEC(4).fit(world["X"], knowledge=world["kf"])
     for knowledge in (world["doc"], path, str(path)):
         enc = HashEncoder(dim=16, anchors=world["enc"].anchors, weight=2.0)
-        est = E.KEC(4, text_encoder=enc).fit(world["X"], knowledge=knowledge)
+        est = E.KEC(4, text_encoder=enc, keep_flagged=True).fit(world["X"],
+                                                                 knowledge=knowledge)
         assert enc.calls, "the given encoder embeds the knowledge"
+        assert est.lint_["kept_flagged"] and not est.lint_["dropped"]
         np.testing.assert_array_equal(est.labels_, ref.labels_)
         assert est.cluster_names_ == ref.cluster_names_
         assert sorted(est.knowledge_.names) == NAMES
+
+
+def test_a_document_is_linted_and_flagged_items_dropped_by_default(world):
+    doc = json.loads(json.dumps(world["doc"]))
+    doc["concepts"][0]["attributes"].append("A")  # a placeholder answer
+    enc = HashEncoder(dim=16, anchors=world["enc"].anchors, weight=2.0)
+    est = E.KEC(4, text_encoder=enc).fit(world["X"], knowledge=doc)
+    dropped = [d["text"] for d in est.lint_["dropped"]]
+    assert "A" in dropped and "A" not in est.knowledge_.attr_texts
+    kept = E.KEC(4, text_encoder=enc, keep_flagged=True).fit(world["X"], knowledge=doc)
+    assert "A" in kept.knowledge_.attr_texts
 
 
 def test_a_document_without_a_text_encoder_is_refused(world):
