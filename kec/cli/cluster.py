@@ -302,6 +302,18 @@ def _warn_unconverged(info: dict[str, Any]) -> None:
                   "summary.json")
 
 
+def _matmul_dtypes(info: Any) -> set[str]:
+    """Every GEMM precision the OT solves recorded (``matmul_dtype``) in ``info``."""
+    if isinstance(info, dict):
+        found = {str(info["matmul_dtype"])} if info.get("matmul_dtype") else set()
+        for v in info.values():
+            found |= _matmul_dtypes(v)
+        return found
+    if isinstance(info, list):
+        return set().union(*(_matmul_dtypes(v) for v in info)) if info else set()
+    return set()
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -342,7 +354,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         "timings": timings,
         "device": {"requested": args.device,
                    "used": result.params.get("device") or "cpu (numpy)",
-                   "precision": "float32"},
+                   "precision": "float32",
+                   "ot_matmul": sorted(_matmul_dtypes(result.info))},
         "metrics": metrics,
         "clusters": clusters,
         "info": result.info,

@@ -74,6 +74,8 @@ def test_cluster_writes_assignments_and_summary(files, method, capsys):
     assert len(summary["clusters"]) == 3
     if method != "kmeans":
         assert summary["inputs"]["nouns"]["n"] == 14
+    # the GEMM precision of the OT solves: float32 on the CPU (bfloat16x3 on a GPU)
+    assert summary["device"]["ot_matmul"] == (["float32"] if method == "cae" else [])
     result = load_result(out)  # the report reader understands the folder
     assert result.method == method and result.metrics["acc"] == summary["metrics"]["acc"]
     assert "ACC" in capsys.readouterr().out
