@@ -167,3 +167,40 @@ def test_lloyd_on_torch_matches_numpy():
     # a cluster emptied by the first assignment keeps its centre; labels stay in range
     one, _ = lloyd_refine(F, np.zeros(300, dtype=np.int64), 5)
     assert one.max() < 5
+
+
+def test_random_knowledge_with_few_items_per_cluster_is_not_followed():
+    """Raw NMI of unrelated partitions grows with K/N (about 0.3 at 200 items, K = 20);
+    the guard's scores are above chance, so random knowledge stays unused."""
+    from kec.cluster.metrics import nmi
+
+    for seed in range(4):
+        X, y, _ = blobs(10, 20, d=128, spread=0.3, seed=seed)
+        c = unit(np.random.default_rng(seed + 10).standard_normal(X.shape))
+        labels, _, dec = guarded_cluster(X, c, None, 20, random_state=seed)
+        assert dec.mode in ("data", "refine"), (seed, dec.info)
+        assert nmi(y, labels) >= nmi(y, dec.data_labels) - 0.02
+
+
+def test_chance_corrected_nmi_is_near_zero_for_unrelated_partitions():
+    from kec.cluster.guard import _nmi, nmi_above_chance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 20, 200), rng.integers(0, 20, 200)
+    assert _nmi(a, b) > 0.25 and abs(nmi_above_chance(a, b)) < 0.05
+    assert nmi_above_chance(a, a) > 0.6
+
+
+def test_lloyd_never_uses_a_label_the_start_does_not():
+    rng = np.random.default_rng(0)
+    F = unit(rng.standard_normal((30, 5)))
+    start = np.where(rng.random(30) < 0.5, 0, 4)
+    labels, _ = lloyd_refine(F, start, 5)
+    assert set(np.unique(labels)) <= {0, 4}
+
+
+def test_too_few_items_per_cluster_skips_the_residual():
+    X, _, _ = blobs(3, 10, d=32, spread=0.4, seed=1)
+    c = unit(np.random.default_rng(0).standard_normal(X.shape))
+    dec = decide(X, c, 10, agreement_threshold=1.01)
+    assert dec.mode == "data" and "fewer than" in dec.info["note"]
