@@ -191,6 +191,7 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
     def _knowledge(self, value: Any, image_encoder: Mapping[str, Any] | None
                    ) -> KnowledgeFeatures | None:
         """``knowledge`` as :class:`KnowledgeFeatures` (embedding a document or file)."""
+        self.lint_ = None  # set again below when a document is linted
         if value is None or isinstance(value, KnowledgeFeatures):
             return value
         if isinstance(value, (str, os.PathLike)):
@@ -202,10 +203,16 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
                 "knowledge must be KnowledgeFeatures, a knowledge document (dict) or the "
                 f"path of a knowledge file, got {type(value).__name__}")
         encoder = self._text_encoder(image_encoder)
+        from kec.errors import KecError
+        from kec.knowledge.document import validate_knowledge
         from kec.knowledge.lint import lint_and_drop
 
-        doc, self.lint_ = lint_and_drop(doc, encoder,
-                                        keep_flagged=getattr(self, "keep_flagged", False))
+        try:
+            validate_knowledge(doc, source)
+            doc, self.lint_ = lint_and_drop(doc, encoder,
+                                            keep_flagged=getattr(self, "keep_flagged", False))
+        except KecError as exc:
+            raise ClusteringInputError(f"knowledge {source}: {exc}") from exc
         return knowledge_features(doc, encoder, source=source)
 
     # ------------------------------------------------------------------ fit

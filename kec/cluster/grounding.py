@@ -327,5 +327,9 @@ def ground_ot(
 
 
 def _ot_summary(res: OTResult) -> dict[str, Any]:
-    return {"method": res.method, "n_iter": res.n_iter, "converged": res.converged,
-            "marginal_error": res.marginal_error, "seconds": round(res.seconds, 3)}
+    out = {"method": res.method, "n_iter": res.n_iter, "converged": res.converged,
+           "marginal_error": res.marginal_error, "seconds": round(res.seconds, 3)}
+    for key in ("matmul_dtype", "device"):
+        if isinstance(res.info.get(key), str):
+            out[key] = res.info[key]
+    return out

@@ -77,7 +77,7 @@ GPU_MATMUL_DTYPE = "bfloat16x3"
 Split bfloat16 (:func:`kec.cluster._kernel._split3`): tensor-core speed, similarities
 within about 1e-6 of float32 (measured: max abs error 1.1e-6 against 2e-7 for a
 float32 GEMM, transported features at cosine 0.9999998 to the float32 ones). GPUs
-without bfloat16 fall back to float32."""
+without bfloat16 tensor cores (compute capability below 8.0) use float32."""
 AUTO_DENSE_MAX_ENTRIES = 0
 """``auto`` uses the dense Sinkhorn up to this many entries: none, because L-BFGS on the
 semi-dual converged in fewer passes and less time at every size measured, 100 × 50 up
@@ -220,7 +220,10 @@ def _gpu_matmul_dtype(device: str) -> str | None:
     if not device.startswith("cuda"):
         return None
     torch = torch_backend().torch
-    return GPU_MATMUL_DTYPE if torch.cuda.is_bf16_supported() else None
+    # bfloat16 tensor cores: compute capability 8.0 (Ampere) and later; on older GPUs
+    # bfloat16 is emulated and the 3d-wide split GEMM would be slower than float32
+    major, _minor = torch.cuda.get_device_capability(torch.device(device))
+    return GPU_MATMUL_DTYPE if major >= 8 else None
 
 
 def _kernel(X: Any, U: Any, reg: float, block_rows: int | None, cache_bytes: int | None,

@@ -108,6 +108,7 @@ def test_cluster_kec_cae_runs(files, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["parameters"]["fusion_mode"] == "concat"
     assert summary["metrics"]["acc"] >= 0.9
+    assert summary["device"]["ot_matmul"] == ["float32"]  # the grounding OT solves
 
 
 def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):

@@ -173,6 +173,10 @@ def test_a_document_is_linted_and_flagged_items_dropped_by_default(world):
     assert "A" in dropped and "A" not in est.knowledge_.attr_texts
     kept = E.KEC(4, text_encoder=enc, keep_flagged=True).fit(world["X"], knowledge=doc)
     assert "A" in kept.knowledge_.attr_texts
+    est.fit(world["X"], knowledge=world["kf"])  # embedded knowledge: nothing linted
+    assert est.lint_ is None
+    with pytest.raises(ClusteringInputError, match="knowledge"):
+        E.KEC(4, text_encoder=enc).fit(world["X"], knowledge={"concepts": "not a list"})
 
 
 def test_a_document_without_a_text_encoder_is_refused(world):
