@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,18 @@ def test_too_few_items_per_cluster_skips_the_residual():
     c = unit(np.random.default_rng(0).standard_normal(X.shape))
     dec = decide(X, c, 10, agreement_threshold=1.01)
     assert dec.mode == "data" and "fewer than" in dec.info["note"]
+
+
+@pytest.mark.parametrize(("agreement", "corroboration", "mode"), [
+    (0.35, 0.25, "data"),      # the knowledge sees the raw clusters better: not a nuisance
+    (0.25, 0.35, "nuisance"),  # it sees what is under them better
+    (0.10, 0.15, "data"),      # below the corroboration threshold
+    (0.60, 0.90, "refine"),    # agreement decides first; the residual is not measured
+])
+def test_the_decision_rule(monkeypatch, agreement, corroboration, mode):
+    X, _, _ = blobs(20, 3, d=16, spread=0.4, seed=0)
+    scores = iter([agreement, corroboration])
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: next(scores))
+    dec = decide(X, X, 3)
+    assert dec.mode == mode
+    assert dec.corroboration == (None if mode == "refine" else corroboration)
