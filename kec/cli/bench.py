@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="text encoder that pairs similar concepts in the knowledge build: "
                         "clip (the benchmarked model's text tower) | minilm | any "
                         "kec.encoders spec")
-    p.add_argument("--device", default=None, help="torch device")
+    p.add_argument("--device", default=None,
+                   help="auto | cpu | cuda: where encoders and the clustering math run "
+                        "(default: auto = cuda when a GPU is visible)")
     p.add_argument("--batch-size", type=int, default=64, help="images per encoder batch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     e = p.add_argument_group(
@@ -154,7 +156,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip_knowledge=args.skip_knowledge, backend=args.backend,
         backend_options={k: v for k, v in options.items() if v is not None},
         text_encoder=args.text_encoder, captions=args.captions,
-        over_clusters=args.over_clusters, device=args.device, batch_size=args.batch_size,
+        over_clusters=args.over_clusters,
+        device=None if args.device in (None, "auto") else args.device,
+        batch_size=args.batch_size,
         progress=not args.quiet,
     )
     record = run_bench(config)
