@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -245,6 +246,16 @@ def _check_args(args: argparse.Namespace) -> None:
     check_output_path(args.out, "dir")
     if args.k < 1:
         raise KecError(f"--k must be >= 1, got {args.k}")
+    for opt, low, strict in (("reg", 0.0, True), ("gamma", 0.0, True), ("tau", 0.0, True),
+                             ("temperature", 0.0, True), ("beta", 0.0, False),
+                             ("ot_cache_gib", 0.0, False)):
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            bound = f"> {low:g}" if strict else f">= {low:g}"
+            raise KecError(f"--{opt.replace('_', '-')} must be a finite number {bound}, "
+                           f"got {value}")
     if m in USES_KNOWLEDGE and args.knowledge is None:
         raise KecError(f"--method {m} needs --knowledge K.json (make one with "
                        "'kec knowledge build')")

@@ -186,3 +186,14 @@ def test_unused_inputs_warn(files, capsys):
                "--out", str(files["tmp"] / "r")])
     assert rc == 0
     assert "--nouns is not used by --method kmeans" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opt", [["--reg", "-1"], ["--gamma", "nan"], ["--temperature", "0"],
+                                 ["--beta", "-0.5"], ["--beta", "inf"],
+                                 ["--ot-cache-gib", "-1"]])
+def test_bad_numbers_fail_before_any_work(files, capsys, opt):
+    out = files["tmp"] / "never-written"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "cae",
+               "--nouns", str(files["nouns"]), *opt, "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    assert f"{opt[0]} must be a finite number" in capsys.readouterr().err
