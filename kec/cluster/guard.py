@@ -193,7 +193,8 @@ def lloyd_refine(
     return np.asarray(nx.to_numpy(y), dtype=np.int64), it
 
 
-def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, int]:
+def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
+                      max_rank: int | None = None) -> tuple[np.ndarray, int]:
     r"""Rows of ``X`` with the between-cluster subspace of ``labels`` projected out.
 
     .. math::
@@ -201,14 +202,17 @@ def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tup
         Q = V_{:, 1..r}, \quad \bar\mu - \mathbf 1 m^\top = U\Sigma V^\top
 
     with :math:`\bar\mu` the ``(K', d)`` means of the non-empty clusters, :math:`m` their
-    mean and :math:`r = K' - 1` (at most ``d - 1``). Returns ``(x_perp, r)``, float32.
+    mean and :math:`r = K' - 1` (at most ``d - 1`` and ``max_rank``: the ``r`` most
+    separating directions; singular values below :math:`10^{-6}\sigma_1` are not
+    projected). Returns ``(x_perp, r)``, float32.
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     sums = _cluster_sums(X, y, int(n_clusters))
     counts = np.bincount(y, minlength=int(n_clusters))
     means = sums[counts > 0] / counts[counts > 0, None]
-    rank = min(means.shape[0] - 1, X.shape[1] - 1)
+    rank = min(means.shape[0] - 1, X.shape[1] - 1,
+               max_rank if max_rank is not None else X.shape[1])
     if rank < 1:
         return l2_normalize_rows(X.copy()), 0
     _, sv, vt = np.linalg.svd(means - means.mean(axis=0), full_matrices=False)
@@ -261,11 +265,11 @@ def decide(
         info.update(mode="data", note=f"residual not measured ({X.shape[0]} items for "
                                       f"{k} clusters, fewer than {MIN_PER_CLUSTER} each)")
         return GuardDecision("data", agreement, None, p_c, p_x, info=info)
-    residual, rank = nuisance_residual(X, p_x, k)
-    if rank < 1 or 2 * rank > X.shape[1]:
-        # too few clusters to estimate, or removing K-1 directions would leave too little
-        info.update(mode="data", note=f"residual not measured (rank {rank} of the "
-                                      f"between-cluster subspace, d = {X.shape[1]})")
+    # at most d/4 directions go: with K - 1 > d/4 the most separating ones
+    residual, rank = nuisance_residual(X, p_x, k, max_rank=X.shape[1] // 4)
+    if rank < 1:
+        info.update(mode="data", note=f"residual not measured (no between-cluster "
+                                      f"direction; d = {X.shape[1]})")
         return GuardDecision("data", agreement, None, p_c, p_x, info=info)
     p_r = _kmeans(residual, k, random_state, n_init, device)
     corroboration = nmi_above_chance(p_r, p_c, random_state=random_state)

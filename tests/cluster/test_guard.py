@@ -82,11 +82,23 @@ def test_junk_knowledge_on_nuisance_data_falls_back_to_the_data():
     np.testing.assert_array_equal(labels, dec.data_labels)
 
 
-def test_too_many_clusters_for_the_dimension_skips_the_residual():
-    X, _, _ = blobs(10, 12, d=8, spread=0.4, seed=1)
-    c = unit(np.random.default_rng(0).standard_normal(X.shape))
-    dec = decide(X, c, 12, agreement_threshold=1.01)
-    assert dec.mode == "data" and "residual not measured" in dec.info["note"]
+def test_more_clusters_than_the_dimension_allows_projects_the_strongest_directions():
+    """K - 1 > d/4: the d/4 most separating directions of the raw clusters go."""
+    from kec.cluster.metrics import cluster_accuracy
+
+    rng = np.random.default_rng(0)
+    d, k, m, per = 128, 80, 10, 25
+    basis = np.linalg.qr(rng.standard_normal((d, d)))[0].T
+    classes = unit(rng.standard_normal((k, d - m)) @ basis[m:])  # off the nuisance dims
+    y = np.repeat(np.arange(k), per)
+    g = rng.integers(0, m, y.size)
+    X = unit(2.0 * basis[g] + classes[y] + 0.1 * rng.standard_normal((y.size, d)))
+    c = unit(classes[y] + 0.1 * rng.standard_normal((y.size, d)))
+    labels, _, dec = guarded_cluster(X, c, None, k)
+    assert dec.mode == "nuisance" and dec.info["nuisance_rank"] == d // 4
+    assert cluster_accuracy(y, labels) >= 0.9 > 0.5 > cluster_accuracy(y, dec.data_labels)
+    junk = unit(rng.standard_normal(X.shape))
+    assert guarded_cluster(X, junk, None, k)[2].mode == "data"
 
 
 @settings(max_examples=25, deadline=None)
