@@ -640,6 +640,12 @@ def as_backend_array(x: Any, device: str | None = None, dtype: object = None) ->
     return torch_backend().asarray(x, dtype=dtype, device=dev)
 
 
+def to_host(x: Any) -> np.ndarray:
+    """``x`` as a numpy array: numpy passes through, a torch tensor is copied off its
+    device (bfloat16 as float32)."""
+    return np.asarray(get_backend(x).to_numpy(x) if is_torch(x) else x)
+
+
 __all__ = [
     "DEVICES",
     "Backend",
@@ -650,5 +656,6 @@ __all__ = [
     "get_backend",
     "is_torch",
     "resolve_device",
+    "to_host",
     "torch_backend",
 ]

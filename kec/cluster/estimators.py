@@ -106,6 +106,27 @@ def _check_same_space(image_encoder: Mapping[str, Any] | None, encoder: Any) -> 
             ": its vectors live in another space; use the images' own text tower")
 
 
+class _EncodeOnce:
+    """A text encoder that embeds each distinct text once (the other attributes are the
+    wrapped encoder's): linting and grounding a document read the same texts."""
+
+    def __init__(self, encoder: Any) -> None:
+        self._encoder = encoder
+        self._rows: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._rows))
+        if new:
+            self._rows.update(zip(new, np.asarray(self._encoder.encode(new))))
+        if not texts:
+            return np.asarray(self._encoder.encode([]))
+        return np.stack([self._rows[t] for t in texts])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+
 def _load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     from kec.knowledge.document import load_knowledge
 
@@ -202,7 +223,7 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
             raise ClusteringInputError(
                 "knowledge must be KnowledgeFeatures, a knowledge document (dict) or the "
                 f"path of a knowledge file, got {type(value).__name__}")
-        encoder = self._text_encoder(image_encoder)
+        encoder = _EncodeOnce(self._text_encoder(image_encoder))  # lint, then grounding
         from kec.errors import KecError
         from kec.knowledge.document import validate_knowledge
         from kec.knowledge.lint import lint_and_drop

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kec.cluster._checks import ClusteringInputError, as_features, check_positive, l2_normalize_rows
-from kec.cluster.backend import Backend, as_backend_array, get_backend
+from kec.cluster.backend import Backend, as_backend_array, get_backend, to_host
 
 DEFAULT_GAMMA = 0.01
 FUSION_MODES = ("sum", "concat")
@@ -60,15 +60,11 @@ def adaptive_weights(modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GA
         ``(N, m)`` float32, rows sum to 1.
     """
     mods = _on_device(_stack(modalities), device)
-    return _host(_weights_of(mods, check_positive(gamma, "gamma")))
+    return to_host(_weights_of(mods, check_positive(gamma, "gamma")))
 
 
 def _on_device(mods: list[np.ndarray], device: str | None) -> list[Any]:
     return [as_backend_array(m, device, "float32") for m in mods]
-
-
-def _host(x: Any) -> np.ndarray:
-    return np.asarray(get_backend(x).to_numpy(x))
 
 
 def _unit_rows(nx: Backend, x: Any, eps: float = 1e-12) -> Any:
@@ -137,7 +133,7 @@ def adaptive_fusion(
         return weighted_concat(mods, w), w
     dev = _on_device(mods, device)
     w = _weights_of(dev, gamma)
-    return _host(_sum_of(dev, w)), _host(w)
+    return to_host(_sum_of(dev, w)), to_host(w)
 
 
 def concat(parts: Sequence[np.ndarray], *, normalize: bool = True) -> np.ndarray:

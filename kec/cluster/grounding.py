@@ -41,7 +41,7 @@ from kec.cluster._checks import (
     l2_normalize_rows,
     same_dim,
 )
-from kec.cluster.backend import as_backend_array, get_backend
+from kec.cluster.backend import as_backend_array, get_backend, to_host
 from kec.cluster.ot import OTResult, solve_and_transport
 
 DEFAULT_TEMPERATURE = 0.01
@@ -124,10 +124,6 @@ def weight_blocks(
         yield sl, z
 
 
-def _to_host(x: Any) -> np.ndarray:
-    return np.asarray(get_backend(x).to_numpy(x))
-
-
 def mean_weights_per_cluster(
     X: np.ndarray,
     U: np.ndarray,
@@ -157,7 +153,7 @@ def mean_weights_per_cluster(
     if out is None:
         out = np.zeros((n_clusters, np.shape(U)[0]))
     counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    return _to_host(out) / np.maximum(counts, 1.0)[:, None]
+    return to_host(out) / np.maximum(counts, 1.0)[:, None]
 
 
 def _check(X: Any, zeta: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +184,7 @@ def softmax_attribute_view(
     for sl, w in weight_blocks(X, E, temperature=temperature, device=device):
         if Eb is None:
             Eb = get_backend(w).asarray(E, like=w)
-        out[sl] = _to_host(w @ Eb)
+        out[sl] = to_host(w @ Eb)
     return out
 
 
@@ -202,7 +198,7 @@ def concept_weights(
     temperature = check_positive(temperature, "temperature")
     out = np.empty((X.shape[0], Z.shape[0]), dtype=np.float32)
     for sl, w in weight_blocks(X, Z, temperature=temperature, device=device):
-        out[sl] = _to_host(w)
+        out[sl] = to_host(w)
     return out
 
 
@@ -311,7 +307,7 @@ def ground_ot(
     c, res_c = solve_and_transport(X, Zn, ot_method, reg=reg, **params)
     weights = np.empty((X.shape[0], Z.shape[0]), dtype=np.float32)
     for sl, w in weight_blocks(X, Zn, ot=res_c, device=device):
-        weights[sl] = _to_host(w)
+        weights[sl] = to_host(w)
     if attribute_mode == "transport":
         a, res_a = solve_and_transport(X, A, ot_method, reg=reg, **params)
     else:
@@ -320,7 +316,7 @@ def ground_ot(
         res_a = solve_ot(X, A, ot_method, reg=reg, **params)
         a = np.empty_like(X)
         for sl, w in weight_blocks(X, A, ot=res_a):
-            a[sl] = X[sl] * (_to_host(w) @ A)
+            a[sl] = X[sl] * (to_host(w) @ A)
     info = {"reg": float(reg), "attribute_mode": attribute_mode,
             "concept_ot": _ot_summary(res_c), "attribute_ot": _ot_summary(res_a)}
     return Grounding(weights, c, a, c + a, "ot", res_c, res_a, info)

@@ -62,6 +62,7 @@ from kec.cluster.backend import (
     get_backend,
     is_torch,
     resolve_device,
+    to_host,
     torch_backend,
 )
 
@@ -134,14 +135,10 @@ class _Stop(Exception):
 
 
 # --------------------------------------------------------------------------- inputs
-def _host(x: Any) -> np.ndarray:
-    return np.asarray(get_backend(x).to_numpy(x) if is_torch(x) else x)
-
-
 def _marginal(w: Any, n: int, name: str) -> np.ndarray:
     if w is None:
         return np.full(n, 1.0 / n)
-    w = _host(w).astype(np.float64).reshape(-1)
+    w = to_host(w).astype(np.float64).reshape(-1)
     if w.shape[0] != n:
         raise ClusteringInputError(f"{name} has {w.shape[0]} weights for {n} points")
     if not np.isfinite(w).all() or (w <= 0).any():
@@ -241,9 +238,7 @@ def _kernel(X: Any, U: Any, reg: float, block_rows: int | None, cache_bytes: int
 
 
 def _out(x: Any, to_numpy: bool) -> Any:
-    if to_numpy and is_torch(x):
-        return np.asarray(get_backend(x).to_numpy(x))
-    return x
+    return to_host(x) if to_numpy else x
 
 
 # --------------------------------------------------------------------------- dense
@@ -920,8 +915,8 @@ def plan_from_duals(X: Any, U: Any, result: OTResult) -> Any:
     X, U, to_numpy = _pair(X, U)
     nx = get_backend(X)
     C = 1.0 - _similarity64(X, U)
-    lu = nx.asarray(_host(result.log_u) if to_numpy else result.log_u, like=C)
-    lv = nx.asarray(_host(result.log_v) if to_numpy else result.log_v, like=C)
+    lu = nx.asarray(to_host(result.log_u) if to_numpy else result.log_u, like=C)
+    lv = nx.asarray(to_host(result.log_v) if to_numpy else result.log_v, like=C)
     return nx.exp(lu[:, None] + lv[None, :] - C / result.reg)
 
 
@@ -967,12 +962,12 @@ def transport_features(
                 or transport.log_u.shape[0] != X.shape[0]):
             raise ClusteringInputError("the OT result does not match these features' shapes")
         kern = _kernel(X, U, transport.reg, block_rows, 0, dtype, matmul_dtype)
-        beta = kern.vector(_host(transport.log_v) if not is_torch(transport.log_v)
+        beta = kern.vector(to_host(transport.log_v) if not is_torch(transport.log_v)
                            else transport.log_v)
         feats = kern.transport_features(beta, similarity_weighted=similarity_weighted)
         return _out(feats, to_numpy)
     plan = nx.asarray(transport if nx.name == "torch" or not is_torch(transport)
-                      else _host(transport), dtype="float64", device=nx.device(X))
+                      else to_host(transport), dtype="float64", device=nx.device(X))
     if tuple(plan.shape) != (X.shape[0], U.shape[0]):
         raise ClusteringInputError(
             f"plan has shape {tuple(plan.shape)}, expected {(X.shape[0], U.shape[0])}"
