@@ -29,10 +29,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from kec import __version__
 from kec.cli._common import use_formatter
-from kec.errors import KecError
+from kec.errors import KecError, clip_lines
 
 COMMAND_MODULES = (
     "kec.cli.knowledge",
@@ -45,8 +46,18 @@ COMMAND_MODULES = (
 )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors quote no value whole: an option given a
+    100 KB value is echoed cut (:func:`kec.errors.clip_lines`). Sub-command parsers are
+    made of the same class, so this holds for every command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {clip_lines(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="kec",
         description="Knowledge-enhanced image clustering: build LLM knowledge, cluster images.",
     )
@@ -70,9 +81,10 @@ _RESUMABLE = {("knowledge", "build"): "answers received so far are cached; run t
 
 
 def _say(message: str) -> None:
-    """One line on stderr, whatever state stderr is in."""
+    """One line on stderr, whatever state stderr is in, and never a huge one: the values
+    a message quotes are cut (:func:`kec.errors.clip_lines`)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        print(message, file=sys.stderr)
+        print(clip_lines(message), file=sys.stderr)
 
 
 def _silence_stdout() -> None:
