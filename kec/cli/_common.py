@@ -20,6 +20,36 @@ LLM_CACHE_HELP = ("LLM answer cache (default: $KEC_CACHE_DIR/llm, else "
                   "$XDG_CACHE_HOME/kec/llm, else ~/.cache/kec/llm)")
 
 
+def seed_arg(text: str) -> int:
+    """``--seed``: an integer in ``[0, 2**32 - 1]`` (:data:`kec.cluster._checks.MAX_SEED`),
+    refused at parse time otherwise, before any work."""
+    from kec.cluster._checks import MAX_SEED  # numpy: only once a seed is parsed
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def seeds_arg(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated seeds, each as :func:`seed_arg` takes it."""
+    return tuple(seed_arg(x.strip()) for x in text.split(",") if x.strip())
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts and sizes: ``--batch-size``, ``--per-class``...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 @cache
 def backend_names() -> list[str]:
     """Names of the LLM backends, sorted, read from ``kec/backends/registry.json``.

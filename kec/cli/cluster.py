@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kec import __version__
 from kec._io import check_output_path, sha256_file
+from kec.cli._common import seed_arg
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
 from kec.cluster.registry import CLUSTERERS, method_names, method_spec
 from kec.errors import KecError
@@ -60,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="final clustering algorithm (default: %(default)s)")
     p.add_argument("--n-init", type=n_init_arg, default="auto",
                    help="k-means restarts: integer or 'auto' (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="random seed, an integer in [0, 2**32 - 1] (default: %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where knowledge-text embeddings are cached, keyed on the encoder "
                         "and the text (default: $KEC_CACHE_DIR or ~/.cache/kec)")

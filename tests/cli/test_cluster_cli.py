@@ -197,3 +197,28 @@ def test_bad_numbers_fail_before_any_work(files, capsys, opt):
                "--nouns", str(files["nouns"]), *opt, "--out", str(out)])
     assert rc == 2 and not out.exists()
     assert f"{opt[0]} must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_bad_seed_is_refused_before_any_work(files, capsys, seed):
+    out = files["tmp"] / "never-written"
+    with pytest.raises(SystemExit) as exc:
+        main(["cluster", str(files["images"]), "--k", "3", "--seed", seed, "--out", str(out)])
+    assert exc.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--seed: a seed must be in [0, 4294967295]" in err and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("clusterer", ["spectral", "agglomerative"])
+@pytest.mark.parametrize("n", [1, 2, 60])
+def test_scikit_learn_clusterers_with_k_equal_to_n(files, tmp_path, capsys, clusterer, n):
+    path = files["images"]
+    if n < 60:
+        path = tmp_path / f"n{n}.safetensors"
+        save_features(path, np.eye(n, 16, dtype=np.float32),
+                      ids=[f"i{j}" for j in range(n)], kind="image", encoder=ENCODER)
+    out = tmp_path / "r"
+    assert main(["cluster", str(path), "--k", str(n), "--clusterer", clusterer,
+                 "--out", str(out)]) == 0
+    assert sorted(load_result(out).clusters.tolist()) == list(range(n))
