@@ -70,7 +70,7 @@ def test_cluster_writes_assignments_and_summary(files, method, capsys):
     assert summary["method"] == method and summary["parameters"]["k"] == 3
     assert summary["metrics"]["acc"] >= 0.9
     assert summary["timings"]["total"] >= summary["timings"]["cluster"] >= 0
-    assert summary["inputs"]["features"]["path"] == str(files["images"])
+    assert summary["inputs"]["features"]["path"] == "../images.safetensors"
     assert len(summary["clusters"]) == 3
     if method != "kmeans":
         assert summary["inputs"]["nouns"]["n"] == 14
@@ -125,7 +125,8 @@ def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["captions"]["count"] == 6
-    assert summary["inputs"]["captions"]["from_knowledge"] == str(with_captions)
+    # recorded relative to the result folder: no absolute local path in a shared folder
+    assert summary["inputs"]["captions"]["from_knowledge"] == "../k-captions.json"
     assert summary["metrics"]["acc"] >= 0.9
     assert "not used" not in capsys.readouterr().err
     # a knowledge file without captions cannot stand in for a caption corpus
@@ -222,3 +223,33 @@ def test_scikit_learn_clusterers_with_k_equal_to_n(files, tmp_path, capsys, clus
     assert main(["cluster", str(path), "--k", str(n), "--clusterer", clusterer,
                  "--out", str(out)]) == 0
     assert sorted(load_result(out).clusters.tolist()) == list(range(n))
+
+
+def test_a_run_that_cannot_write_its_summary_leaves_the_previous_run_whole(files, tmp_path):
+    """RLIMIT_FSIZE lets assignments.csv through but not summary.json: the folder must keep
+    the previous run's pair, never new assignments beside an old summary."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "result"
+    assert main(["cluster", str(files["images"]), "--k", "3", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = len(before["assignments.csv"]) + 64  # the CSV fits, the summary does not
+    assert len(before["summary.json"]) > limit
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kec", "cluster", str(files["images"]), "--k", "2",
+         "--seed", "5", "--out", str(out)], preexec_fn=cap, capture_output=True, text=True,
+        cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin",
+                           "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("kec: error: ") and "File too large" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing mixed, no .tmp
+    assert load_result(out).summary["parameters"]["k"] == 3
