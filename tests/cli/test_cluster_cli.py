@@ -253,3 +253,43 @@ def test_a_run_that_cannot_write_its_summary_leaves_the_previous_run_whole(files
     assert len(proc.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing mixed, no .tmp
     assert load_result(out).summary["parameters"]["k"] == 3
+
+
+@pytest.mark.parametrize("change", ["no concepts", "not knowledge"])
+def test_unusable_knowledge_is_an_input_error(files, capsys, monkeypatch, change):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    doc = json.loads(files["knowledge"].read_text())
+    if change == "no concepts":
+        doc["concepts"], doc["pairs"] = [], []
+    else:
+        doc = {"kind": "something else", "concepts": "none"}
+    bad = files["tmp"] / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = files["tmp"] / "never-written"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+               "--knowledge", str(bad), "--text-encoder", "hash", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"kec: error: {bad} is not usable knowledge: $")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_identical_features_warn_of_empty_clusters(tmp_path, capsys):
+    path = tmp_path / "same.safetensors"
+    save_features(path, np.ones((10, 16), np.float32), ids=[f"i{j}" for j in range(10)],
+                  kind="image", encoder=ENCODER)
+    out = tmp_path / "r"
+    assert main(["cluster", str(path), "--k", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    expected = ("2 of the 3 clusters are empty: the 10 feature rows hold only 1 distinct "
+                "vector(s), fewer than --k 3")
+    assert f"kec: warning: {expected}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warnings"] == [expected + " (recorded in summary.json, 'warnings')"]
+    assert sorted(c["size"] for c in summary["clusters"]) == [0, 0, 10]
+
+
+def test_no_warning_when_every_cluster_has_members(files, tmp_path, capsys):
+    assert main(["cluster", str(files["images"]), "--k", "3", "--out",
+                 str(tmp_path / "r")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["warnings"] == []
