@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -48,6 +50,24 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def quiet_third_party() -> None:
+    """Silence the progress bars other libraries draw (``--quiet``): transformers'
+    "Loading weights" bar and huggingface_hub's, whether or not they are imported yet.
+
+    Sets ``HF_HUB_DISABLE_PROGRESS_BARS=1`` for this process (read when transformers is
+    imported) and switches the bars off in the modules already loaded.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 @cache

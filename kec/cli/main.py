@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from kec import __version__
-from kec.cli._common import use_formatter
+from kec.cli._common import quiet_third_party, use_formatter
 from kec.errors import KecError, clip_lines
 
 COMMAND_MODULES = (
@@ -123,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "quiet", False):
+        quiet_third_party()
     try:
         code = int(args.func(args) or 0)
         _flush_stdout()
