@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kec.cli._common import positive_int, seeds_arg
-from kec.errors import KecError
+from kec.errors import InputNotFoundError, KecError
 
 #: ``kec bench wordnet-glosses``: the benchmark ran, but at least one target was not met.
 EXIT_TARGET_MISSED = 5
@@ -180,7 +180,7 @@ def _check_dataset_args(args: argparse.Namespace) -> None:
             raise KecError(f"{entry['title']} has no split {part!r}; choose from "
                            f"{', '.join(entry['splits'])}")
     if args.captions is not None and not args.captions.is_file():
-        raise KecError(f"--captions {args.captions}: no such file")
+        raise InputNotFoundError(f"--captions {args.captions}: no such file")
     check_output_path(args.out, kind="dir")
 
 

@@ -15,8 +15,11 @@ Exit codes: 0 success; 1 a check failed (``validate``, ``diff``, ``lint``) or an
 error; 2 a usage or input error (:class:`~kec.errors.KecError`); 3 ``knowledge build``
 finished but some LLM calls failed (:class:`~kec.errors.BuildFailuresError`, unless
 ``--allow-failures``); 4 the LLM endpoint is down and the circuit breaker stopped the
-run (:class:`~kec.errors.EndpointDownError`; answers received are cached); 130
-interrupted (Ctrl-C); 141 stdout was closed before the output was written.
+run (:class:`~kec.errors.EndpointDownError`; answers received are cached); 5
+``kec bench wordnet-glosses`` ran but a target was not met
+(:data:`kec.cli.bench.EXIT_TARGET_MISSED`, unless ``--no-check-targets``); 130
+interrupted (Ctrl-C); 141 stdout was closed before the output was written. Error lines
+are cut to about 1,000 characters (:func:`kec.errors.clip_lines`), whatever they quote.
 """
 
 from __future__ import annotations

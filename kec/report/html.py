@@ -24,7 +24,7 @@ from kec import __version__
 from kec._io import atomic_write_text
 from kec.report import plots
 from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
-from kec.report.result import ClusterResult, ResultError, load_result
+from kec.report.result import ClusterResult, MissingInputError, ResultError, load_result
 
 logger = logging.getLogger(__name__)
 
@@ -364,12 +364,14 @@ def _input_path(res: ClusterResult, key: str,
 
     Raises
     ------
+    MissingInputError
+        The given file does not exist (a ``ResultError`` and a ``FileNotFoundError``).
     ResultError
-        The given file does not exist, or the summary names one that cannot be found.
+        The summary names a file that cannot be found.
     """
     if given:
         if not Path(given).is_file():
-            raise ResultError(f"--{key} {given}: no such file")
+            raise MissingInputError(f"--{key} {given}: no such file")
         return str(given)
     ref = res.resolve_input(key)
     if ref is None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from kec.errors import KecError
+from kec.errors import InputNotFoundError, KecError
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,10 @@ def write_result(
 
 class ResultError(KecError):
     """A result folder is missing or malformed, or an input it names cannot be found."""
+
+
+class MissingInputError(ResultError, InputNotFoundError):
+    """An input file given to the report does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass

@@ -41,6 +41,9 @@ def test_report_cli_overrides_and_errors(result_dir, tmp_path):
     with pytest.raises(ResultError, match=r"--knowledge .*missing\.json: no such file"):
         _run(["report", str(result_dir), "--out", str(out), "--knowledge",
               str(tmp_path / "missing.json")])  # a missing input fails loudly (issue 9)
+    with pytest.raises(FileNotFoundError):  # ... and is a FileNotFoundError for the API
+        _run(["report", str(result_dir), "--out", str(out), "--features",
+              str(tmp_path / "missing.safetensors")])
     assert not out.exists()
     with pytest.raises(ResultError):
         _run(["report", str(tmp_path), "--out", str(out)])
