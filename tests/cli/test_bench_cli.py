@@ -93,7 +93,11 @@ def test_bench_writes_tables_runs_and_provenance(bench_out, capsys):
     run = json.loads((bench_out / "runs" / "kec_cae" / "seed0" / "summary.json").read_text())
     assert run["kind"] == "kec.cluster_result" and run["method"] == "kec+cae"
     assert all(c.get("name") for c in run["clusters"] if c["size"])
-    assert run["inputs"]["knowledge"]["path"] == str(Path(record["knowledge"]).resolve())
+    # recorded relative to the run folder (a shared folder names no absolute path)
+    run_dir = bench_out / "runs" / "kec_cae" / "seed0"
+    assert run["inputs"]["knowledge"]["path"] == "../../../knowledge.json"
+    assert (run_dir / run["inputs"]["knowledge"]["path"]).resolve() == \
+        Path(record["knowledge"]).resolve()
 
 
 def test_second_run_reuses_features_and_knowledge(bench_out, tmp_path):
