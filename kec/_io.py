@@ -53,10 +53,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     a plain ``open(path, "w")`` would give, ``0o666 & ~umask`` (``mkstemp`` alone would
     leave it ``0o600`` whatever the umask).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(f"{path} is a directory; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_files(Path(path).parent, {Path(path).name: data})
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """``data`` in a fsynced temporary file beside ``path`` (mode ``0o666 & ~umask``)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):
@@ -65,10 +66,39 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_files(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+    """Write several files of ``folder`` together: all new, or (on any error) all old.
+
+    Every file is first written in full to a temporary file beside it and fsynced; only
+    when all of them are written are they renamed into place, one ``os.replace`` each.
+    A write error (a full disk, a file-size limit) therefore changes nothing: the
+    temporary files are removed and the files keep their old content. What remains is the
+    instant between the renames, which readers that need both files detect by a content
+    hash (see :func:`kec.report.result.write_result`).
+    """
+    folder = Path(folder)
+    paths = {name: folder / name for name in files}
+    for path in paths.values():
+        if path.is_dir():
+            raise OutputPathError(f"{path} is a directory; give a file name to write")
+    folder.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, path in paths.items():
+            staged.append((_staged(path, files[name]), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from kec.cluster._checks import ClusteringInputError
+from kec.cluster._checks import ClusteringInputError, check_random_state
 from kec.cluster.knowledge_features import KnowledgeFeatures, knowledge_features
 from kec.cluster.methods import MethodResult
 from kec.cluster.registry import check_inputs, resolve, unused_inputs
@@ -266,8 +266,10 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         Raises
         ------
         ClusteringInputError
-            A required input is missing (the message names it), or an input is invalid.
+            A required input is missing (the message names it), an input is invalid, or
+            ``random_state`` is not None, an integer in [0, 2**32 - 1] or a Generator.
         """
+        check_random_state(self.random_state)
         given = {"nouns": nouns, "captions": captions, "knowledge": knowledge}
         provided = {k for k, v in given.items() if v is not None}
         check_inputs(self._method, provided)
