@@ -167,3 +167,21 @@ def test_batches_restart_at_each_shard(n, size, breaks, expected):
     from kec.encoders.images import batch_ranges
 
     assert batch_ranges(n, size, breaks) == expected
+
+
+def test_a_shard_starts_a_new_batch_as_a_ray_task_reading_it_does(tmp_path, tiny_clip,
+                                                                  monkeypatch):
+    from kec.encoders.clip import ClipImageEncoder
+    from kec.encoders.factory import create_image_encoder
+    from kec.encoders.images import embed_images
+
+    for s in range(2):
+        write_tar(tmp_path / f"s-{s}.tar", [(f"{s}{i}.png", _png((50 * i, 9, 9 * s)))
+                                            for i in range(3)])
+    sizes: list[int] = []
+    real = ClipImageEncoder.encode_batch
+    monkeypatch.setattr(ClipImageEncoder, "encode_batch",
+                        lambda self, b: (sizes.append(len(b)), real(self, b))[1])
+    enc = create_image_encoder(tiny_clip, "none", device="cpu", batch_size=2)
+    assert len(embed_images(find_images(tmp_path), enc).ids) == 6
+    assert sizes == [2, 1, 2, 1]
