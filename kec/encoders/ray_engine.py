@@ -173,9 +173,12 @@ def _unwrap(exc: BaseException) -> BaseException:
 def _worker_errors(what: str) -> Iterator[None]:
     """Turn a failure inside a Ray worker into one clear line."""
     ray = _import_ray()
+    user_code = getattr(getattr(ray.data, "exceptions", None), "UserCodeException",
+                        ray.exceptions.RayError)  # ray >= 2.10 wraps UDF errors in it
+    except_types = (ray.exceptions.RayError, user_code)
     try:
         yield
-    except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as exc:
+    except except_types as exc:
         cause = _unwrap(exc)
         if isinstance(cause, KecError):
             raise cause from None

@@ -121,3 +121,20 @@ def test_without_ray_the_engine_is_a_one_line_error(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert rc == 2 and "pip install 'kec[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "set").exists()
+
+
+def test_an_error_in_a_ray_task_surfaces_as_its_one_line_error(tmp_path, ray_local):
+    """A shard that fails in the task reading it (here: gzip, which the driver did not
+    list first) ends the run with kec's own error, and no output folder."""
+    import tarfile
+
+    from kec.encoders.images import ImageSourceError
+    from kec.encoders.ray_engine import embed_images_ray
+
+    _png(tmp_path / "a.png", (1, 2, 3))
+    with tarfile.open(tmp_path / "s.tar", "w:gz") as tf:
+        tf.add(tmp_path / "a.png", arcname="k.png")
+    with pytest.raises(ImageSourceError, match="not an uncompressed tar"):
+        embed_images_ray(([tmp_path / "s.tar"], None), tmp_path / "set", model=MODEL,
+                         pretrained=None, device="cpu", workers=1, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "s.tar"]
