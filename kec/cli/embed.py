@@ -179,9 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.add_argument("--out", type=Path, required=True,
                     help="feature file to write (a folder with --engine ray or --shard-rows)")
     _add_scale_args(im, "local engine: image decoding processes, 0 decodes in the main "
-                        "process (default: one per spare core, at most 32: "
-                        f"{default_num_workers()} here); --engine ray: encoder actors "
-                        "(default: one per GPU, else 1)")
+                        "process; --engine ray: encoder actors (default: local, one per "
+                        f"spare core, at most 32: {default_num_workers()} here; ray, one "
+                        "per GPU, else 1)")
     _add_runtime_args(im, 64)
     im.set_defaults(func=cmd_images)
 
@@ -229,23 +229,29 @@ def cmd_images(args: argparse.Namespace) -> int:
     if args.source is None and args.file_list is None:
         raise KecError("give an image folder (or a list file with --file-list)")
     _check_scale_args(args)
-    source = find_images(args.source, file_list=args.file_list)
     if args.engine == "ray":
-        return _images_on_ray(args, source)
-    return _images_local(args, source)
+        return _images_on_ray(args)
+    return _images_local(args, find_images(args.source, file_list=args.file_list))
 
 
-def _images_on_ray(args: argparse.Namespace, source: Any) -> int:
+def _images_on_ray(args: argparse.Namespace) -> int:
+    from kec.encoders.images import find_images, find_tar_shards
     from kec.encoders.ray_engine import embed_images_ray
-    from kec.encoders.webdataset import tar_source
 
-    # WebDataset shards go to Ray whole (one task reads one shard start to end)
-    shards = tar_source(args.source) if source.origin == "webdataset" else None
+    # WebDataset shards go to Ray unread: one task reads one shard start to end
+    shards = find_tar_shards(args.source) if args.source is not None else None
+    if shards is not None:
+        source: Any = shards
+        described = {"origin": "webdataset", "location": str(args.source),
+                     "shards": len(shards[0])}
+    else:
+        source = find_images(args.source, file_list=args.file_list)
+        described = source.describe()
     result = embed_images_ray(
-        shards or source, args.out, model=args.model, pretrained=args.pretrained,
+        source, args.out, model=args.model, pretrained=args.pretrained,
         workers=args.workers, device=args.device, precision=args.precision,
         batch_size=args.batch_size, shard_rows=args.shard_rows, address=args.ray_address,
-        quiet=args.quiet, extra={"source": source.describe(), "engine": "ray"})
+        quiet=args.quiet, extra={"source": described, "engine": "ray"})
     _print_ray_result(result, "image")
     return 0
 

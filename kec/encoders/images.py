@@ -251,25 +251,40 @@ def find_images(
     ImageSourceError
         Nothing there, no image, or a folder holding both images and tar shards.
     """
-    from kec.encoders.webdataset import images_from_tars, tar_source
+    from kec.encoders.webdataset import images_from_tars
 
     if (source is None) == (file_list is None):
         raise ImageSourceError("give either an image folder or a list file, not both/neither")
     if file_list is not None:
         return images_from_file_list(file_list)
     assert source is not None
-    shards = tar_source(source)
+    shards = find_tar_shards(source)
     if shards is not None:
         tars, base = shards
-        if base is not None and _walk(base):
-            raise ImageSourceError(f"{source} holds both image files and .tar shards; give "
-                                   "a folder of images or a folder of WebDataset shards")
         return images_from_tars(tars, location=str(source), base=base)
     if Path(source).is_file():
         return images_from_file_list(source)
     if not Path(source).exists():
         raise ImageSourceError(f"{source} does not exist")
     return images_from_folder(source)
+
+
+def find_tar_shards(source: str | os.PathLike[str]) -> tuple[list[Path], Path | None] | None:
+    """The WebDataset shards ``source`` names, without reading them (see
+    :func:`kec.encoders.webdataset.tar_source`), or ``None`` when it names none.
+
+    Raises
+    ------
+    ImageSourceError
+        A pattern names a missing shard, or a folder holds both images and tar shards.
+    """
+    from kec.encoders.webdataset import tar_source
+
+    shards = tar_source(source)
+    if shards is not None and shards[1] is not None and _walk(shards[1]):
+        raise ImageSourceError(f"{source} holds both image files and .tar shards; give "
+                               "a folder of images or a folder of WebDataset shards")
+    return shards
 
 
 def read_image_bytes(ref: Any) -> bytes:
