@@ -31,6 +31,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def split_lines(text: str) -> list[str]:
+    """``text`` cut into lines at ``\n`` only, the ``\r`` of a ``\r\n`` ending dropped.
+
+    Unlike :meth:`str.splitlines`, form feeds, vertical tabs, ``\x1c``-``\x1e``, U+0085,
+    U+2028 and U+2029 stay inside their line, so line numbers match ``wc -l`` and editors.
+    A final newline does not start an empty last line.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def current_umask() -> int:
     """The process umask (read without changing it where ``/proc`` tells it)."""
     try:
@@ -113,6 +126,27 @@ def dump_json(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, dump_json(obj))
+
+
+def probe_writable(path: str | os.PathLike[str]) -> None:
+    """Create and delete a file in the folder that will hold ``path`` (its nearest existing
+    ancestor when missing): the one test of writability that also holds for root, on
+    read-only mounts and on pseudo file systems such as ``/proc``.
+
+    Raises
+    ------
+    OutputPathError
+        The file cannot be created.
+    """
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(prefix=".kec-write-test.", dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {folder}: "
+                              f"{exc.strerror or exc}") from None
 
 
 def check_output_path(path: str | os.PathLike[str],
