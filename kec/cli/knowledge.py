@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--api-key-env", default=None,
                    help="openai/langchain: environment variable holding the API key "
                         "(default OPENAI_API_KEY); the key is never written anywhere")
-    b.add_argument("--concurrency", type=int, default=None, help="openai: requests in flight")
+    b.add_argument("--concurrency", type=int, default=None,
+                   help="openai: requests in flight; ray-llamacpp, ray-vllm: engine actors")
     b.add_argument("--timeout", type=float, default=None, help="openai: seconds per request")
     b.add_argument("--max-retries", type=int, default=None,
                    help="openai: transport retries (429/5xx/timeouts) with backoff")
