@@ -70,9 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how labels that name the same kind of thing are found: WordNet "
                         "links + text similarity (auto: WordNet when installed) or text "
                         "similarity only; recorded in provenance.grouping")
-    b.add_argument("--sibling-hops", type=int, default=3,
-                   help="WordNet: join rare sibling terms (sparrow/finch/robin) whose "
-                        "common hypernym is this close (0 = never)")
+    b.add_argument("--sibling-hops", type=int, default=4,
+                   help="WordNet: join labels of the same kind (sparrow/finch/robin: "
+                        "bird), searching a label's kind this many hypernym steps up "
+                        "(0 = never)")
     b.add_argument("--pair-mass", type=float, default=0.8,
                    help="beta: cumulative softmax mass of each concept's pairs")
     b.add_argument("--pair-temperature", type=float, default=0.05,

@@ -2,7 +2,7 @@
 
 1. **Groups.** Pre-formed label groups (e.g. from ``kec scaffold``) are condensed as given.
    Without groups, labels that name the same kind of thing are grouped: WordNet links
-   (synonyms, hypernyms, gloss genus, close subordinate siblings) and text similarity
+   (synonyms, hypernyms, gloss genus, labels of one basic-level kind) and text similarity
    ``cos(e_i, e_j) > group_threshold`` (:func:`kec.knowledge.condense.group_labels`); the
    method used is recorded in ``provenance.grouping``.
 2. **Condensation.** Each group becomes one concept (name + short visual description).
@@ -74,7 +74,7 @@ class BuildParams:
     max_pairs_per_concept: int = 3  # open: cap per concept
     n_captions: int = 3  # kec's choice: captions per concept for CAE (0 = none)
     grouping: str = "auto"  # auto (WordNet when installed) | wordnet | similarity
-    sibling_hops: int = 3  # WordNet sibling links (0 = none), see kec.knowledge.condense
+    sibling_hops: int = 4  # steps to a label's kind (0 = no sibling links), kec.knowledge.condense
 
     def validate(self) -> None:
         if self.n_attributes < 0 or self.n_pair_attributes < 0:
