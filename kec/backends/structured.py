@@ -135,10 +135,9 @@ class AnswerError(ValueError):
 
 
 def short_reason(text: str, limit: int = REASON_LIMIT) -> str:
-    """The first line of ``text``, control characters escaped, cut to ``limit``."""
+    """The first line of ``text``, cut to ``limit`` characters (what prints it escapes
+    control characters)."""
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else "no answer"
-    line = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256
-                   else f"\\u{ord(ch):04x}" for ch in line)
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 from kec._io import check_output_path
 from kec.cli._common import LLM_CACHE_HELP, backend_names
 from kec.errors import BuildFailuresError, InvalidKnowledgeError, KecError
+from kec.knowledge.answers import NAME_NOT_DRAWN
 from kec.knowledge.document import (
     diff_knowledge,
     dumps_knowledge,
     load_knowledge,
     merge_knowledge,
     read_knowledge_json,
+    record_line,
     save_knowledge,
     summarize,
     validation_errors,
@@ -193,23 +195,43 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
         doc = builder.build(labels=labels, groups=groups, source=source)
     save_knowledge(doc, args.out)
+    _report_build(doc, args)
+    return 0
+
+
+def _report_build(doc: dict, args: argparse.Namespace) -> None:
+    """The summary line and one short line per failed or filled-in item (raw answers
+    stay in the file's provenance); exit 3 only for requests that got no answer."""
     usage = doc["provenance"]["usage"]
     failures = doc["provenance"]["failures"]
+    fallbacks = doc["provenance"].get("fallbacks") or []
+    sources = {}
+    for f in fallbacks:
+        sources[f.get("fallback", "none")] = sources.get(f.get("fallback", "none"), 0) + 1
+    detail = ", ".join(f"{n} {src}" for src, n in sorted(sources.items()))
     print(
         f"wrote {args.out}: {len(doc['concepts'])} concepts, {len(doc['pairs'])} pairs; "
         f"LLM calls {usage['calls']} (+{usage['cached_calls']} cached, "
         f"{usage['repairs']} repairs, {usage.get('failed_calls', 0)} failed requests), "
-        f"tokens {usage['prompt_tokens']}+"
-        f"{usage['completion_tokens']}; failures {len(failures)}",
+        f"tokens {usage['prompt_tokens']}+{usage['completion_tokens']}; "
+        f"fallbacks {len(fallbacks)}" + (f" ({detail})" if detail else "")
+        + f"; failures {len(failures)}",
         file=sys.stderr,
     )
+    for f in fallbacks:
+        print(f"  {record_line(f, 'fallback')}", file=sys.stderr)
     for f in failures:
-        print(f"  failed: {f['prompt']} {f['item']}: {f['error']}", file=sys.stderr)
+        print(f"  {record_line(f, 'failed')}", file=sys.stderr)
+    invalid = [f for f in fallbacks if f.get("reason") != NAME_NOT_DRAWN]
+    if invalid:
+        print(f"  {len(invalid)} item(s) got only invalid answers and were filled honestly "
+              "(see provenance.fallbacks); a re-run asks for them again with new seeds",
+              file=sys.stderr)
     if failures and not args.allow_failures:
-        raise BuildFailuresError(f"{len(failures)} LLM answer(s) failed, so {args.out} is "
-                                 "incomplete (failed items fell back); re-run to retry them, "
-                                 "or pass --allow-failures to accept it")
-    return 0
+        raise BuildFailuresError(f"{len(failures)} LLM answer(s) failed: their requests got "
+                                 f"no answer, so {args.out} is incomplete (those items fell "
+                                 "back); re-run to retry them, or pass --allow-failures to "
+                                 "accept it")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

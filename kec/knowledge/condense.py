@@ -49,8 +49,8 @@ import numpy as np
 
 from kec.knowledge.grouping import threshold_components
 
-__all__ = ["GroupingResult", "Link", "genus_word", "group_labels", "kind_of", "shared_names",
-           "wordnet_links"]
+__all__ = ["GroupingResult", "Link", "genus_word", "group_kind", "group_labels", "group_senses",
+           "kind_of", "senses_of", "shared_names", "wordnet_links"]
 
 _CUT_TEXT = (
     "with without that which who whose of having usually often especially typically in "
@@ -322,14 +322,16 @@ def _lemma(synset: Any) -> str:
     return str(synset.lemmas()[0].name()).replace("_", " ")
 
 
+def senses_of(label: str, wn: Any, max_senses: int = 3) -> list[Any]:
+    """The noun senses of ``label`` that count: its first, and the later ones WordNet
+    leaves unordered (as frequent in its tagged corpus as the first; *lorry*: both)."""
+    ss = _synsets(wn, label)[:max_senses]
+    return _unordered_senses(wn, label, ss) if ss else []
+
+
 def _label_senses(labels: Sequence[str], wn: Any) -> list[list[Any]]:
     """Per label WordNet knows, its senses whose order WordNet leaves open."""
-    out = []
-    for x in labels:
-        ss = _synsets(wn, x)
-        if ss:
-            out.append(_unordered_senses(wn, x, ss[:3]))
-    return out
+    return [ss for ss in (senses_of(x, wn) for x in labels) if ss]
 
 
 def shared_names(labels: Sequence[str], wn: Any, max_hops: int = 4) -> list[str]:
@@ -362,13 +364,31 @@ def shared_names(labels: Sequence[str], wn: Any, max_hops: int = 4) -> list[str]
 def group_kind(labels: Sequence[str], wn: Any, hops: int = 4) -> str | None:
     """The name of the one kind every label WordNet knows shares (``"cat"`` for *tabby
     cat, tomcat, kitten*; ``"truck"`` for *pickup truck, lorry*), or ``None``."""
+    kind = _group_kind_synset(labels, wn, hops)
+    return _lemma(kind) if kind is not None else None
+
+
+def _group_kind_synset(labels: Sequence[str], wn: Any, hops: int = 4) -> Any:
     kinds = _Kinds(wn, hops, 10, 0.38)
     per_label = [{kinds.of(s) for s in senses} - {None}
                  for senses in _label_senses(labels, wn)]
     if not per_label:
         return None
     common = set(per_label[0]).intersection(*per_label[1:])
-    return _lemma(common.pop()) if len(common) == 1 else None
+    return common.pop() if len(common) == 1 else None
+
+
+def group_senses(labels: Sequence[str], wn: Any, hops: int = 4) -> list[Any]:
+    """One sense per label WordNet knows, in label order: the sense of the group's kind
+    where the label has several (*lorry* next to *pickup truck*: the truck, not the
+    horse-drawn wagon), else its first."""
+    kind = _group_kind_synset(labels, wn, hops) if len(labels) > 1 else None
+    kinds = _Kinds(wn, hops, 10, 0.38)
+    out = []
+    for senses in _label_senses(labels, wn):
+        match = [s for s in senses if kind is not None and kinds.of(s) == kind]
+        out.append(match[0] if match else senses[0])
+    return out
 
 
 def intrinsic_ic(synset: Any, wn: Any) -> float:

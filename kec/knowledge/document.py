@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from kec import __version__
 from kec._io import canonical_json, dump_json, sha256_text, write_json
 from kec.errors import InvalidKnowledgeError, KecError
+from kec.knowledge.text import printable
 from kec.schemas import knowledge_schema
 
 SCHEMA_VERSION = "1.0"
@@ -241,6 +242,7 @@ def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
             "usage": {k: sum(int(d["provenance"]["usage"].get(k, 0)) for d in docs)
                       for k in usage_keys},
             "failures": [f for d in docs for f in d["provenance"]["failures"]],
+            "fallbacks": [f for d in docs for f in d["provenance"].get("fallbacks") or []],
             "merged_from": [{"source": s, **d["provenance"]} for s, d in zip(sources, docs)],
         },
     }
@@ -303,12 +305,34 @@ def _grouping_note(grouping: Any) -> str:
     return f" (grouped by {grouping['method']}{n})"
 
 
+_FILLED = {"wordnet": "filled from WordNet", "label": "named by its label",
+           "none": "left empty"}
+
+
+def record_line(rec: dict[str, Any], kind: str = "failed") -> str:
+    """One short, printable line for a failure or fallback record of the provenance:
+    ``fallback: condense sunflower, daisy: a placeholder description after 3
+    attempt(s) -> filled from WordNet``. The raw answer stays in the file."""
+    labels = ", ".join(str(x) for x in rec.get("labels") or []) or str(rec.get("item", ""))
+    if len(labels) > 60:
+        labels = labels[:57] + "..."
+    reason = str(rec.get("reason") or str(rec.get("error", "")).strip().split("\n")[0])
+    if len(reason) > 120:
+        reason = reason[:117] + "..."
+    filled = _FILLED.get(str(rec.get("fallback")), "")
+    return printable(f"{kind}: {rec.get('prompt')} {labels}: {reason} after "
+                     f"{rec.get('attempts')} attempt(s)" + (f" -> {filled}" if filled else ""))
+
+
 def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
-    """A plain-text view of a knowledge file for ``kec knowledge show``."""
+    """A plain-text view of a knowledge file for ``kec knowledge show``: one line per
+    entry, every text escaped (:func:`kec.knowledge.text.printable`), so a name holding
+    a newline or a terminal escape sequence prints as ``\\n`` or ``\\x1b``."""
     prov = doc["provenance"]
     names = {c["id"]: c["name"] for c in doc["concepts"]}
     usage = prov["usage"]
     backend = prov["backend"]
+    fallbacks = prov.get("fallbacks") or []
     out = [
         f"kec knowledge (schema {doc['schema_version']}, kec {prov['kec_version']}, "
         f"created {prov['created_at']})",
@@ -316,7 +340,7 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
         f"labels: {doc['labels']['count']} from {doc['labels']['source']}"
         + _grouping_note(prov.get("grouping")),
         f"concepts: {len(doc['concepts'])}   pairs: {len(doc['pairs'])}   "
-        f"failures: {len(prov['failures'])}",
+        f"failures: {len(prov['failures'])}   fallbacks: {len(fallbacks)}",
         f"LLM calls: {usage['calls']} (+{usage['cached_calls']} cached), "
         f"tokens: {usage['prompt_tokens']} prompt / {usage['completion_tokens']} completion",
         "",
@@ -343,12 +367,11 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
                    f"(similarity {p['similarity']:.3f})")
         for att in p["attributes"]:
             out.append(f"    + {att}")
-    if prov["failures"]:
-        out.append("")
-        out.append("failures:")
-        for f in prov["failures"]:
-            out.append(f"  {f['prompt']} {f['item']}: {f['error']}")
-    return "\n".join(out)
+    for title, records, kind in (("failures:", prov["failures"], "failed"),
+                                 ("fallbacks:", fallbacks, "fallback")):
+        if records:
+            out += ["", title] + [f"  {record_line(r, kind)}" for r in records]
+    return "\n".join(printable(line) for line in out)
 
 
 __all__ = [
@@ -360,6 +383,7 @@ __all__ = [
     "dumps_knowledge",
     "load_knowledge",
     "merge_knowledge",
+    "record_line",
     "save_knowledge",
     "summarize",
     "validate_knowledge",

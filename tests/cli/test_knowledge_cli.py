@@ -93,17 +93,43 @@ def test_failing_items_are_reported_and_the_rest_is_kept(tmp_path, capsys):
                                        tmp_path / "cache"))
     assert code == 3  # written, but incomplete: BuildFailuresError (issue 9 item 1)
     doc = load_knowledge(tmp_path / "k.json")
-    failures = doc["provenance"]["failures"]
-    failed_labels = {tuple(sorted(f["labels"])) for f in failures if f["prompt"] == "condense"}
-    assert failed_labels == {("cat", "kitten"), ("lorry", "truck"), ("frog", "toad")}
-    schema_failure = next(f for f in failures if "kitten" in f["labels"])
-    assert schema_failure["raw"] == '{"unexpected": true}' and schema_failure["attempts"] == 3
+    prov = doc["provenance"]
+    # no answer at all: a failure (exit 3); only invalid answers: a fallback (issue 17)
+    failed_labels = {tuple(sorted(f["labels"])) for f in prov["failures"]
+                     if f["prompt"] == "condense"}
+    assert failed_labels == {("lorry", "truck"), ("frog", "toad")}
+    invalid = next(f for f in prov["fallbacks"] if "kitten" in f["labels"]
+                   and f["prompt"] == "condense")
+    assert invalid["raw"] == '{"unexpected": true}' and invalid["attempts"] == 3
+    assert invalid["reason"] == "breaks the schema at $ (required)"
     fallbacks = {c["name"] for c in doc["concepts"] if c.get("fallback")}
-    assert fallbacks == {"cat", "truck", "frog"}
+    assert fallbacks == {"cat", "truck", "frog"}  # the WordNet kind, else the first label
     good = [c for c in doc["concepts"] if not c.get("fallback")]
     assert len(good) == 3 and all(c["description"] for c in good)
     err = capsys.readouterr().err
-    assert "failed: condense" in err and "Traceback" not in err
+    assert "failed: condense" in err and "fallback: condense cat, kitten" in err
+    assert "Traceback" not in err
+    # one short line per item: no raw answer, no JSON on the terminal
+    for line in err.splitlines():
+        if line.startswith(("  failed:", "  fallback:")):
+            assert len(line) < 240 and "{" not in line, line
+
+
+def test_only_invalid_answers_exit_0_and_are_counted(tmp_path, capsys):
+    """A model that answers, but badly, for one item: the build ends with exit 0, the
+    item filled from WordNet and counted in the summary line (issue 17)."""
+    groups = _write_groups(tmp_path / "groups.json")
+    with FaultServer(rules=[Rule("kitten", ["bad_schema"])]) as fs:
+        code = main(_openai_build_args(fs.base_url, groups, tmp_path / "k.json",
+                                       tmp_path / "cache"))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    summary = next(line for line in err.splitlines() if line.startswith("wrote "))
+    assert "failures 0" in summary and "fallbacks " in summary and "wordnet)" in summary
+    assert "a re-run asks for them again with new seeds" in err
+    doc = load_knowledge(tmp_path / "k.json")
+    cat = next(c for c in doc["concepts"] if "kitten" in c["labels"])
+    assert cat["fallback"] and "feline mammal" in cat["description"]  # WordNet's words
 
 
 @pytest.mark.parametrize(
