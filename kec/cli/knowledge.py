@@ -107,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "placeholders and copies (one-letter answers, prompt words, the "
                     "concept's own name), attributes no closer to their concept than to "
                     "another, and pair attributes that do not separate their pair. "
-                    "Exit status: 0 nothing flagged, 1 something flagged, 2 error.")
+                    "Exit status: 0 nothing flagged, 1 something flagged, 2 error (a file "
+                    "that is not JSON or not a valid knowledge file included).")
     lt.add_argument("file", type=Path, help="knowledge file to lint")
     lt.add_argument("--encoder", default="minilm",
                     help="text encoder: minilm | sentence-transformers:NAME | "
@@ -131,7 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--out", type=Path, required=True, help="merged knowledge file to write")
     m.set_defaults(func=cmd_merge)
 
-    d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ)")
+    d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ, "
+                                   "2 when one is not a valid knowledge file)")
     d.add_argument("a", type=Path, help="first knowledge file")
     d.add_argument("b", type=Path, help="second knowledge file")
     d.add_argument("--provenance", action="store_true",
@@ -253,14 +255,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+class _UnusableInput(KecError):
+    """A knowledge file given to a command whose exit 1 means something else (lint:
+    flagged, diff: different): an input error, exit 2."""
+
+
+def _load_input(path: Path) -> dict:
+    try:
+        return load_knowledge(path)
+    except InvalidKnowledgeError as exc:
+        raise _UnusableInput(str(exc)) from None
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
     import json
 
     from kec.knowledge.lint import lint_knowledge
 
-    doc = load_knowledge(args.file)
+    doc = _load_input(args.file)
     encode = None
-    if args.encoder.lower() != "none":
+    if args.encoder.lower() != "none" and doc["concepts"]:  # nothing to embed: no encoder
         from kec.encoders import create_text_encoder
 
         encode = create_text_encoder(args.encoder).encode
@@ -291,7 +305,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    lines = diff_knowledge(load_knowledge(args.a), load_knowledge(args.b), args.provenance)
+    lines = diff_knowledge(_load_input(args.a), _load_input(args.b), args.provenance)
     for line in lines:
         print(line)
     return 1 if lines else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import cache
@@ -82,7 +83,8 @@ def kind_problem(doc: Any) -> str | None:
 def validation_errors(doc: Any) -> list[tuple[str, str]]:
     """All problems of ``doc`` as ``(json_path, message)``: schema first, then the semantic
     rules the schema cannot express (unique ids, pairs point at existing concepts,
-    no self-pairs or duplicate pairs, no blank names). Another kind of kec file, or a
+    no self-pairs or duplicate pairs, no blank names, no control characters in names,
+    descriptions, labels, attributes or captions). Another kind of kec file, or a
     document nested deeper than :data:`MAX_DEPTH`, gives one error and no more."""
     problem = kind_problem(doc)
     if problem is not None:
@@ -111,6 +113,8 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
         name = c.get("name")
         if isinstance(name, str) and name and not name.strip():
             errors.append((f"$.concepts[{i}].name", "name is blank"))
+        errors += _control_errors(c, f"$.concepts[{i}]",
+                                  ("name", "description", "labels", "attributes", "captions"))
     pairs = doc.get("pairs") if isinstance(doc.get("pairs"), list) else []
     seen_pairs: dict[tuple[str, str], int] = {}
     for i, p in enumerate(pairs):
@@ -122,6 +126,7 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
                 errors.append((f"$.pairs[{i}].{key}", f"unknown concept id '{ref}'"))
         if isinstance(a, str) and a == b:
             errors.append((f"$.pairs[{i}]", f"pairs concept '{a}' with itself"))
+        errors += _control_errors(p, f"$.pairs[{i}]", ("attributes",))
         if isinstance(a, str) and isinstance(b, str):
             key2 = (min(a, b), max(a, b))
             if key2 in seen_pairs:
@@ -129,6 +134,33 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
                                                 f"$.pairs[{seen_pairs[key2]}])"))
             else:
                 seen_pairs[key2] = i
+    return errors
+
+
+def _control_char(text: str) -> int | None:
+    """Index of the first control character or line/paragraph separator, or ``None``."""
+    for k, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return k
+    return None
+
+
+def _control_errors(obj: dict[str, Any], base: str, keys: Iterable[str]
+                    ) -> list[tuple[str, str]]:
+    """A name, label or attribute is one line of printable text: a newline forges lines
+    and an ESC sequence drives the terminal of whoever prints it."""
+    errors = []
+    for key in keys:
+        value = obj.get(key)
+        texts = [(f"{base}.{key}", value)] if isinstance(value, str) else [
+            (f"{base}.{key}[{k}]", t) for k, t in enumerate(value or [])
+            if isinstance(value, list) and isinstance(t, str)]
+        for path, text in texts:
+            k = _control_char(text)
+            if k is not None:
+                errors.append((path, f"holds a control character (U+{ord(text[k]):04X} at "
+                                     f"position {k}); texts must be one line of printable "
+                                     "text"))
     return errors
 
 

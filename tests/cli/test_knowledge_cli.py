@@ -209,6 +209,43 @@ def test_lint_exits_1_when_something_is_flagged_and_0_when_clean(tmp_path, capsy
     assert main(["knowledge", "lint", str(tmp_path / "missing.json")]) == 2
 
 
+@pytest.mark.parametrize("content", [
+    "not json {",
+    '{"schema_version": "1.0", "kind": "kec.knowledge"}',  # JSON, but not valid knowledge
+    "[[\"cat\", \"kitten\"]]",  # a groups list
+])
+def test_lint_and_diff_on_an_unusable_file_exit_2(tmp_path, capsys, content):
+    """Exit 1 of lint means "flagged" and of diff "they differ": a file that cannot be
+    read as knowledge is an input error (exit 2), said in one clear message."""
+    from kec.knowledge.document import save_knowledge
+    from tests.knowledge.docs import make_doc
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    good = tmp_path / "good.json"
+    save_knowledge(make_doc(), good)
+    assert main(["knowledge", "lint", str(bad), "--encoder", "none"]) == 2
+    assert main(["knowledge", "diff", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "Traceback" not in err
+
+
+def test_lint_without_concepts_loads_no_encoder(tmp_path, capsys, monkeypatch):
+    import kec.encoders
+    from kec.knowledge.document import save_knowledge
+    from tests.knowledge.docs import make_doc
+
+    def no_load(spec):
+        raise AssertionError(f"loaded the encoder {spec}")
+
+    monkeypatch.setattr(kec.encoders, "create_text_encoder", no_load)
+    empty = make_doc()
+    empty["concepts"], empty["pairs"] = [], []
+    save_knowledge(empty, tmp_path / "empty.json")
+    assert main(["knowledge", "lint", str(tmp_path / "empty.json")]) == 0
+    assert "0 of 0 items flagged" in capsys.readouterr().out
+
+
 def test_validate_a_file_nested_200000_deep_is_a_clear_error(tmp_path, capsys):
     from tests.knowledge.docs import make_doc
 
