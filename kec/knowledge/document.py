@@ -152,9 +152,9 @@ def _control_errors(obj: dict[str, Any], base: str, keys: Iterable[str]
     errors = []
     for key in keys:
         value = obj.get(key)
+        items = value if isinstance(value, list) else []
         texts = [(f"{base}.{key}", value)] if isinstance(value, str) else [
-            (f"{base}.{key}[{k}]", t) for k, t in enumerate(value or [])
-            if isinstance(value, list) and isinstance(t, str)]
+            (f"{base}.{key}[{k}]", t) for k, t in enumerate(items) if isinstance(t, str)]
         for path, text in texts:
             k = _control_char(text)
             if k is not None:
