@@ -360,8 +360,11 @@ class StructuredRunner:
         failure = Failure(job.prompt.id, job.item, error,
                           raw[:RAW_LIMIT] if raw is not None else None, attempts, job.labels,
                           reason or short_reason(error), answered)
-        logger.warning("%s failed for %s after %d attempt(s): %s",
-                       job.prompt.id, job.item, attempts, error)
+        # one short line; the full error and the raw answer are in the Failure record
+        logger.log(logging.INFO if answered else logging.WARNING,
+                   "%s %s for %s after %d attempt(s): %s", job.prompt.id,
+                   "got only invalid answers" if answered else "got no answer", job.item,
+                   attempts, failure.reason)
         self.failures.append(failure)
         return Outcome(job, None, failure)
 
