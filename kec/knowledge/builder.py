@@ -403,8 +403,8 @@ class KnowledgeBuilder:
                     "name_a": by_id[pr["a"]]["name"], "name_b": by_id[pr["b"]]["name"],
                     "description_a": by_id[pr["a"]]["description"],
                     "description_b": by_id[pr["b"]]["description"],
-                    "n": n}))
-                for pr in pairs]
+                    "n": n}), (by_id[pr["a"]]["name"], by_id[pr["b"]]["name"]))
+                for pr in pairs]  # labels: the two names, for one-line reports
         for pr, job, out in zip(pairs, jobs, self.runner.run(jobs, desc="pairs")):
             if out.value is not None:
                 names = job_names("pair_attributes", job.values)

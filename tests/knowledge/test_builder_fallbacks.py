@@ -86,3 +86,15 @@ def test_items_without_a_usable_answer_are_filled_from_wordnet_and_marked():
     assert filled[("concept_attributes", ("sunflower", "daisy"))]["fallback"] == "wordnet"
     assert filled[("condense", (BRACES,))]["fallback"] == "label"
     assert filled[("concept_attributes", (BRACES,))]["fallback"] == "none"
+
+
+@needs_wordnet
+def test_a_pair_without_a_usable_answer_is_reported_by_its_names():
+    from tests.knowledge.test_answers import TinyEncoder
+
+    b = KnowledgeBuilder(ObedientBackend(), TinyEncoder(), cache_dir=None, progress=False,
+                         params=BuildParams(n_captions=0))
+    doc = b.build(groups=[["sunflower", "daisy"], ["kitten"]])
+    [pair] = [f for f in doc["provenance"]["fallbacks"] if f["prompt"] == "pair_attributes"]
+    assert pair["labels"] == ["flower", "kitten"] and pair["fallback"] == "none"
+    assert doc["pairs"][0]["attributes"] == []
