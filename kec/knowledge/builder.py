@@ -16,17 +16,18 @@
    corpus for CAE's caption level (docs/methods.md §3) when no caption dataset is at hand.
 
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
-schema validation, repair, failure records), so a re-run costs zero calls and an
-interrupted build resumes where it stopped.
+schema validation, repair with a new sample per retry, failure records), so a re-run
+costs zero calls for every usable answer and an interrupted build resumes where it
+stopped.
 
 Names come from the labels: a one-label concept is named by its label, and the LLM's
 name for a group is kept only when it is drawn from the group's labels or the names
 WordNet gives all of them (:func:`kec.knowledge.condense.shared_names`; else the group's
 WordNet kind or first label, recorded in ``provenance.fallbacks``), so an instruction
-inside a label cannot name a concept. An item whose every answer stays invalid is filled honestly
-(:mod:`kec.knowledge.glosses`: WordNet's gloss, else the label alone) and listed in
-``provenance.fallbacks``; an item whose requests got no answer is listed in
-``provenance.failures``.
+inside a label cannot name a concept. An item whose every answer stays invalid is
+filled honestly (:mod:`kec.knowledge.glosses`: WordNet's gloss, else the label alone)
+and listed in ``provenance.fallbacks``; an item whose requests got no answer is listed
+in ``provenance.failures``.
 """
 
 from __future__ import annotations
@@ -365,6 +366,8 @@ class KnowledgeBuilder:
                 c[key] = dedup_attributes(items, limit=n)
             elif out.failure is not None:
                 c[key] = self._fallback_items(prompt_id, c, n)
+            else:
+                c[key] = c.get(key, [])
 
     def _fallback_items(self, prompt_id: str, concept: dict[str, Any], n: int) -> list[str]:
         """Attributes from WordNet's glosses of the concept's labels; no captions."""
