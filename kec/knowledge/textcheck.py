@@ -66,8 +66,6 @@ _IDENTIFIER = re.compile(r"^[^\W_]+(?:[_.][^\W_]+)+$")
 _SNAKE = re.compile(r"[^\W_]_[^\W_]")
 # code or markup leaking from the answer format ("]} ```python", "<attribute>")
 _MARKUP = re.compile(r"```|[{}\[\]<>]")
-# a key of the answer format followed by a colon ("name: cat", '"attributes": [')
-_FORMAT_KEY = re.compile(r"[\"']?\b([A-Za-z_]+)[\"']?\s*:")
 
 
 def _fold(text: str) -> str:
@@ -103,14 +101,11 @@ def prompt_words() -> frozenset[str]:
 
 
 def is_schema_text(text: str) -> bool:
-    """Text copied from a JSON Schema or the answer format: a schema keyword
-    (``maxLength:200,minItems:1``, ``$ref``, ``additionalProperties``) or a key of the
-    answer format followed by a colon (``name: cat``, ``"attributes": [``)."""
+    """Text copied from a JSON Schema: a schema keyword no prose uses
+    (``maxLength:200,minItems:1``, ``$ref``, ``additionalProperties``). A format key
+    before real content (``description: a striped cat``) is not flagged."""
     keywords = {k.casefold() for k in _lists()["schema_keywords"]}
-    if any(tok.casefold() in keywords for tok in _SCHEMA_TOKEN.findall(text)):
-        return True
-    keys = _lists()["format_keys"]
-    return any(m.group(1).casefold() in keys for m in _FORMAT_KEY.finditer(text))
+    return any(tok.casefold() in keywords for tok in _SCHEMA_TOKEN.findall(text))
 
 
 def is_heading(text: str) -> bool:

@@ -28,7 +28,6 @@ from tests.knowledge.docs import make_doc
     '{"type": "array", "minItems": 1}',
     "additionalProperties false",
     "$ref to the concept",
-    "name: tabby cat",
     '"attributes": [',
     "Overview and Convention",
     "General Notes",
@@ -43,6 +42,7 @@ def test_schema_text_and_headings_are_placeholders(text):
     "striped pattern", "Colour: orange", "pointed ears", "long curved tail",
     "a small low car with a high-powered engine", "usually seats two persons",
     "work boots with thick soles", "a table of carved oak",
+    "description: a photo of a car with an automatic transmission",
 ])
 def test_real_traits_are_not(text):
     assert text_flags(text, ["cat"]) == []
