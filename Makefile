@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install wordnet system-deps knowledge test lint bench efficacy docs-screenshot clean
+.PHONY: install wordnet foldoc system-deps knowledge test lint bench efficacy docs-screenshot clean
 
 # pip runs without -q: on 2 cores the install takes about 18 minutes (llama-cpp-python
 # compiles for about 4), and its progress lines show that it is working.
@@ -32,7 +32,15 @@ wordnet:
 	  else echo "note: install Debian's wordnet-base wordnet-sense-index (WordNet 3.0)"; fi; \
 	fi
 
-system-deps: wordnet
+# FOLDOC (Debian dict-foldoc): the text of the `kec bench foldoc` efficacy benchmark.
+foldoc:
+	@if [ ! -f /usr/share/dictd/foldoc.index ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dict-foldoc; \
+	  else echo "note: install Debian's dict-foldoc (the FOLDOC efficacy benchmark)"; fi; \
+	fi
+
+system-deps: wordnet foldoc
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
@@ -58,7 +66,8 @@ bench: install
 
 # The efficacy benchmark at full size (WordNet glosses, MiniLM, offline): README's table.
 efficacy: install system-deps
-	$(VENV)/bin/kec bench wordnet-glosses --out bench-efficacy
+	$(VENV)/bin/kec bench wordnet-glosses --out bench-efficacy/wordnet-glosses
+	$(VENV)/bin/kec bench foldoc --out bench-efficacy/foldoc
 
 docs-screenshot: install
 	KEC_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/report/test_screenshot.py -q

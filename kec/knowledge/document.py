@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from kec import __version__
 from kec._io import canonical_json, dump_json, sha256_text, write_json
-from kec.errors import InvalidKnowledgeError, KecError
+from kec.errors import InputNotFoundError, InvalidKnowledgeError, KecError
 from kec.knowledge.text import printable
 from kec.schemas import knowledge_schema
 
@@ -174,7 +174,7 @@ def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
     try:
         text = Path(path).read_text("utf-8")
     except FileNotFoundError:
-        raise KecError(f"{path}: file not found") from None
+        raise InputNotFoundError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KecError(f"{path}: cannot read: {exc}") from None
     try:
