@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-efficacy"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--rules-only", action="store_true",
+                    help="only the guard's rules (default, no spread check, strict)")
     args = ap.parse_args(argv)
+    variants = [v for v in VARIANTS if not args.rules_only or "fusion" not in v[1]]
     seeds = tuple(int(s) for s in args.seeds.split(","))
     cfg = EfficacyConfig(out=args.out, dataset=args.dataset, seeds=seeds,
                          methods=("kmeans", "kec", "kec+cae"), progress=False)
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_row(reg.name, "-", "kmeans", "-", km_acc, [100 * m["nmi"] for m in km],
                    km_acc, set()))
         for kind, kf in reg.knowledge.items():
-            for method, params, label in VARIANTS:
+            for method, params, label in variants:
                 accs, nmis, modes = [], [], set()
                 for s in seeds:
                     res = run_method(method, reg.X, k, knowledge=kf, random_state=s,

@@ -121,6 +121,15 @@ def llama_server_available() -> tuple[bool, str]:
     return True, ""
 
 
+_SERVER_WITHOUT_EXTRA_BUFFERS = """
+import runpy, sys
+from kec.backends.llamacpp import _model_defaults
+sys.argv[0] = "llama_cpp.server"
+with _model_defaults(use_extra_bufts=False):
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @contextlib.contextmanager
 def llama_server(model_path: str | os.PathLike[str] | None = None, n_ctx: int = 2048,
                  ready_timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
@@ -148,7 +157,10 @@ def llama_server(model_path: str | os.PathLike[str] | None = None, n_ctx: int = 
         model_path = embedded_model_path()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+    # the server loads the model as kec's in-process backend does: without llama.cpp's
+    # extra buffer types, whose AMX kernels crash with SIGSEGV where the CPU reports AMX
+    # but the sandbox does not grant the tile state (see kec.backends.llamacpp)
+    cmd = [sys.executable, "-c", _SERVER_WITHOUT_EXTRA_BUFFERS, "--model", str(model_path),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), *extra_args]
     with tempfile.TemporaryFile(mode="w+b") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
