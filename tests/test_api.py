@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import kec
-from kec.cluster import estimators as E
+from kec.cluster import inputs as inputs_module
 from kec.errors import InvalidKnowledgeError, KecError
 from kec.features import save_features
 from kec.knowledge.document import save_knowledge
@@ -72,7 +72,7 @@ def shared_minilm(monkeypatch, minilm):
         assert spec == "minilm", spec
         return minilm
 
-    monkeypatch.setattr(E, "_create_encoder", create)
+    monkeypatch.setattr(inputs_module, "make_text_encoder", create)
     return asked
 
 

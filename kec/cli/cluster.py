@@ -17,11 +17,11 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from kec import __version__
-from kec._io import check_output_path, sha256_file
+from kec._io import check_output_path
 from kec.cli._common import seed_arg
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
 from kec.cluster.registry import CLUSTERERS, method_names, method_spec
-from kec.errors import InvalidKnowledgeError, KecError
+from kec.errors import KecError
 
 if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
     pass
@@ -122,26 +122,6 @@ def method_device(choice: str) -> str | None:
     return resolve(choice)
 
 
-def make_text_encoder(spec: str) -> Any:
-    """The text encoder for knowledge texts (a seam for tests)."""
-    from kec.encoders import create_text_encoder
-
-    return create_text_encoder(spec)
-
-
-def cached_text_encoder(spec: str, cache: Path | None) -> Any:
-    """The encoder of ``spec`` behind the on-disk embedding cache (``None``: no cache).
-
-    The model is loaded only when a text is not in the cache, so a second run with the
-    same knowledge embeds nothing and loads no model."""
-    if cache is None:
-        return make_text_encoder(spec)
-    from kec.encoders.cache import CachedTextEncoder
-
-    return CachedTextEncoder(factory=lambda: make_text_encoder(spec), cache_dir=cache,
-                             key={"spec": spec})
-
-
 def _warn(msg: str) -> None:
     print(f"kec: warning: {msg}", file=sys.stderr)
 
@@ -153,68 +133,6 @@ def _load_text(path: Path, images: Any, what: str) -> Any:
     check_compatible(images, feats)
     logger.info("%s: %d x %d from %s", what, len(feats), feats.dim, path)
     return feats
-
-
-def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
-    """The knowledge file embedded for grounding, and its description for summary.json.
-
-    A file that is not valid knowledge (schema, no concepts...) is an input error of this
-    command: :class:`KecError` (exit 2) with the first problem on one line, not
-    ``InvalidKnowledgeError``'s exit 1 ("a check found a problem").
-    """
-    try:
-        return _embed_knowledge(args, images)
-    except InvalidKnowledgeError as exc:
-        first = exc.errors[0] if exc.errors else ("$", "invalid")
-        more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
-        raise KecError(f"{args.knowledge} is not usable knowledge: {first[0]}: {first[1]}"
-                       f"{more}; see kec knowledge validate {args.knowledge}") from None
-
-
-def _embed_knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
-    from kec.cluster.knowledge_features import NAME_TEMPLATE, knowledge_features
-    from kec.features import encoder_differences
-    from kec.knowledge.document import load_knowledge
-
-    doc = load_knowledge(args.knowledge)
-    if args.text_encoder:
-        spec = args.text_encoder
-    else:
-        from kec.encoders import spec_from_description
-
-        try:
-            spec = spec_from_description(images.encoder)
-        except KecError as exc:
-            raise KecError(f"cannot tell which text encoder matches {args.images} ({exc}); "
-                           "give --text-encoder") from None
-    from kec.vocab import cache_dir
-
-    cache = None if args.no_cache else cache_dir(args.cache_dir)
-    encoder = cached_text_encoder(spec, cache)
-    described = dict(encoder.describe()) if hasattr(encoder, "describe") else {"spec": spec}
-    dim = getattr(encoder, "dim", None)
-    if dim is not None and int(dim) != images.dim:
-        raise KecError(f"text encoder {spec!r} gives {dim}-d vectors but {args.images} holds "
-                       f"{images.dim}-d image features; use the images' encoder "
-                       "(--text-encoder clip:MODEL:PRETRAINED)")
-    diffs = encoder_differences(images.encoder, described) if "kind" in described else []
-    if diffs:
-        raise KecError(f"text encoder {spec!r} is not the encoder of {args.images} "
-                       f"({'; '.join(diffs)}): its vectors live in another space")
-    from kec.api import lint_and_drop
-
-    doc, lint = lint_and_drop(doc, encoder, keep_flagged=getattr(args, "keep_flagged", False))
-    if lint["dropped"]:
-        logger.info("dropped %d knowledge item(s) flagged by lint (see summary.json; "
-                    "--keep-flagged keeps them)", len(lint["dropped"]))
-    # concept names go into CLIP's zero-shot prompt for images, bare for text collections
-    template = "{}" if getattr(images, "kind", "image") == "items" else NAME_TEMPLATE
-    kf = knowledge_features(doc, encoder, pair_attributes="both", source=str(args.knowledge),
-                            name_template=template)
-    info = {"path": str(args.knowledge), "sha256": sha256_file(args.knowledge),
-            "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
-            "n_pairs": len(kf.pairs), "text_encoder": described, "lint": lint}
-    return kf, info
 
 
 def _method_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -286,8 +204,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _load_inputs(args: argparse.Namespace, timings: dict[str, float]) -> SimpleNamespace:
-    """Features, nouns, captions and embedded knowledge, with their descriptions."""
+    """The feature files read, then :func:`kec.cluster.inputs.prepare_inputs`: the one
+    path from inputs to a method's arrays (the estimators and ``kec bench`` take it too)."""
+    from kec.cluster.inputs import prepare_inputs
     from kec.features import load_features
+    from kec.vocab import cache_dir
 
     m = args.method
     t = time.perf_counter()
@@ -296,7 +217,7 @@ def _load_inputs(args: argparse.Namespace, timings: dict[str, float]) -> SimpleN
         raise KecError(f"--k {args.k} is larger than the number of images ({len(images)}) "
                        f"in {args.images}")
     inputs: dict[str, Any] = {"features": describe_file(args.images, images)}
-    nouns = captions = knowledge = None
+    nouns = captions = None
     if args.nouns is not None and m in USES_NOUNS:
         nouns = _load_text(args.nouns, images, "nouns")
         inputs["nouns"] = describe_file(args.nouns, nouns)
@@ -304,23 +225,17 @@ def _load_inputs(args: argparse.Namespace, timings: dict[str, float]) -> SimpleN
         captions = _load_text(args.captions, images, "captions")
         inputs["captions"] = describe_file(args.captions, captions)
     timings["load"] = round(time.perf_counter() - t, 4)
-    if m in USES_KNOWLEDGE:
-        t = time.perf_counter()
-        knowledge, inputs["knowledge"] = _knowledge(args, images)
-        timings["embed_knowledge"] = round(time.perf_counter() - t, 4)
-    elif m == "cae" and captions is None and args.knowledge is not None:
-        # no caption corpus: the knowledge file's LLM-written captions stand in for one
-        t = time.perf_counter()
-        kf, info = _knowledge(args, images)
-        if kf.caption_emb is None:
-            raise KecError(f"{args.knowledge} holds no captions (build it with "
-                           "--n-captions > 0) and no --captions file was given")
-        captions = SimpleNamespace(features=kf.caption_emb)
-        inputs["captions"] = {"from_knowledge": info["path"], "sha256": info["sha256"],
-                              "count": len(kf.caption_texts)}
-        timings["embed_captions"] = round(time.perf_counter() - t, 4)
-    return SimpleNamespace(images=images, nouns=nouns, captions=captions,
-                           knowledge=knowledge, inputs=inputs)
+    knowledge = args.knowledge if m in (*USES_KNOWLEDGE, "cae") else None
+    prepared = prepare_inputs(
+        images, m, knowledge=knowledge, nouns=nouns, captions=captions,
+        text_encoder=args.text_encoder, lint="keep" if args.keep_flagged else True,
+        cache=None if args.no_cache else cache_dir(args.cache_dir), phrasing="cli")
+    if prepared.lint and prepared.lint["dropped"]:
+        logger.info("dropped %d knowledge item(s) flagged by lint (see summary.json; "
+                    "--keep-flagged keeps them)", len(prepared.lint["dropped"]))
+    inputs.update(prepared.described)
+    timings.update(prepared.timings)
+    return SimpleNamespace(images=images, prepared=prepared, inputs=inputs)
 
 
 def _warn_unconverged(info: dict[str, Any]) -> None:
@@ -374,12 +289,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     data = _load_inputs(args, timings)
     images = data.images
-    result = run_method(
-        m, images.features, args.k,
-        nouns=None if data.nouns is None else data.nouns.features,
-        captions=None if data.captions is None else data.captions.features,
-        knowledge=data.knowledge, **_method_params(args),
-    )
+    result = run_method(m, data.prepared.features, args.k, **data.prepared.method_inputs(),
+                        **_method_params(args))
     timings.update(result.timings)
     _warn_unconverged(result.info)
 

@@ -42,95 +42,28 @@ is given a spec string, strings or a path: the clustering math never imports the
 from __future__ import annotations
 
 import inspect
-import os
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from kec.cluster._checks import ClusteringInputError, check_random_state
-from kec.cluster.knowledge_features import KnowledgeFeatures, knowledge_features
+from kec.cluster.inputs import prepare_inputs
 from kec.cluster.methods import MethodResult
-from kec.cluster.registry import check_inputs, resolve, unused_inputs
+from kec.cluster.registry import resolve
 
 #: Estimator parameters that are not keyword parameters of the ``run_*`` function.
-OWN_PARAMS = ("n_clusters", "text_encoder", "keep_flagged", "method_params")
+OWN_PARAMS = ("n_clusters", "text_encoder", "keep_flagged", "cache_dir", "method_params")
 
 
-# --------------------------------------------------------------------------- inputs
-def _image_features(X: Any) -> tuple[np.ndarray, Mapping[str, Any] | None]:
-    """The feature matrix of ``X`` and, for a FeatureSet, its encoder description."""
-    if _is_feature_set(X):
-        return np.asarray(X.features), dict(getattr(X, "encoder", {}) or {})
-    return X, None
-
-
-def _is_strings(value: Any) -> bool:
-    return (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-            and len(value) > 0 and all(isinstance(v, str) for v in value))
-
-
-def _create_encoder(spec: str) -> Any:
-    """A text encoder from a spec string (imports kec.encoders, and torch, only now)."""
-    from kec.encoders.factory import create_text_encoder
-
-    return create_text_encoder(spec)
-
-
-def _encoder_spec(image_encoder: Mapping[str, Any] | None) -> str:
-    from kec.encoders.factory import spec_from_description
-
-    return spec_from_description(image_encoder or {})
-
-
-def _is_feature_set(value: Any) -> bool:
-    return hasattr(value, "features") and hasattr(value, "metadata")
-
-
-def _check_same_space(image_encoder: Mapping[str, Any] | None, encoder: Any) -> None:
-    """Refuse a text encoder other than the one that made the image features."""
-    describe = getattr(encoder, "describe", None)
-    if not image_encoder or not callable(describe):
-        return
-    described = dict(describe())
-    if "kind" not in described:
-        return
-    from kec.features import encoder_differences
-
-    diffs = encoder_differences(image_encoder, described)
-    if diffs:
-        raise ClusteringInputError(
-            f"the text encoder is not the encoder of the image features ({'; '.join(diffs)})"
-            ": its vectors live in another space; use the images' own text tower")
-
-
-class _EncodeOnce:
-    """A text encoder that embeds each distinct text once (the other attributes are the
-    wrapped encoder's): linting and grounding a document read the same texts."""
-
-    def __init__(self, encoder: Any) -> None:
-        self._encoder = encoder
-        self._rows: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        new = list(dict.fromkeys(t for t in texts if t not in self._rows))
-        if new:
-            self._rows.update(zip(new, np.asarray(self._encoder.encode(new))))
-        if not texts:
-            return np.asarray(self._encoder.encode([]))
-        return np.stack([self._rows[t] for t in texts])
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._encoder, name)
-
-
-def _load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from kec.knowledge.document import load_knowledge
-
-    return load_knowledge(path)
+def _memo(estimator: Any) -> dict[str, Any]:
+    """The estimator's encoders made from a spec (dropped when pickled)."""
+    memo = getattr(estimator, "_encoder_memo", None)
+    if memo is None:
+        memo = {}
+        estimator._encoder_memo = memo
+    return memo
 
 
 class _MethodEstimator(ClusterMixin, BaseEstimator):
@@ -159,82 +92,6 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
                 f"method_params {unknown} are not parameters of {function.__name__}; "
                 f"it takes {', '.join(sorted(known))}")
         return {**params, **extra}
-
-    # ------------------------------------------------------------------ text encoder
-    def _text_encoder(self, image_encoder: Mapping[str, Any] | None) -> Any:
-        """The encoder for texts: the ``text_encoder`` object, one made from its spec,
-        or the one recorded in the image feature file."""
-        enc = getattr(self, "text_encoder", None)
-        if enc is not None and not isinstance(enc, str):
-            if not callable(getattr(enc, "encode", None)):
-                raise ClusteringInputError(
-                    f"text_encoder must be a spec string or an object with encode(texts), "
-                    f"got {type(enc).__name__}")
-            _check_same_space(image_encoder, enc)
-            return enc
-        if enc is None:
-            if not image_encoder:
-                raise ClusteringInputError(
-                    f"{type(self).__name__} needs a text encoder to embed texts: pass "
-                    "text_encoder='clip:MODEL:PRETRAINED' (the images' encoder), or X "
-                    "loaded with kec.load_features, which records its encoder")
-            spec = _encoder_spec(image_encoder)
-        else:
-            spec = enc
-        cached = getattr(self, "_encoder_cache", None)
-        if cached is not None and cached[0] == spec:
-            return cached[1]
-        encoder = _create_encoder(spec)
-        _check_same_space(image_encoder, encoder)
-        self._encoder_cache = (spec, encoder)
-        return encoder
-
-    def _texts(self, value: Any, name: str, X: Any) -> Any:
-        """``nouns``/``captions`` as an array: FeatureSet rows (checked against ``X``'s
-        encoder when both are feature sets), or encoded strings."""
-        if value is None:
-            return None
-        image_encoder = _image_features(X)[1]
-        if _is_feature_set(value):
-            if _is_feature_set(X):
-                from kec.features import check_compatible
-
-                check_compatible(X, value)
-            return np.asarray(value.features)
-        if _is_strings(value):
-            return np.asarray(self._text_encoder(image_encoder).encode(list(value)))
-        if isinstance(value, (str, bytes, os.PathLike)):
-            raise ClusteringInputError(
-                f"{name} must be an array, a FeatureSet or a list of strings; to read a "
-                f"feature file use kec.load_features({str(value)!r})")
-        return value
-
-    def _knowledge(self, value: Any, image_encoder: Mapping[str, Any] | None
-                   ) -> KnowledgeFeatures | None:
-        """``knowledge`` as :class:`KnowledgeFeatures` (embedding a document or file)."""
-        self.lint_ = None  # set again below when a document is linted
-        if value is None or isinstance(value, KnowledgeFeatures):
-            return value
-        if isinstance(value, (str, os.PathLike)):
-            doc, source = _load_document(value), os.fspath(value)
-        elif isinstance(value, Mapping):
-            doc, source = value, "<knowledge>"
-        else:
-            raise ClusteringInputError(
-                "knowledge must be KnowledgeFeatures, a knowledge document (dict) or the "
-                f"path of a knowledge file, got {type(value).__name__}")
-        encoder = _EncodeOnce(self._text_encoder(image_encoder))  # lint, then grounding
-        from kec.errors import KecError
-        from kec.knowledge.document import validate_knowledge
-        from kec.knowledge.lint import lint_and_drop
-
-        try:
-            validate_knowledge(doc, source)
-            doc, self.lint_ = lint_and_drop(doc, encoder,
-                                            keep_flagged=getattr(self, "keep_flagged", False))
-        except KecError as exc:
-            raise ClusteringInputError(f"knowledge {source}: {exc}") from exc
-        return knowledge_features(doc, encoder, source=source)
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -270,19 +127,15 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
             ``random_state`` is not None, an integer in [0, 2**32 - 1] or a Generator.
         """
         check_random_state(self.random_state)
-        given = {"nouns": nouns, "captions": captions, "knowledge": knowledge}
-        provided = {k for k, v in given.items() if v is not None}
-        check_inputs(self._method, provided)
-        for name in unused_inputs(self._method, provided):
-            warnings.warn(f"{type(self).__name__} does not use {name}; ignored",
-                          UserWarning, stacklevel=2)
-            given[name] = None
-        self._drop_unneeded(given)
-        features, image_encoder = _image_features(X)
-        kf = self._knowledge(given["knowledge"], image_encoder)
-        inputs = {"nouns": self._texts(given["nouns"], "nouns", X),
-                  "captions": self._texts(given["captions"], "captions", X),
-                  "knowledge": kf}
+        prepared = prepare_inputs(
+            X, self._method, knowledge=knowledge, nouns=nouns, captions=captions,
+            text_encoder=getattr(self, "text_encoder", None),
+            lint="keep" if getattr(self, "keep_flagged", False) else True,
+            cache=getattr(self, "cache_dir", None), phrasing="api", memo=_memo(self))
+        self.lint_ = prepared.lint
+        kf = prepared.knowledge
+        features = prepared.features
+        inputs = prepared.method_inputs()
         function = resolve(self._method, "function")
         result = self._run(function, features, inputs, self._method_kwargs(function))
         self.result_: MethodResult = result
@@ -302,14 +155,11 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
              ) -> MethodResult:
         raise NotImplementedError
 
-    def _drop_unneeded(self, given: dict[str, Any]) -> None:
-        """Set to ``None`` the inputs that the given ones make useless (none by default)."""
-
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the text encoder made from a spec (a whole model): it is
         made again, from the same spec, on the next ``fit``."""
         state = dict(super().__getstate__())
-        state.pop("_encoder_cache", None)
+        state.pop("_encoder_memo", None)
         return state
 
     @property
@@ -423,6 +273,7 @@ class TAC(_MethodEstimator):
         keep_features: bool = False,
         device: str | None = None,
         text_encoder: Any = None,
+        cache_dir: str | None = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -439,6 +290,7 @@ class TAC(_MethodEstimator):
         self.keep_features = keep_features
         self.device = device
         self.text_encoder = text_encoder
+        self.cache_dir = cache_dir
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
@@ -516,6 +368,7 @@ class KEC(_MethodEstimator):
         device: str | None = None,
         text_encoder: Any = None,
         keep_flagged: bool = False,
+        cache_dir: str | None = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -538,6 +391,7 @@ class KEC(_MethodEstimator):
         self.device = device
         self.text_encoder = text_encoder
         self.keep_flagged = keep_flagged
+        self.cache_dir = cache_dir
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
@@ -607,6 +461,7 @@ class CAE(_MethodEstimator):
         device: str | None = None,
         text_encoder: Any = None,
         keep_flagged: bool = False,
+        cache_dir: str | None = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -627,23 +482,12 @@ class CAE(_MethodEstimator):
         self.device = device
         self.text_encoder = text_encoder
         self.keep_flagged = keep_flagged
+        self.cache_dir = cache_dir
         self.method_params = method_params
-
-    def _drop_unneeded(self, given: dict[str, Any]) -> None:
-        if given["captions"] is not None:  # the knowledge only stands in for captions
-            given["knowledge"] = None
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
              ) -> MethodResult:
-        captions = inputs["captions"]
-        kf = inputs["knowledge"]
-        if captions is None and kf is not None:
-            if kf.caption_emb is None or kf.caption_emb.shape[0] == 0:
-                raise ClusteringInputError(
-                    "the knowledge holds no captions (build it with --n-captions > 0); "
-                    "pass captions= instead")
-            captions = kf.caption_emb
-        return run(X, inputs["nouns"], self.n_clusters, captions=captions, **kwargs)
+        return run(X, inputs["nouns"], self.n_clusters, captions=inputs["captions"], **kwargs)
 
 
 class KECCAE(_MethodEstimator):
@@ -730,6 +574,7 @@ class KECCAE(_MethodEstimator):
         device: str | None = None,
         text_encoder: Any = None,
         keep_flagged: bool = False,
+        cache_dir: str | None = None,
         method_params: dict[str, Any] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
@@ -761,6 +606,7 @@ class KECCAE(_MethodEstimator):
         self.device = device
         self.text_encoder = text_encoder
         self.keep_flagged = keep_flagged
+        self.cache_dir = cache_dir
         self.method_params = method_params
 
     def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]

@@ -37,19 +37,32 @@ INPUTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
         "flag": "--nouns NOUNS.safetensors",
         "made_by": "kec embed texts",
         "fit_arg": "nouns",
+        "api": "fit(X, nouns=...)",
     },
     "captions": {
         "what": "caption features from the images' encoder",
         "flag": "--captions CAPTIONS.safetensors",
         "made_by": "kec embed texts",
         "fit_arg": "captions",
+        "api": "fit(X, captions=...)",
     },
     "knowledge": {
         "what": "a knowledge file",
         "flag": "--knowledge KNOWLEDGE.json",
         "made_by": "kec knowledge build",
         "fit_arg": "knowledge",
+        "api": "fit(X, knowledge=...)",
     },
+})
+
+#: How an error names an argument: for the Python API or for the command line.
+PHRASINGS = ("api", "cli")
+
+#: Arguments that are not inputs of a method but that errors name: how each caller
+#: spells them.
+ARGUMENTS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "text_encoder": {"api": "text_encoder=", "cli": "--text-encoder"},
+    "n_clusters": {"api": "n_clusters", "cli": "--k"},
 })
 
 _CLUSTERING = {"clusterer": "kmeans", "random_state": 0, "clusterer_params": None,
@@ -211,14 +224,26 @@ def methods_requiring(input_name: str) -> tuple[str, ...]:
     return tuple(n for n, e in METHODS.items() if input_name in e["requires"])
 
 
-def describe_input(input_name: str) -> str:
+def spell(argument: str, phrasing: str = "api") -> str:
+    """How ``argument`` (an input of :data:`INPUTS` or a key of :data:`ARGUMENTS`) is
+    written for ``phrasing``: ``"fit(X, nouns=...)"`` for the API, ``"--nouns
+    NOUNS.safetensors"`` for the command line."""
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"phrasing must be one of {PHRASINGS}, got {phrasing!r}")
+    if argument in INPUTS:
+        return INPUTS[argument]["api" if phrasing == "api" else "flag"]
+    return ARGUMENTS[argument][phrasing]
+
+
+def describe_input(input_name: str, phrasing: str = "cli") -> str:
     """``"noun features from the images' encoder (--nouns NOUNS.safetensors, made by
-    'kec embed texts')"``."""
+    'kec embed texts')"``; with ``phrasing="api"`` the argument reads ``fit(X,
+    nouns=...)``."""
     spec = INPUTS[input_name]
-    return f"{spec['what']} ({spec['flag']}, made by '{spec['made_by']}')"
+    return f"{spec['what']} ({spell(input_name, phrasing)}, made by '{spec['made_by']}')"
 
 
-def check_inputs(name: str, provided: Iterable[str]) -> None:
+def check_inputs(name: str, provided: Iterable[str], phrasing: str = "api") -> None:
     """Fail when method ``name`` lacks a required input.
 
     Parameters
@@ -227,13 +252,15 @@ def check_inputs(name: str, provided: Iterable[str]) -> None:
         Method name.
     provided : iterable of str
         Names of the inputs at hand (keys of :data:`INPUTS`); unknown names are ignored.
+    phrasing : {"api", "cli"}
+        Whether the message names the argument of ``fit`` or the command-line flag.
 
     Raises
     ------
     UnknownMethodError
         ``name`` is not a method.
     kec.cluster._checks.ClusteringInputError
-        A required input is missing: the message names it, the command-line flag that
+        A required input is missing: the message names it, the argument (or flag) that
         provides it and the command that makes it.
     """
     from kec.cluster._checks import ClusteringInputError
@@ -242,7 +269,8 @@ def check_inputs(name: str, provided: Iterable[str]) -> None:
     missing = [i for i in spec.requires if i not in set(provided)]
     if missing:
         raise ClusteringInputError(
-            f"method {name!r} needs " + " and ".join(describe_input(i) for i in missing))
+            f"method {name!r} needs "
+            + " and ".join(describe_input(i, phrasing) for i in missing))
 
 
 def unused_inputs(name: str, provided: Iterable[str]) -> tuple[str, ...]:
@@ -261,10 +289,12 @@ def resolve(name: str, what: str = "estimator") -> Any:
 
 
 __all__ = [
+    "ARGUMENTS",
     "CLUSTERERS",
     "INPUTS",
     "METHODS",
     "OPTIONAL_NOTES",
+    "PHRASINGS",
     "MethodSpec",
     "UnknownMethodError",
     "check_inputs",
@@ -274,5 +304,6 @@ __all__ = [
     "methods_requiring",
     "methods_using",
     "resolve",
+    "spell",
     "unused_inputs",
 ]

@@ -15,6 +15,7 @@ from sklearn.base import clone
 
 from kec.cluster import ClusteringInputError, cluster_accuracy, run_method
 from kec.cluster import estimators as E
+from kec.cluster import inputs as inputs_module
 from kec.cluster import registry as R
 from kec.cluster.knowledge_features import knowledge_features
 from kec.errors import KecError
@@ -87,17 +88,23 @@ def test_registry_knows_which_methods_use_an_input():
         R.method_spec("kmeans++")
 
 
-@given(st.sampled_from(R.method_names()), st.sets(st.sampled_from(sorted(R.INPUTS))))
-def test_check_inputs_fails_exactly_when_a_required_input_is_missing(name, provided):
+@given(st.sampled_from(R.method_names()), st.sets(st.sampled_from(sorted(R.INPUTS))),
+       st.sampled_from(R.PHRASINGS))
+def test_check_inputs_fails_exactly_when_a_required_input_is_missing(name, provided,
+                                                                      phrasing):
     missing = [i for i in R.method_spec(name).requires if i not in provided]
     if missing:
         with pytest.raises(ClusteringInputError) as err:
-            R.check_inputs(name, provided)
+            R.check_inputs(name, provided, phrasing)
         for i in missing:
-            assert R.INPUTS[i]["flag"].split()[0] in str(err.value)
+            # the API names fit's argument, the command line its flag; never the other
+            said = {"api": f"fit(X, {i}=...)", "cli": R.INPUTS[i]["flag"].split()[0]}
+            assert said[phrasing] in str(err.value)
+            other = said["cli" if phrasing == "api" else "api"]
+            assert other not in str(err.value)
             assert R.INPUTS[i]["made_by"] in str(err.value)
     else:
-        R.check_inputs(name, provided)
+        R.check_inputs(name, provided, phrasing)
 
 
 # --------------------------------------------------------------------------- estimators
@@ -180,7 +187,7 @@ def test_a_document_is_linted_and_flagged_items_dropped_by_default(world):
 
 
 def test_a_document_without_a_text_encoder_is_refused(world):
-    with pytest.raises(ClusteringInputError, match="needs a text encoder"):
+    with pytest.raises(ClusteringInputError, match="needs a text encoder: give text_encoder="):
         E.KEC(4).fit(world["X"], knowledge=world["doc"])
     with pytest.raises(ClusteringInputError, match="spec string or an object"):
         E.KEC(4, text_encoder=42).fit(world["X"], knowledge=world["doc"])
@@ -216,7 +223,7 @@ def test_feature_set_brings_its_encoder(world, monkeypatch):
         return DescribedEncoder(MINILM if spec == "minilm" else CLIP, dim=16,
                                 anchors=world["enc"].anchors, weight=2.0)
 
-    monkeypatch.setattr(E, "_create_encoder", fake_create)
+    monkeypatch.setattr(inputs_module, "make_text_encoder", fake_create)
     fs = _image_set(world)
     est = E.KEC(4)
     est.fit(fs, knowledge=world["doc"])
@@ -224,7 +231,7 @@ def test_feature_set_brings_its_encoder(world, monkeypatch):
     assert made == ["clip:ViT-B-32-quickgelu:openai"], "made once, reused on refit"
     assert cluster_accuracy(world["y"], est.labels_) >= 0.9
     twin = pickle.loads(pickle.dumps(est))
-    assert "_encoder_cache" not in vars(twin), "the encoder model is not pickled"
+    assert "_encoder_memo" not in vars(twin), "the encoder model is not pickled"
     np.testing.assert_array_equal(twin.labels_, est.labels_)
     assert twin.cluster_names_ == est.cluster_names_
     with pytest.raises(ClusteringInputError, match="not the encoder of the image features"):
@@ -259,9 +266,10 @@ def test_texts_as_strings_or_feature_sets(world):
 
 
 def test_missing_and_unused_inputs(world):
-    with pytest.raises(ClusteringInputError, match="--knowledge"):
+    with pytest.raises(ClusteringInputError, match=r"fit\(X, knowledge=\.\.\.\)") as err:
         E.KECCAE(4).fit(world["X"], nouns=world["nouns"])
-    with pytest.raises(ClusteringInputError, match="--nouns"):
+    assert "--" not in str(err.value), "the API names no command-line flag"
+    with pytest.raises(ClusteringInputError, match=r"fit\(X, nouns=\.\.\.\)"):
         E.CAE(4).fit(world["X"])
     with pytest.warns(UserWarning, match="does not use nouns"):
         E.KMeansBaseline(4).fit(world["X"], nouns=world["nouns"])
