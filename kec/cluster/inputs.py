@@ -175,11 +175,11 @@ def _describe(encoder: Any) -> dict[str, Any] | None:
     return dict(describe()) if callable(describe) else None
 
 
-def _check_same_space(features_encoder: Mapping[str, Any] | None, encoder: Any, dim: int,
-                      label: str, phrasing: str, kind: str) -> None:
+def _check_same_space(features_encoder: Mapping[str, Any] | None, encoder: Any,
+                      dim: int | None, label: str, phrasing: str, kind: str) -> None:
     """Refuse a text encoder of another dimension, or another model, than the features'."""
     what = features_noun(kind)
-    enc_dim = getattr(encoder, "dim", None)
+    enc_dim = getattr(encoder, "dim", None) if dim is not None else None
     if enc_dim is not None and int(enc_dim) != dim:
         raise ClusteringInputError(
             f"text encoder {label} gives {int(enc_dim)}-d vectors but the {what} are "
@@ -198,7 +198,7 @@ def _check_same_space(features_encoder: Mapping[str, Any] | None, encoder: Any, 
 
 
 def resolve_text_encoder(
-    text_encoder: Any, features_encoder: Mapping[str, Any] | None, dim: int, *,
+    text_encoder: Any, features_encoder: Mapping[str, Any] | None, dim: int | None, *,
     cache: str | os.PathLike[str] | None = None, phrasing: str = "api",
     memo: MutableMapping[str, Any] | None = None, kind: str = "image",
 ) -> Any:
@@ -211,8 +211,8 @@ def resolve_text_encoder(
         ``None``: the encoder recorded in the features (``features_encoder``).
     features_encoder : dict or None
         ``describe()`` of the encoder that made the features.
-    dim : int
-        Dimension of the features.
+    dim : int or None
+        Dimension of the features (``None``: not checked).
     cache : path-like or None
         kec's cache root: embeddings are read from and written to
         ``<cache>/embeddings/`` (:class:`kec.encoders.cache.CachedTextEncoder`); a model
@@ -348,6 +348,50 @@ def _embed(doc: dict[str, Any], encoder: Any, kind: str, source: str) -> Knowled
         raise _unusable(exc, source) from None
 
 
+def _knowledge_description(kf: KnowledgeFeatures, source: str, sha: str | None, kind: str,
+                           encoder: Any, lint: dict[str, Any] | None) -> dict[str, Any]:
+    """The knowledge's entry in ``summary.json``'s ``inputs``."""
+    where = {"path": source} if sha is not None else {"source": source}
+    return {**where, "sha256": sha, "n_concepts": kf.n_concepts,
+            "n_attributes": len(kf.attr_texts), "n_pairs": len(kf.pairs),
+            "name_template": name_template(kind), "text_encoder": _describe(encoder) or {},
+            "lint": lint}
+
+
+def embed_knowledge(
+    knowledge: Any, text_encoder: Any, *, kind: str = "image", lint: bool | str = True,
+    cache: str | os.PathLike[str] | None = None,
+) -> KnowledgeFeatures:
+    """A knowledge file or document embedded exactly as :func:`prepare_inputs` embeds it
+    (lint, then the name template of ``kind``), to reuse one embedding across fits.
+
+    Parameters
+    ----------
+    knowledge : dict or path
+        A knowledge document (:func:`kec.make_knowledge` writes one) or file.
+    text_encoder : str or object with ``encode``
+        A spec string or an encoder, in the space of the features it will cluster.
+    kind : {"image", "items"}
+        The kind of the features it will ground: decides the concept-name template.
+    lint : {True, "keep", False}
+        As :func:`prepare_inputs`.
+    cache : path-like or None
+        Embedding cache root (:func:`resolve_text_encoder`).
+
+    Returns
+    -------
+    KnowledgeFeatures
+    """
+    if lint not in LINT_MODES:
+        raise ClusteringInputError(f"lint must be True, 'keep' or False, got {lint!r}")
+    name_template(kind)
+    encoder = EncodeOnce(resolve_text_encoder(text_encoder, None, None, cache=cache,
+                                              kind=kind))
+    doc, source, _ = knowledge_document(knowledge)
+    doc, _ = _lint(doc, encoder, lint, source)
+    return _embed(doc, encoder, kind, source)
+
+
 def _text_rows(value: Any, name: str, features: Any, encoder: Callable[[], Any]) -> Any:
     """``nouns``/``captions`` as an array: feature-set rows (checked against the
     features' encoder when both are feature sets), encoded strings, or the array."""
@@ -478,7 +522,6 @@ def _knowledge_inputs(out: MethodInputs, value: Any, encoder: Callable[[], Any],
     doc, source, sha = knowledge_document(value)
     enc = encoder()
     doc, out.lint = _lint(doc, enc, lint, source)
-    where = {"path": source} if sha is not None else {"source": source}
     if method == "cae":
         texts = knowledge_captions(doc)
         if not texts:
@@ -493,15 +536,12 @@ def _knowledge_inputs(out: MethodInputs, value: Any, encoder: Callable[[], Any],
         return
     kf = _embed(doc, enc, out.kind, source)
     out.knowledge = kf
-    out.described["knowledge"] = {
-        **where, "sha256": sha, "n_concepts": kf.n_concepts,
-        "n_attributes": len(kf.attr_texts), "n_pairs": len(kf.pairs),
-        "name_template": name_template(out.kind),
-        "text_encoder": _describe(enc) or {}, "lint": out.lint}
+    out.described["knowledge"] = _knowledge_description(kf, source, sha, out.kind, enc,
+                                                        out.lint)
     out.timings["embed_knowledge"] = round(time.perf_counter() - t, 4)
 
 
 __all__ = ["LINT_MODES", "NAME_TEMPLATES", "EncodeOnce", "MethodInputs",
-           "UnusableKnowledgeError", "features_noun", "is_feature_set", "knowledge_captions",
-           "knowledge_document", "make_text_encoder", "name_template", "prepare_inputs",
-           "resolve_text_encoder"]
+           "UnusableKnowledgeError", "embed_knowledge", "features_noun", "is_feature_set",
+           "knowledge_captions", "knowledge_document", "make_text_encoder", "name_template",
+           "prepare_inputs", "resolve_text_encoder"]
