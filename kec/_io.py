@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from kec.errors import OutputPathError
+from kec.errors import KecError, OutputPathError
 
 
 def canonical_json(obj: Any) -> str:
@@ -42,6 +42,18 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text_file(path: str | os.PathLike[str], what: str,
+                   error: type[KecError] = KecError) -> str:
+    """The UTF-8 text of ``path``; a missing or unreadable file is ``error`` with one line
+    naming ``what`` it is (``"labels file"``, ``"URL file"``)."""
+    try:
+        return Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None
 
 
 def current_umask() -> int:

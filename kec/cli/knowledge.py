@@ -43,11 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="LLM backend (llamacpp = embedded SmolLM2, offline)")
     b.add_argument("--model", default=None,
                    help="model for the backend (default: the backend's registry default)")
-    b.add_argument("--base-url", default=None, help="openai/langchain: endpoint URL")
+    b.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="openai/langchain: endpoint URL; openai: repeat it to spread the "
+                        "requests over replicas of one model (least load first, a failing "
+                        "replica leaves the rotation)")
+    b.add_argument("--base-url-file", type=Path, default=None, metavar="FILE",
+                   help="openai: more endpoint URLs, one per line (# comments allowed)")
     b.add_argument("--api-key-env", default=None,
                    help="openai/langchain: environment variable holding the API key "
                         "(default OPENAI_API_KEY); the key is never written anywhere")
-    b.add_argument("--concurrency", type=int, default=None, help="openai: requests in flight")
+    b.add_argument("--concurrency", type=int, default=None,
+                   help="openai: requests in flight; ray-llamacpp, ray-vllm: engine actors")
     b.add_argument("--timeout", type=float, default=None, help="openai: seconds per request")
     b.add_argument("--max-retries", type=int, default=None,
                    help="openai: transport retries (429/5xx/timeouts) with backoff")
@@ -144,6 +150,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from kec.prompts import BUILTIN_PROMPTS, load_prompt
 
     check_output_path(args.out, "file")
+    base_url = _base_url_option(args)
     if args.labels is not None:
         labels, groups, source = read_labels(args.labels), None, str(args.labels)
     else:
@@ -175,7 +182,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         encoder = create_text_encoder(args.text_encoder)
     backend_opts = {
         "model": args.model,
-        "base_url": args.base_url,
+        "base_url": base_url,
         "api_key_env": args.api_key_env,
         "concurrency": args.concurrency,
         "timeout": args.timeout,
@@ -209,6 +216,21 @@ def cmd_build(args: argparse.Namespace) -> int:
                                  "incomplete (failed items fell back); re-run to retry them, "
                                  "or pass --allow-failures to accept it")
     return 0
+
+
+def _base_url_option(args: argparse.Namespace) -> str | list[str] | None:
+    """``--base-url`` (repeatable) and ``--base-url-file`` as the backend's ``base_url``:
+    one URL, a list of replicas (openai only), or ``None``."""
+    from kec.backends.replica_pool import check_urls, read_url_file
+
+    urls = list(args.base_url or [])
+    if args.base_url_file is not None:
+        urls += read_url_file(args.base_url_file)
+    urls = check_urls(urls)
+    if len(urls) > 1 and args.backend != "openai":
+        raise KecError(f"{len(urls)} endpoint URLs given: only --backend openai takes a pool "
+                       "of replicas")
+    return urls[0] if len(urls) == 1 else urls or None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

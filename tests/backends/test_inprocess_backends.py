@@ -17,7 +17,8 @@ PARAMS = SamplingParams(temperature=0.0, max_tokens=80, seed=0)
 
 def test_registry_is_plain_data_and_names_every_backend():
     reg = available_backends()
-    assert set(reg) == {"llamacpp", "openai", "vllm", "transformers", "langchain"}
+    assert set(reg) == {"llamacpp", "openai", "vllm", "transformers", "langchain",
+                        "ray-llamacpp", "ray-vllm"}
     assert all({"class", "extra", "default_model", "summary"} <= set(v) for v in reg.values())
 
 
