@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from kec import __version__
 from kec._io import check_output_path
 from kec.cli._common import seed_arg
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
-from kec.cluster.registry import CLUSTERERS, method_names, method_spec
+from kec.cluster.registry import CLUSTERERS, Param, method_names, method_spec
 from kec.errors import KecError
 
 if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
@@ -75,28 +76,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where OT and k-means run: auto = cuda when a GPU is visible, else "
                         "the CPU (numpy) (default: %(default)s)")
-    g = p.add_argument_group("method parameters")
+    g = p.add_argument_group(
+        "method parameters", "Each flag is a parameter declared in kec.cluster.registry; "
+        "a flag the method does not take is warned about, and one the chosen --fusion "
+        "ignores is an error.")
     g.add_argument("--overclusters", type=overcluster_arg, default="auto",
-                   help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
+                   help="over-clusters for text selection: number or rule 'n/300' | '3k' "
                         "(default: %(default)s)")
-    g.add_argument("--n-classes", type=int, default=None, help="for the '3k' rule")
-    g.add_argument("--top-k", type=int, default=5,
-                   help="texts kept per over-cluster (default: %(default)s)")
-    g.add_argument("--tau", type=float, default=0.005,
-                   help="tac: softmax temperature of the text counterpart (default: "
-                        "%(default)s)")
-    g.add_argument("--temperature", type=float,
-                   default=method_spec("kec").defaults["temperature"],
-                   help="kec: grounding softmax temperature T (default: %(default)s)")
-    g.add_argument("--reg", type=float, default=method_spec("cae").defaults["reg"],
-                   help="cae, kec+cae: entropic OT regularisation (default: %(default)s)")
-    g.add_argument("--ot-method", default="auto",
-                   choices=("auto", "sinkhorn", "chunked", "semi_relaxed", "partial"),
-                   help="OT solver (default: %(default)s)")
+    for name, (param, users) in declared_flags().items():
+        g.add_argument(param.flag, dest=name, default=None, **_flag_kwargs(param, users))
     g.add_argument("--ot-cache-gib", type=float, default=None,
                    help="memory for cached OT kernel blocks in GiB (default: 4)")
-    g.add_argument("--gamma", type=float, default=0.01,
-                   help="cae, kec+cae: adaptive fusion temperature (default: %(default)s)")
     g.add_argument("--fusion", choices=("guarded", "sum", "concat", "kec"), default=None,
                    help="kec, kec+cae: 'guarded' (default) trusts the knowledge only "
                         "where the data corroborates it: in the raw features' own clusters, "
@@ -105,14 +95,77 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "kec: 'concat' = KEC's [x ; kappa]; kec+cae: 'sum'/'concat' = CAE's "
                         "adaptive fusion, 'kec' = [x ; c + a]; cae: 'sum' (default) or "
                         "'concat'")
-    g.add_argument("--beta", type=float, default=0.25,
-                   help="kec, kec+cae: weight of the knowledge views when guarded fusion "
-                        "finds a nuisance and projects it out (default: %(default)s)")
-    g.add_argument("--attribute-mode", choices=("transport", "elementwise"),
-                   default="transport", help="kec+cae: attribute level (default: %(default)s)")
-    g.add_argument("--no-pair-attributes", action="store_true",
-                   help="kec, kec+cae: ground uni-attributes only (ablation)")
     p.set_defaults(func=cmd_cluster)
+
+
+#: Declared parameters whose flags ``kec cluster`` spells itself (``--overclusters``,
+#: ``--fusion``, ``--clusterer``, ``--n-init``, ``--seed``, ``--device``).
+SPELLED_HERE = ("n_overclusters", "rule", "fusion", "fusion_mode", "clusterer")
+
+
+def declared_flags() -> dict[str, tuple[Param, tuple[str, ...]]]:
+    """Every declared parameter with a flag that is derived from its declaration: name ->
+    (its :class:`~kec.cluster.registry.Param`, the methods that take it)."""
+    out: dict[str, tuple[Param, tuple[str, ...]]] = {}
+    for method in method_names():
+        for name, param in method_spec(method).params.items():
+            if param.flag is None or name in SPELLED_HERE:
+                continue
+            first, users = out.get(name, (param, ()))
+            out[name] = (first, (*users, method))
+    return out
+
+
+def _plain(doc: str) -> str:
+    """A declaration's reStructuredText doc as plain ``--help`` text."""
+    doc = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc)
+    return doc.replace("``", "").replace("\\", "").replace("%", "%%")
+
+
+def _flag_kwargs(param: Param, users: tuple[str, ...]) -> dict[str, Any]:
+    """``add_argument`` keywords of a declared parameter's flag: its type or choices from
+    the declaration's rule, its help from the doc, its default stated."""
+    kinds = {r[0] if isinstance(r, tuple) else r for r in param.rule}
+    default = param.default
+    if isinstance(default, bool):  # said as the flag, not as a Python literal
+        default = param.flag if default else "--no-" + str(param.flag)[2:]
+    help_ = f"{', '.join(users)}: {_plain(param.doc)}" + (
+        f" (default: {default})" if default is not None else "")
+    if "boolean" in kinds:
+        return {"action": argparse.BooleanOptionalAction, "help": help_}
+    if "options" in kinds:
+        choices = next(r[1] for r in param.rule if isinstance(r, tuple))
+        return {"choices": choices, "help": help_}
+    return {"type": int if "int" in kinds else float, "help": help_}
+
+
+def _check_flag_values(args: argparse.Namespace) -> None:
+    """Every declared flag given is checked against its declaration, whatever the
+    method: a number must be finite and within its bound."""
+    from kec.cluster.params import ParameterError, constraints_of
+
+    for name, (param, _) in declared_flags().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        interval = next((r for r in param.rule if isinstance(r, tuple)
+                         and r[0] == "real"), None)
+        if interval is not None:
+            low, closed = interval[1], interval[3]
+            strict = closed in ("neither", "right")
+            if not math.isfinite(value) or value < low or (strict and value == low):
+                raise KecError(f"{param.flag} must be a finite number "
+                               f"{'>' if strict else '>='} {low:g}, got {value}")
+        from sklearn.utils._param_validation import (
+            InvalidParameterError,
+            validate_parameter_constraints,
+        )
+        try:
+            validate_parameter_constraints({name: constraints_of(param)}, {name: value},
+                                           caller_name="kec cluster")
+        except InvalidParameterError as exc:
+            raise ParameterError(f"{param.flag} must be"
+                                 + str(exc).split(" must be", 1)[-1]) from None
 
 
 def method_device(choice: str) -> str | None:
@@ -135,44 +188,33 @@ def _load_text(path: Path, images: Any, what: str) -> Any:
     return feats
 
 
-def _method_params(args: argparse.Namespace) -> dict[str, Any]:
+def _method_params(args: argparse.Namespace, device: str | None = None) -> dict[str, Any]:
+    """The keyword arguments of the method's function from the flags: those given, the
+    rest at their declared defaults (:func:`kec.cluster.params.method_params`)."""
     m = args.method
+    spec = method_spec(m)
     params: dict[str, Any] = {"clusterer": args.clusterer, "random_state": args.seed,
-                              "device": method_device(args.device)}
+                              "device": device}
     if args.clusterer == "kmeans":
         params["clusterer_params"] = {"n_init": args.n_init}
-    over: dict[str, Any] = {}
-    if isinstance(args.overclusters, int):
-        over["n_overclusters"] = args.overclusters
-    else:
-        over["rule"] = args.overclusters
-    over.update(n_classes=args.n_classes, top_k=args.top_k)
-    ot_params = ({"cache_bytes": int(args.ot_cache_gib * 2**30)}
-                 if args.ot_cache_gib is not None else None)
+    if "rule" in spec.params:
+        key = "n_overclusters" if isinstance(args.overclusters, int) else "rule"
+        params[key] = args.overclusters
+    params.update({name: getattr(args, name) for name in declared_flags()
+                   if name in spec.params and getattr(args, name, None) is not None})
+    if args.ot_cache_gib is not None and "ot_params" in spec.params:
+        params["ot_params"] = {"cache_bytes": int(args.ot_cache_gib * 2**30)}
     allowed = {"cae": ("sum", "concat"), "kec": ("guarded", "concat"),
                "kec+cae": ("guarded", "sum", "concat", "kec")}
     if args.fusion is not None and args.fusion not in allowed.get(m, ()):
         raise KecError(f"--fusion {args.fusion} is not available for --method {m}"
                        + (f" (choose {', '.join(allowed[m])})" if m in allowed else ""))
-    if m == "tac":
-        params.update(over, tau=args.tau)
-    elif m == "cae":
-        params.update(over, reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
-                      gamma=args.gamma, fusion=args.fusion or "sum")
-    elif m == "kec":
-        params.update(temperature=args.temperature,
-                      pair_attributes=not args.no_pair_attributes,
-                      fusion=args.fusion or "guarded", beta=args.beta)
-    elif m == "kec+cae":
-        params.update(reg=args.reg, ot_method=args.ot_method, ot_params=ot_params,
-                      gamma=args.gamma, attribute_mode=args.attribute_mode,
-                      pair_attributes=not args.no_pair_attributes,
-                      fusion={None: "guarded", "guarded": "guarded", "kec": "kec"}.get(
-                          args.fusion, "adaptive"),
-                      fusion_mode=args.fusion if args.fusion in ("sum", "concat") else "sum",
-                      beta=args.beta)
-        if args.nouns is not None or args.captions is not None:
-            params.update(over)
+    if args.fusion is not None and m == "kec+cae":
+        params["fusion"] = {"guarded": "guarded", "kec": "kec"}.get(args.fusion, "adaptive")
+        if args.fusion in ("sum", "concat"):
+            params["fusion_mode"] = args.fusion
+    elif args.fusion is not None:
+        params["fusion"] = args.fusion
     return params
 
 
@@ -182,16 +224,16 @@ def _check_args(args: argparse.Namespace) -> None:
     check_output_path(args.out, "dir")
     if args.k < 1:
         raise KecError(f"--k must be >= 1, got {args.k}")
-    for opt, low, strict in (("reg", 0.0, True), ("gamma", 0.0, True), ("tau", 0.0, True),
-                             ("temperature", 0.0, True), ("beta", 0.0, False),
-                             ("ot_cache_gib", 0.0, False)):
-        value = getattr(args, opt, None)
-        if value is None:
-            continue
-        if not math.isfinite(value) or value < low or (strict and value == low):
-            bound = f"> {low:g}" if strict else f">= {low:g}"
-            raise KecError(f"--{opt.replace('_', '-')} must be a finite number {bound}, "
-                           f"got {value}")
+    if args.ot_cache_gib is not None and not (math.isfinite(args.ot_cache_gib)
+                                              and args.ot_cache_gib >= 0):
+        raise KecError(f"--ot-cache-gib must be a finite number >= 0, got {args.ot_cache_gib}")
+    _check_flag_values(args)
+    for name, (param, _) in declared_flags().items():
+        if getattr(args, name, None) is not None and name not in method_spec(m).params:
+            _warn(f"{param.flag} is not used by --method {m}")
+    from kec.cluster.params import method_params
+
+    method_params(m, _method_params(args), caller="kec cluster", phrasing="cli")
     if m in USES_KNOWLEDGE and args.knowledge is None:
         raise KecError(f"--method {m} needs --knowledge K.json (make one with "
                        "'kec knowledge build')")
@@ -290,7 +332,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     data = _load_inputs(args, timings)
     images = data.images
     result = run_method(m, data.prepared.features, args.k, **data.prepared.method_inputs(),
-                        **_method_params(args))
+                        **_method_params(args, method_device(args.device)))
     timings.update(result.timings)
     _warn_unconverged(result.info)
 

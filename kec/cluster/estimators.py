@@ -10,11 +10,14 @@ CAE             cae        ``nouns``, *captions*, *knowledge* (its captions)
 KECCAE          kec+cae    ``knowledge``, *nouns*, *captions*
 ==============  =========  =====================================================
 
-Every estimator takes its parameters in ``__init__`` only (the keyword parameters of its
-``run_*`` function in :mod:`kec.cluster.methods`, same names and defaults, plus
-``n_clusters``, ``text_encoder`` and ``method_params``), so
-:func:`sklearn.base.clone`, ``get_params`` and ``set_params`` work. ``fit(X, y=None, *,
-nouns=None, captions=None, knowledge=None)`` takes
+Every estimator takes its parameters in ``__init__`` only, and they are not written
+here: ``__init__``, its signature, the numpydoc ``Parameters`` and
+``_parameter_constraints`` are made from the method's declaration in the registry
+(:class:`kec.cluster.registry.Param`; the same declaration fills the ``run_*``
+function's keywords), plus the estimator's own ``n_clusters`` and, for methods with
+text inputs, ``text_encoder``, ``cache_dir`` and (knowledge methods) ``keep_flagged``.
+So :func:`sklearn.base.clone`, ``get_params`` and ``set_params`` work. ``fit(X, y=None,
+*, nouns=None, captions=None, knowledge=None)`` takes
 
 - ``X``: an ``(N, d)`` array of image features, or a
   :class:`~kec.features.FeatureSet` (from :func:`kec.load_features`), which also tells
@@ -29,11 +32,10 @@ nouns=None, captions=None, knowledge=None)`` takes
 ``None``: the encoder recorded in ``X`` when ``X`` is a ``FeatureSet``. Texts must be
 embedded in the images' space (CLIP's text tower for CLIP image features).
 
-After ``fit``: ``labels_`` (``(N,)`` int64), ``result_``
-(:class:`~kec.cluster.methods.MethodResult`: timings, parameters, diagnostics),
-``n_features_in_``, and for the knowledge methods ``clusters_`` (per cluster its
-``name``, top ``concepts`` and explaining ``attributes``; docs/methods.md §4) and
-``knowledge_`` (the embedded knowledge).
+``fit`` checks every parameter first (scikit-learn's ``InvalidParameterError``, also a
+:class:`~kec.cluster._checks.ClusteringInputError`), and refuses a parameter set away
+from its default that the chosen ``fusion`` ignores (``KEC(clusterer="agglomerative")``
+with the default guarded fusion).
 
 This module imports the text-encoder and knowledge-file layers lazily, only when ``fit``
 is given a spec string, strings or a path: the clustering math never imports them.
@@ -42,19 +44,59 @@ is given a spec string, strings or a path: the clustering math never imports the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
-from kec.cluster._checks import ClusteringInputError, check_random_state
 from kec.cluster.inputs import prepare_inputs
-from kec.cluster.methods import MethodResult
-from kec.cluster.registry import resolve
+from kec.cluster.methods import MethodResult, run_method
+from kec.cluster.params import ParameterError, method_params, params_doc, sklearn_constraints
+from kec.cluster.registry import method_spec
 
-#: Estimator parameters that are not keyword parameters of the ``run_*`` function.
-OWN_PARAMS = ("n_clusters", "text_encoder", "keep_flagged", "cache_dir", "method_params")
+#: The estimators' own parameters (not parameters of a ``run_*``): default and doc.
+OWN: dict[str, tuple[Any, str, str]] = {
+    "n_clusters": (8, "int >= 1", "Number of clusters ``K``."),
+    "text_encoder": (None, "str, object or None",
+                     "Encodes texts given as strings and knowledge documents: a spec "
+                     "string for :func:`kec.create_text_encoder`, an object with "
+                     "``encode(texts)``, or ``None``: the encoder recorded in ``X``."),
+    "keep_flagged": (False, "bool",
+                     "Keep the knowledge items that :func:`kec.knowledge.lint."
+                     "lint_knowledge` flags; by default they are dropped before "
+                     "grounding, as ``kec cluster`` does (``lint_`` lists them). Embedded "
+                     ":class:`KnowledgeFeatures` are not linted."),
+    "cache_dir": (None, "path or None",
+                  "Embedding cache of the knowledge and text strings; ``None``: none."),
+}
+#: Names of :data:`OWN`.
+OWN_PARAMS = tuple(OWN)
+
+_ATTRIBUTES = """\
+Attributes
+----------
+labels_ : numpy.ndarray of shape (N,)
+    Cluster of every item, int64 in ``0..K-1``.
+result_ : MethodResult
+    Timings, the parameters used (``result_.params``) and diagnostics
+    (``result_.info``: README "result info").
+n_features_in_ : int
+    Dimension ``d`` of the features seen in ``fit``.
+lint_ : dict or None
+    Knowledge items dropped by lint (``None`` without a knowledge document)."""
+
+_KNOWLEDGE_ATTRIBUTES = """
+knowledge_ : KnowledgeFeatures
+    The embedded (and linted) knowledge.
+clusters_ : list of dict
+    Per cluster: ``cluster``, ``size``, ``name``, top ``concepts`` and explaining
+    ``attributes`` (docs/methods.md §4).
+cluster_names_ : list of str or None
+    The name of every cluster (``None`` for an empty one)."""
 
 
 def _memo(estimator: Any) -> dict[str, Any]:
@@ -66,32 +108,81 @@ def _memo(estimator: Any) -> dict[str, Any]:
     return memo
 
 
+def _own_params(method: str) -> tuple[str, ...]:
+    """``n_clusters``, plus the text options of a method that takes text inputs."""
+    spec = method_spec(method)
+    if not spec.inputs:
+        return ("n_clusters",)
+    if "knowledge" in spec.inputs:
+        return ("n_clusters", "text_encoder", "keep_flagged", "cache_dir")
+    return ("n_clusters", "text_encoder", "cache_dir")
+
+
+def _make_init(names: tuple[str, ...], defaults: dict[str, Any]) -> Any:
+    """``__init__(self, n_clusters=8, *, ...)`` storing every parameter unchanged (the
+    scikit-learn contract), with the signature ``get_params`` reads."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = __init__.__signature__.bind(self, *args, **kwargs)  # TypeError as Python's
+        for name in names:
+            setattr(self, name, bound.arguments.get(name, defaults[name]))
+
+    first = inspect.Parameter("n_clusters", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              default=defaults["n_clusters"])
+    rest = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=defaults[n])
+            for n in names if n != "n_clusters"]
+    self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = inspect.Signature([self_, first, *rest])  # type: ignore[attr-defined]
+    return __init__
+
+
+def _parameters_doc(method: str, own: tuple[str, ...]) -> str:
+    lines = [f"{name} : {OWN[name][1]}\n    {OWN[name][2]} Default: ``{OWN[name][0]!r}``."
+             for name in own]
+    lines.insert(1, params_doc(method, indent=0))
+    return "Parameters\n----------\n" + "\n".join(lines)
+
+
 class _MethodEstimator(ClusterMixin, BaseEstimator):
-    """Shared ``fit`` of the method estimators; subclasses set ``_method`` and ``_run``."""
+    """Shared ``fit`` of the method estimators. A subclass names its ``_method`` and
+    writes its docstring's head (with an ``Examples`` section); ``__init__``, the
+    parameters and attributes of the docstring, and ``_parameter_constraints`` are made
+    from the registry when the class is created."""
 
     _method: ClassVar[str] = ""
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = method_spec(cls._method)
+        own = _own_params(cls._method)
+        names = (own[0], *spec.params, *own[1:])
+        defaults = {**{k: OWN[k][0] for k in own}, **spec.defaults}
+        cls.__init__ = _make_init(names, defaults)  # type: ignore[method-assign]
+        cls.__init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__.__doc__ = f"Store the parameters (see :class:`{cls.__name__}`)."
+        cls._parameter_constraints = sklearn_constraints(cls._method, own)
+        head, _, examples = inspect.cleandoc(cls.__doc__ or "").partition("Examples\n")
+        attributes = _ATTRIBUTES + (_KNOWLEDGE_ATTRIBUTES if "knowledge" in spec.requires
+                                    else "")
+        cls.__doc__ = (f"{head.rstrip()}\n\n{_parameters_doc(cls._method, own)}\n\n"
+                       f"{attributes}\n\nExamples\n{examples}")
 
     # ------------------------------------------------------------------ parameters
-    def _method_kwargs(self, function: Any) -> dict[str, Any]:
-        """Keyword arguments of the ``run_*`` ``function``: every parameter but
-        :data:`OWN_PARAMS`, then ``method_params`` on top."""
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in OWN_PARAMS}
-        extra = self.method_params or {}
-        if not isinstance(extra, Mapping):
-            raise ClusteringInputError(
-                f"method_params must be a dict of extra keyword arguments, got {extra!r}")
-        clash = sorted(set(extra) & set(params))
-        if clash:
-            raise ClusteringInputError(
-                f"method_params repeats constructor parameters {clash}: set them directly")
-        known = {k for k, p in inspect.signature(function).parameters.items()
-                 if p.kind is p.KEYWORD_ONLY}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            raise ClusteringInputError(
-                f"method_params {unknown} are not parameters of {function.__name__}; "
-                f"it takes {', '.join(sorted(known))}")
-        return {**params, **extra}
+    def _check_params(self) -> dict[str, Any]:
+        """Every parameter checked against its declaration (scikit-learn's
+        ``InvalidParameterError``), then the keyword arguments of the ``run_*``
+        function, with those the chosen fusion ignores refused."""
+        name = type(self).__name__
+        values = self.get_params(deep=False)
+        try:
+            validate_parameter_constraints(self._parameter_constraints, values,
+                                           caller_name=name)
+        except InvalidParameterError as exc:
+            raise ParameterError(str(exc)) from None
+        kwargs = {k: v for k, v in values.items() if k not in OWN}
+        method_params(self._method, kwargs, caller=name)
+        return kwargs
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -103,16 +194,16 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         captions: Any = None,
         knowledge: Any = None,
     ) -> _MethodEstimator:
-        """Cluster the images ``X`` with the method's text inputs.
+        """Cluster the items ``X`` with the method's text inputs.
 
         Parameters
         ----------
         X : array-like of shape (N, d) or FeatureSet
-            Image features.
+            Image or text-item features.
         y : None
             Ignored (scikit-learn API).
         nouns, captions : array-like of shape (M, d), FeatureSet or list of str, optional
-            Text features in the images' space, or texts to encode with the text encoder.
+            Text features in the items' space, or texts to encode with the text encoder.
         knowledge : KnowledgeFeatures, dict or path, optional
             Knowledge, embedded with the text encoder unless already embedded.
 
@@ -123,26 +214,25 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         Raises
         ------
         ClusteringInputError
-            A required input is missing (the message names it), an input is invalid, or
-            ``random_state`` is not None, an integer in [0, 2**32 - 1] or a Generator.
+            A required input is missing (the message names ``fit``'s argument), an
+            input is invalid, or a parameter is outside its declaration or ignored by
+            the chosen fusion (:class:`~kec.cluster.params.ParameterError`).
         """
-        check_random_state(self.random_state)
+        kwargs = self._check_params()
         prepared = prepare_inputs(
             X, self._method, knowledge=knowledge, nouns=nouns, captions=captions,
             text_encoder=getattr(self, "text_encoder", None),
             lint="keep" if getattr(self, "keep_flagged", False) else True,
             cache=getattr(self, "cache_dir", None), phrasing="api", memo=_memo(self))
         self.lint_ = prepared.lint
-        kf = prepared.knowledge
         features = prepared.features
         inputs = prepared.method_inputs()
-        function = resolve(self._method, "function")
-        result = self._run(function, features, inputs, self._method_kwargs(function))
+        result = run_method(self._method, features, self.n_clusters, **inputs, **kwargs)
         self.result_: MethodResult = result
         self.labels_ = np.asarray(result.labels, dtype=np.int64)
         self.n_features_in_ = int(np.shape(features)[1])
-        if kf is not None:
-            self.knowledge_ = kf
+        if prepared.knowledge is not None:
+            self.knowledge_ = prepared.knowledge
         if result.clusters is not None:
             self.clusters_ = result.clusters
         return self
@@ -150,10 +240,6 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
     def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
         """``fit(X, **fit_params)`` and return ``labels_``."""
         return self.fit(X, y, **fit_params).labels_
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        raise NotImplementedError
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the text encoder made from a spec (a whole model): it is
@@ -175,48 +261,16 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
 class KMeansBaseline(_MethodEstimator):
     """The baseline: cluster the image features alone (``kmeans`` in the registry).
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    clusterer : {"kmeans", "spectral", "agglomerative"}
-        Final clusterer; ``"kmeans"`` is :class:`~kec.cluster.kmeans.SphericalKMeans`.
-    random_state : int or None
-        Seed.
-    clusterer_params : dict or None
-        Passed to the clusterer (e.g. ``{"n_init": 10}``).
-    device : str or None
-        Where OT and k-means run: ``"auto"``, ``"cpu"``, ``"cuda"``; ``None``: numpy.
-    keep_features : bool
-        Keep the clustered matrix in ``result_.features``.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kmeans`.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kec import KMeansBaseline
+    >>> X = np.repeat(np.eye(3, 8, dtype=np.float32), 4, axis=0)
+    >>> KMeansBaseline(3, random_state=0).fit(X).labels_.reshape(3, 4).std(axis=1)
+    array([0., 0., 0.])
     """
 
     _method = "kmeans"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, self.n_clusters, **kwargs)
 
 
 class TAC(_MethodEstimator):
@@ -228,175 +282,41 @@ class TAC(_MethodEstimator):
     over the nouns :math:`t_j` selected by over-clustering (Li et al., ICML 2024,
     "Image Clustering with External Guidance", arXiv:2310.11989). ``fit`` needs ``nouns``.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    n_overclusters : int or None
-        Over-clusters for noun selection; ``None``: from ``rule``.
-    rule : {"n/300", "3k"} or int
-        Over-cluster rule when ``n_overclusters`` is ``None``.
-    n_classes : int or None
-        Number of classes, for the ``"3k"`` rule.
-    top_k : int
-        Nouns kept per over-cluster.
-    tau : float
-        Temperature :math:`\tau` of the text counterpart (TAC: 0.005).
-    selection_temperature : float
-        Temperature of the noun-to-centre softmax.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    overcluster_params : dict or None
-        Passed to the over-clustering k-means.
-    text_encoder : str, object or None
-        Encodes ``nouns`` given as strings (see the module docstring).
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_tac`.
+    Examples
+    --------
+    >>> from kec import TAC, load_features                       # doctest: +SKIP
+    >>> images = load_features("images.safetensors")             # doctest: +SKIP
+    >>> nouns = load_features("nouns.safetensors")               # doctest: +SKIP
+    >>> TAC(10, random_state=0).fit(images, nouns=nouns).labels_  # doctest: +SKIP
     """
 
     _method = "tac"
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        tau: float = 0.005,
-        selection_temperature: float = 0.01,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        cache_dir: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.tau = tau
-        self.selection_temperature = selection_temperature
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.cache_dir = cache_dir
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["nouns"], self.n_clusters, **kwargs)
-
 
 class KEC(_MethodEstimator):
-    r"""KEC (docs/methods.md §2): knowledge grounded by a softmax, cluster
-    :math:`[x_i ; \kappa_i]`.
+    r"""KEC (docs/methods.md §2): knowledge grounded by a softmax,
 
     .. math:: \omega_{iq} = \mathrm{softmax}_q(x_i \cdot \zeta_q / T), \quad
               \kappa_i = \sum_q \omega_{iq}\, \big(\zeta_q + \bar\xi_{iq}\big)
 
-    (Zhong et al., CVPR 2026, arXiv:2604.11144). ``fit`` needs ``knowledge``; the fitted
-    ``clusters_`` name and explain every cluster.
+    (Zhong et al., CVPR 2026, arXiv:2604.11144), then fused with the image features.
+    By default (``fusion="guarded"``, docs/methods.md §4.3) the data decides how far the
+    knowledge is trusted: :math:`x` alone, the knowledge partition refined on :math:`x`,
+    or :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` with the data's nuisance structure
+    projected out. ``fusion="concat"`` is KEC as published: the final clusterer on
+    :math:`[x_i ; \kappa_i]`. ``fit`` needs ``knowledge``; the fitted ``clusters_`` name
+    and explain every cluster.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    temperature : float
-        Grounding softmax temperature ``T`` (kec's choice; the paper gives none).
-    pair_attributes : bool
-        Ground pair (bi-)attributes too; ``False`` for the uni-attribute ablation.
-    fusion : {"guarded", "concat"}
-        Guarded fusion (default) or KEC's published concatenation :math:`[x ; \kappa]`.
-    beta : float
-        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
-    corroboration_threshold, agreement_threshold : float
-        Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
-    agreement_margin, objective_tolerance, anchor_weight : float
-        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
-        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
-        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
-        its clusters' centres with weight ``trust * anchor_weight``.
-    normalize_parts : bool
-        L2-normalise :math:`x_i` and :math:`\kappa_i` before joining them.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    n_names, n_attributes : int
-        Concepts and attributes listed per cluster in ``clusters_``.
-    text_encoder : str, object or None
-        Embeds a knowledge document (see the module docstring).
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kec`.
+    Examples
+    --------
+    >>> from kec import KEC, load_features                        # doctest: +SKIP
+    >>> images = load_features("images.safetensors")              # doctest: +SKIP
+    >>> kec = KEC(10, random_state=0).fit(images, knowledge="knowledge.json")  # doctest: +SKIP
+    >>> kec.cluster_names_[:3]                                    # doctest: +SKIP
+    ['golden retriever', 'tabby cat', 'goldfinch']
     """
 
     _method = "kec"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        temperature: float = 0.01,
-        pair_attributes: bool = True,
-        normalize_parts: bool = True,
-        fusion: str = "guarded",
-        beta: float = 0.25,
-        corroboration_threshold: float = 0.2,
-        agreement_threshold: float = 0.5,
-        agreement_margin: float = 0.1,
-        objective_tolerance: float = 0.05,
-        anchor_weight: float = 0.1,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        clusterer_params: dict[str, Any] | None = None,
-        n_names: int = 3,
-        n_attributes: int = 3,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        cache_dir: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.temperature = temperature
-        self.pair_attributes = pair_attributes
-        self.normalize_parts = normalize_parts
-        self.fusion = fusion
-        self.beta = beta
-        self.corroboration_threshold = corroboration_threshold
-        self.agreement_threshold = agreement_threshold
-        self.agreement_margin = agreement_margin
-        self.objective_tolerance = objective_tolerance
-        self.anchor_weight = anchor_weight
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.clusterer_params = clusterer_params
-        self.n_names = n_names
-        self.n_attributes = n_attributes
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.cache_dir = cache_dir
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["knowledge"], self.n_clusters, **kwargs)
 
 
 class CAE(_MethodEstimator):
@@ -409,85 +329,15 @@ class CAE(_MethodEstimator):
     (Zhu et al., AAAI 2026, arXiv:2512.00904). ``fit`` needs ``nouns``; ``captions`` are
     optional, and without them the captions of a ``knowledge`` file stand in.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    n_overclusters, rule, n_classes, top_k, overcluster_params
-        Text selection by over-clustering, as :class:`TAC`.
-    reg : float
-        Entropic regularisation :math:`\varepsilon`.
-    ot_method : str
-        OT solver: ``"auto"``, ``"sinkhorn"``, ``"chunked"``, ``"semi_relaxed"``,
-        ``"partial"``.
-    ot_params : dict or None
-        Passed to the solver.
-    gamma : float
-        Fusion temperature :math:`\gamma`.
-    fusion : {"sum", "concat"}
-        Weighted sum or weighted concatenation of the modalities.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    text_encoder : str, object or None
-        Encodes texts given as strings and knowledge documents.
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_cae`.
+    Examples
+    --------
+    >>> from kec import CAE, load_features                           # doctest: +SKIP
+    >>> images = load_features("images.safetensors")                 # doctest: +SKIP
+    >>> CAE(10, random_state=0).fit(images, nouns=load_features("nouns.safetensors"),
+    ...                             knowledge="knowledge.json")      # doctest: +SKIP
     """
 
     _method = "cae"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        reg: float = 0.01,
-        ot_method: str = "auto",
-        ot_params: dict[str, Any] | None = None,
-        gamma: float = 0.01,
-        fusion: str = "sum",
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        cache_dir: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.reg = reg
-        self.ot_method = ot_method
-        self.ot_params = ot_params
-        self.gamma = gamma
-        self.fusion = fusion
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.cache_dir = cache_dir
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["nouns"], self.n_clusters, captions=inputs["captions"], **kwargs)
 
 
 class KECCAE(_MethodEstimator):
@@ -496,123 +346,21 @@ class KECCAE(_MethodEstimator):
     .. math:: c_i = \mathrm{normalize}\Big(\sum_q T^c_{iq} S^c_{iq} \zeta_q\Big), \quad
               a_i = \mathrm{normalize}\Big(\sum_l T^a_{il} S^a_{il} \xi_l\Big)
 
-    fused with :math:`x_i` by CAE's adaptive weights (or KEC's :math:`[x_i ; c_i + a_i]`).
-    ``fit`` needs ``knowledge``; ``nouns`` and ``captions`` add optional levels (the
-    knowledge's own captions are used when it has some). ``clusters_`` names and
-    explains every cluster.
+    then, by default, guarded fusion with :math:`x_i` (docs/methods.md §4.3); CAE's
+    adaptive weights (``fusion="adaptive"``) or KEC's :math:`[x_i ; c_i + a_i]`
+    (``fusion="kec"``) can use the optional ``nouns`` and ``captions`` levels (the
+    knowledge's own captions when it has some). ``fit`` needs ``knowledge``;
+    ``clusters_`` names and explains every cluster.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    reg, ot_method, ot_params, gamma
-        As :class:`CAE`.
-    attribute_mode : {"transport", "elementwise"}
-        Attribute level by OT over all attribute texts, or KEC's :math:`x_i \odot \xi`.
-    pair_attributes : bool
-        Use pair attributes too.
-    fusion : {"guarded", "adaptive", "kec"}
-        Guarded fusion (default), CAE's adaptive weights, or KEC's concatenation.
-    beta : float
-        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
-    corroboration_threshold, agreement_threshold : float
-        Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
-    agreement_margin, objective_tolerance, anchor_weight : float
-        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
-        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
-        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
-        its clusters' centres with weight ``trust * anchor_weight``.
-    fusion_mode : {"sum", "concat"}
-        For ``fusion="adaptive"``.
-    n_overclusters, rule, n_classes, top_k, overcluster_params
-        Text selection for the optional noun and caption levels, as :class:`TAC`.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    n_names, n_attributes : int
-        Concepts and attributes listed per cluster in ``clusters_``.
-    text_encoder : str, object or None
-        Embeds a knowledge document and texts given as strings.
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kec_cae`.
+    Examples
+    --------
+    >>> from kec import KECCAE, load_features                      # doctest: +SKIP
+    >>> images = load_features("images.safetensors")               # doctest: +SKIP
+    >>> KECCAE(10, random_state=0).fit(images, knowledge="knowledge.json").cluster_names_
+    ... # doctest: +SKIP
     """
 
     _method = "kec+cae"
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        reg: float = 0.01,
-        ot_method: str = "auto",
-        ot_params: dict[str, Any] | None = None,
-        attribute_mode: str = "transport",
-        pair_attributes: bool = True,
-        fusion: str = "guarded",
-        fusion_mode: str = "sum",
-        gamma: float = 0.01,
-        beta: float = 0.25,
-        corroboration_threshold: float = 0.2,
-        agreement_threshold: float = 0.5,
-        agreement_margin: float = 0.1,
-        objective_tolerance: float = 0.05,
-        anchor_weight: float = 0.1,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        n_names: int = 3,
-        n_attributes: int = 3,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        cache_dir: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.reg = reg
-        self.ot_method = ot_method
-        self.ot_params = ot_params
-        self.attribute_mode = attribute_mode
-        self.pair_attributes = pair_attributes
-        self.fusion = fusion
-        self.fusion_mode = fusion_mode
-        self.gamma = gamma
-        self.beta = beta
-        self.corroboration_threshold = corroboration_threshold
-        self.agreement_threshold = agreement_threshold
-        self.agreement_margin = agreement_margin
-        self.objective_tolerance = objective_tolerance
-        self.anchor_weight = anchor_weight
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.n_names = n_names
-        self.n_attributes = n_attributes
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.cache_dir = cache_dir
-        self.method_params = method_params
 
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["knowledge"], self.n_clusters, nouns=inputs["nouns"],
-                           captions=inputs["captions"], **kwargs)
-
-
-__all__ = ["CAE", "KEC", "KECCAE", "OWN_PARAMS", "TAC", "KMeansBaseline"]
+__all__ = ["CAE", "KEC", "KECCAE", "OWN", "OWN_PARAMS", "TAC", "KMeansBaseline"]

@@ -12,10 +12,12 @@ line prints one line and exits 2).
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Iterator, Mapping
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.utils._param_validation import (
@@ -51,13 +53,24 @@ def _constraint(rule: Any) -> Any:
     raise ValueError(f"unknown parameter rule {rule!r}")  # a bug in the registry
 
 
+class _Seed(Interval):
+    """An integer seed in [0, 2**32 - 1], not a bool (scikit-learn's ``Interval`` takes
+    ``True`` for 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(Integral, 0, 2**32 - 1, closed="both")
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        """Whether ``val`` is an integer seed (not a bool)."""
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
 def constraints_of(param: Param) -> list[Any]:
     """The scikit-learn constraints of one declared parameter."""
     out: list[Any] = []
     for rule in param.rule:
         if rule == "random_state":
-            out += [None, Interval(Integral, 0, 2**32 - 1, closed="both"),
-                    np.random.RandomState, np.random.Generator]
+            out += [None, _Seed(), np.random.RandomState, np.random.Generator]
         else:
             out.append(_constraint(rule))
     return out
@@ -146,6 +159,10 @@ def _check_values(method: str, values: Mapping[str, Any], caller: str, phrasing:
             raise ParameterError(text) from None
 
 
+#: How ``kec cluster`` spells a fusion strategy whose flag value differs from its name.
+_CLI_FUSION = {"adaptive": "sum"}
+
+
 def check_ignored(method: str, values: Mapping[str, Any], caller: str,
                   phrasing: str = "api") -> None:
     """Refuse a parameter set away from its default that the chosen fusion strategy
@@ -167,17 +184,18 @@ def check_ignored(method: str, values: Mapping[str, Any], caller: str,
             if not extra:
                 continue
             what = f"{_name(name, phrasing, method)} keys {extra}"
-        elif value is None and default is None or value == default:
+        elif (value is None and default is None) or value == default:
             continue
         else:
             what = _name(name, phrasing, method)
         users = [f for f, s in spec.fusions.items()
                  if any(u.partition(":")[0] == name for u in s["uses"])]
-        set_fusion = "--fusion" if phrasing == "cli" else "fusion="
+        first = users[0] if users else "..."
+        set_fusion = (f"--fusion {_CLI_FUSION.get(first, first)}" if phrasing == "cli"
+                      else f"fusion={first!r}")
         raise ParameterError(
             f"{caller}: {what} is not used by fusion {fusion!r} (only by "
-            f"{', '.join(map(repr, users))}); leave it at its default or set "
-            f"{set_fusion}{users[0] if users else '...'}")
+            f"{', '.join(map(repr, users))}); leave it at its default or set {set_fusion}")
 
 
 def method_params(method: str, given: Mapping[str, Any], *, caller: str | None = None,
@@ -215,5 +233,43 @@ def method_params(method: str, given: Mapping[str, Any], *, caller: str | None =
     return Params(values)
 
 
+def params_doc(method: str, names: tuple[str, ...] | None = None, indent: int = 4) -> str:
+    """numpydoc entries (``name : type`` and the indented doc) of the declared parameters
+    of ``method`` (all, or ``names``), each default stated."""
+    pad = " " * indent
+    out = []
+    for name, param in method_spec(method).params.items():
+        if names is not None and name not in names:
+            continue
+        text = f"{param.doc} Default: ``{param.default!r}``."
+        out.append(f"{pad}{name} : {param.type_doc}\n"
+                   + textwrap.fill(text, 88, initial_indent=pad + "    ",
+                                   subsequent_indent=pad + "    "))
+    return "\n".join(out)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def declared(method: str) -> Callable[[F], F]:
+    """Give a ``run_*`` function that takes ``**params`` the signature and the numpydoc
+    ``Other Parameters`` of its declared parameters (so ``help(run_kec)`` and
+    ``inspect.signature`` show every keyword and its default)."""
+
+    def wrap(function: F) -> F:
+        sig = inspect.signature(function)
+        fixed = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        taken = {p.name for p in fixed}
+        keywords = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=p.default)
+                    for k, p in method_spec(method).params.items() if k not in taken]
+        function.__signature__ = sig.replace(parameters=[*fixed, *keywords])  # type: ignore[attr-defined]
+        doc = inspect.cleandoc(function.__doc__ or "")
+        function.__doc__ = (f"{doc}\n\nOther Parameters\n----------------\n"
+                            f"{params_doc(method, indent=0)}\n")
+        return function
+
+    return wrap
+
+
 __all__ = ["OWN_CONSTRAINTS", "ParameterError", "Params", "check_ignored", "constraints_of",
-           "method_params", "sklearn_constraints"]
+           "declared", "method_params", "params_doc", "sklearn_constraints"]

@@ -106,10 +106,11 @@ class Param:
 
 
 def _p(default: Any, rule: tuple[Any, ...], type_doc: str, doc: str, *,
-       flag: bool = True) -> Param:
+       flag: bool | str = True) -> Param:
     """A :class:`Param`; ``flag=True``: ``kec cluster`` flag ``--name-with-dashes`` (filled
-    in by :func:`method_spec`), ``False``: none."""
-    return Param(default, rule, doc, type_doc, "" if flag else None)
+    in by :func:`method_spec`), a string: that flag, ``False``: none."""
+    return Param(default, rule, doc, type_doc,
+                 flag if isinstance(flag, str) else "" if flag else None)
 
 
 _POSITIVE = (("real", 0, None, "neither"),)
@@ -141,11 +142,11 @@ _CLUSTERING = {
 _SCAFFOLD = {
     "n_overclusters": _p(None, (*_COUNT, None), "int or None",
                          "Over-clusters for text selection; ``None``: from ``rule``.",
-                         flag=False),
+                         flag="--overclusters"),
     "rule": _p("auto", ("str", *_COUNT), "str or int",
                'Over-cluster count when ``n_overclusters`` is None: ``"auto"``, '
                '``"n/300"``, ``"3k"`` (:func:`kec.cluster.scaffold.n_overclusters`).',
-               flag=False),
+               flag="--overclusters"),
     "n_classes": _p(None, (*_COUNT, None), "int or None",
                     'For the ``"3k"`` rule; ``None``: ``n_clusters``.'),
     "top_k": _p(5, _COUNT, "int >= 1", "Texts kept per over-cluster."),
@@ -284,7 +285,8 @@ METHODS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
                                 r"weights, or KEC's :math:`[x ; c + a]`."),
                    "fusion_mode": _p("sum", (("options", ("sum", "concat")),),
                                      '{"sum", "concat"}',
-                                     "``adaptive`` fusion: weighted sum or concatenation."),
+                                     "``adaptive`` fusion: weighted sum or concatenation.",
+                                     flag="--fusion"),
                    **_GAMMA, **_GUARD, **_SCAFFOLD, **_CLUSTERING, **_NAMING},
         "fusions": {
             "guarded": {"function": "kec.cluster.strategies:kec_cae_guarded",
@@ -429,6 +431,23 @@ def ignored_params(name: str, fusion: str | None) -> dict[str, tuple[str, ...]]:
     return {k: out[k] for k in spec.params if k in out}
 
 
+def resolve_fusion(name: str, fusion: str) -> Any:
+    """Import and return the function of fusion strategy ``fusion`` of method ``name``
+    (its ``"fusions"`` entry; :mod:`kec.cluster.strategies`).
+
+    Raises
+    ------
+    KecError
+        ``name`` has no strategy ``fusion``; the message lists its strategies.
+    """
+    spec = method_spec(name)
+    if fusion not in spec.fusions:
+        raise KecError(f"method {name!r} has no fusion {fusion!r}; choose from "
+                       f"{', '.join(spec.fusions) or 'none (one pipeline)'}")
+    module, _, attr = spec.fusions[fusion]["function"].partition(":")
+    return getattr(import_module(module), attr)
+
+
 def methods_using(input_name: str) -> tuple[str, ...]:
     """Methods that require or can use the input ``input_name`` (e.g. ``"nouns"``)."""
     if input_name not in INPUTS:
@@ -529,6 +548,7 @@ __all__ = [
     "methods_using",
     "parameter_names",
     "resolve",
+    "resolve_fusion",
     "spell",
     "unused_inputs",
 ]

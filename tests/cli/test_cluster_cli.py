@@ -299,3 +299,29 @@ def test_no_warning_when_every_cluster_has_members(files, tmp_path, capsys):
                  str(tmp_path / "r")]) == 0
     assert "warning" not in capsys.readouterr().err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["warnings"] == []
+
+
+@pytest.mark.parametrize(("opts", "said"), [
+    (["--method", "kec", "--clusterer", "agglomerative"],
+     "--clusterer is not used by fusion 'guarded' (only by 'concat'); leave it at its "
+     "default or set --fusion concat"),
+    (["--method", "kec", "--fusion", "concat", "--beta", "0.5"],
+     "--beta is not used by fusion 'concat'"),
+    (["--method", "kec+cae", "--gamma", "0.1"],
+     "--gamma is not used by fusion 'guarded' (only by 'adaptive'); leave it at its "
+     "default or set --fusion sum"),
+])
+def test_a_flag_the_chosen_fusion_ignores_is_an_error_before_any_work(files, capsys,
+                                                                       opts, said):
+    out = files["tmp"] / "never-written"
+    err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", *opts,
+                          "--knowledge", str(files["knowledge"]), "--out", str(out)])
+    assert said in err and "fusion=" not in err, "phrased for the command line"
+    assert not out.exists()
+
+
+def test_a_method_flag_the_method_does_not_take_warns(files, capsys):
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--tau", "0.01",
+               "--out", str(files["tmp"] / "r")])
+    assert rc == 0
+    assert "--tau is not used by --method kmeans" in capsys.readouterr().err
