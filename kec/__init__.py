@@ -12,8 +12,8 @@ images without training.
 Estimators (scikit-learn): :class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`,
 :class:`CAE`, :class:`KECCAE`, :class:`SphericalKMeans`. Factories:
 :func:`load_features`, :func:`load_knowledge`, :func:`create_text_encoder`,
-:func:`embed_knowledge`. All are imported on first use, so ``import kec`` (and
-``kec --help``) loads no numpy, torch or model library.
+:func:`embed_knowledge`, :func:`build_knowledge`. All are imported on first use, so
+``import kec`` (and ``kec --help``) loads no numpy, torch or model library.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.cluster.estimators import CAE, KEC, KECCAE, TAC, KMeansBaseline
     from kec.cluster.kmeans import SphericalKMeans
     from kec.cluster.registry import method_names
+    from kec.knowledge.build import build_knowledge
 
 _LAZY: dict[str, str] = {
     "CAE": "kec.cluster.estimators",
@@ -41,6 +42,7 @@ _LAZY: dict[str, str] = {
     "KMeansBaseline": "kec.cluster.estimators",
     "TAC": "kec.cluster.estimators",
     "SphericalKMeans": "kec.cluster.kmeans",
+    "build_knowledge": "kec.knowledge.build",
     "create_text_encoder": "kec.api",
     "embed_knowledge": "kec.api",
     "load_features": "kec.api",
@@ -56,6 +58,7 @@ __all__ = [
     "KMeansBaseline",
     "SphericalKMeans",
     "__version__",
+    "build_knowledge",
     "create_text_encoder",
     "embed_knowledge",
     "load_features",
