@@ -12,7 +12,9 @@ images without training.
 Estimators (scikit-learn): :class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`,
 :class:`CAE`, :class:`KECCAE`, :class:`SphericalKMeans`. Factories:
 :func:`load_features`, :func:`load_knowledge`, :func:`create_text_encoder`,
-:func:`embed_knowledge`, :func:`build_knowledge`. All are imported on first use, so
+:func:`embed_knowledge`, :func:`build_knowledge`. A ``kec cluster`` run as a call:
+:func:`run_clustering` (a :class:`ClusterRun`) and :func:`write_result`. All are
+imported on first use, so
 ``import kec`` (and ``kec --help``) loads no numpy, torch or model library.
 """
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.cluster.estimators import CAE, KEC, KECCAE, TAC, KMeansBaseline
     from kec.cluster.kmeans import SphericalKMeans
     from kec.cluster.registry import method_names
+    from kec.cluster_run import ClusterRun, run_clustering, write_result
     from kec.knowledge.build import build_knowledge
 
 _LAZY: dict[str, str] = {
@@ -42,6 +45,9 @@ _LAZY: dict[str, str] = {
     "KMeansBaseline": "kec.cluster.estimators",
     "TAC": "kec.cluster.estimators",
     "SphericalKMeans": "kec.cluster.kmeans",
+    "ClusterRun": "kec.cluster_run",
+    "run_clustering": "kec.cluster_run",
+    "write_result": "kec.cluster_run",
     "build_knowledge": "kec.knowledge.build",
     "create_text_encoder": "kec.api",
     "embed_knowledge": "kec.api",
@@ -55,6 +61,7 @@ __all__ = [
     "KEC",
     "KECCAE",
     "TAC",
+    "ClusterRun",
     "KMeansBaseline",
     "SphericalKMeans",
     "__version__",
@@ -64,6 +71,8 @@ __all__ = [
     "load_features",
     "load_knowledge",
     "method_names",
+    "run_clustering",
+    "write_result",
 ]
 
 

@@ -15,10 +15,6 @@ from kec.features import FeatureSet
 
 logger = logging.getLogger(__name__)
 
-#: written in every run's summary.json, as ``kec cluster`` does
-RESULT_KIND = "kec.cluster_result"
-RESULT_VERSION = 1
-
 
 def scaffold_groups(images: FeatureSet, nouns: FeatureSet, *, over_clusters: int | None,
                     seed: int, out: Path) -> list[list[str]]:

@@ -12,28 +12,23 @@ import logging
 import math
 import re
 import sys
-import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kec import __version__
 from kec._io import check_output_path
 from kec.cli._common import seed_arg
-from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
-from kec.cluster.registry import CLUSTERERS, Param, method_names, method_spec
+from kec.cli.scaffold import n_init_arg, overcluster_arg
+from kec.cluster.registry import (
+    CLUSTERERS,
+    INPUTS,
+    Param,
+    method_names,
+    method_spec,
+    unused_inputs,
+)
 from kec.errors import KecError
 
-if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
-    pass
-
 logger = logging.getLogger(__name__)
-
-RESULT_KIND = "kec.cluster_result"
-RESULT_VERSION = 1
-USES_NOUNS = ("tac", "cae", "kec+cae")
-USES_CAPTIONS = ("cae", "kec+cae")
-USES_KNOWLEDGE = ("kec", "kec+cae")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -168,24 +163,8 @@ def _check_flag_values(args: argparse.Namespace) -> None:
                                  + str(exc).split(" must be", 1)[-1]) from None
 
 
-def method_device(choice: str) -> str | None:
-    """``--device`` to the methods' ``device`` (see :func:`kec.cluster.backend.method_device`)."""
-    from kec.cluster.backend import method_device as resolve
-
-    return resolve(choice)
-
-
 def _warn(msg: str) -> None:
     print(f"kec: warning: {msg}", file=sys.stderr)
-
-
-def _load_text(path: Path, images: Any, what: str) -> Any:
-    from kec.features import check_compatible, load_features
-
-    feats = load_features(path, kind="text")
-    check_compatible(images, feats)
-    logger.info("%s: %d x %d from %s", what, len(feats), feats.dim, path)
-    return feats
 
 
 def _method_params(args: argparse.Namespace, device: str | None = None) -> dict[str, Any]:
@@ -234,143 +213,28 @@ def _check_args(args: argparse.Namespace) -> None:
     from kec.cluster.params import method_params
 
     method_params(m, _method_params(args), caller="kec cluster", phrasing="cli")
-    if m in USES_KNOWLEDGE and args.knowledge is None:
-        raise KecError(f"--method {m} needs --knowledge K.json (make one with "
-                       "'kec knowledge build')")
-    if m in ("tac", "cae") and args.nouns is None:
-        raise KecError(f"--method {m} needs --nouns NOUNS.safetensors (kec embed texts)")
-    for opt, users in (("knowledge", (*USES_KNOWLEDGE, "cae")), ("nouns", USES_NOUNS),
-                       ("captions", USES_CAPTIONS)):
-        if getattr(args, opt) is not None and m not in users:
-            _warn(f"--{opt} is not used by --method {m}")
-
-
-def _load_inputs(args: argparse.Namespace, timings: dict[str, float]) -> SimpleNamespace:
-    """The feature files read, then :func:`kec.cluster.inputs.prepare_inputs`: the one
-    path from inputs to a method's arrays (the estimators and ``kec bench`` take it too)."""
-    from kec.cluster.inputs import prepare_inputs
-    from kec.features import load_features
-    from kec.vocab import cache_dir
-
-    m = args.method
-    t = time.perf_counter()
-    images = load_features(args.images, kind="image")
-    if args.k > len(images):
-        raise KecError(f"--k {args.k} is larger than the number of images ({len(images)}) "
-                       f"in {args.images}")
-    inputs: dict[str, Any] = {"features": describe_file(args.images, images)}
-    nouns = captions = None
-    if args.nouns is not None and m in USES_NOUNS:
-        nouns = _load_text(args.nouns, images, "nouns")
-        inputs["nouns"] = describe_file(args.nouns, nouns)
-    if args.captions is not None and m in USES_CAPTIONS:
-        captions = _load_text(args.captions, images, "captions")
-        inputs["captions"] = describe_file(args.captions, captions)
-    timings["load"] = round(time.perf_counter() - t, 4)
-    knowledge = args.knowledge if m in (*USES_KNOWLEDGE, "cae") else None
-    prepared = prepare_inputs(
-        images, m, knowledge=knowledge, nouns=nouns, captions=captions,
-        text_encoder=args.text_encoder, lint="keep" if args.keep_flagged else True,
-        cache=None if args.no_cache else cache_dir(args.cache_dir), phrasing="cli")
-    if prepared.lint and prepared.lint["dropped"]:
-        logger.info("dropped %d knowledge item(s) flagged by lint (see summary.json; "
-                    "--keep-flagged keeps them)", len(prepared.lint["dropped"]))
-    inputs.update(prepared.described)
-    timings.update(prepared.timings)
-    return SimpleNamespace(images=images, prepared=prepared, inputs=inputs)
-
-
-def _warn_unconverged(info: dict[str, Any]) -> None:
-    for name, value in sorted(info.items()):
-        if isinstance(value, dict) and value.get("converged") is False:
-            _warn(f"optimal transport '{name}' did not converge within its budget "
-                  f"(marginal error {value.get('marginal_error')}); see info.{name} in "
-                  "summary.json")
-
-
-def _matmul_dtypes(info: Any) -> set[str]:
-    """Every GEMM precision the OT solves recorded (``matmul_dtype``) in ``info``."""
-    if isinstance(info, dict):
-        found = {str(info["matmul_dtype"])} if info.get("matmul_dtype") else set()
-        for v in info.values():
-            found |= _matmul_dtypes(v)
-        return found
-    if isinstance(info, list):
-        return set().union(*(_matmul_dtypes(v) for v in info)) if info else set()
-    return set()
-
-
-def empty_cluster_warnings(sizes: Any, features: Any) -> list[str]:
-    """What to warn about a clustering with empty clusters (none when every cluster has a
-    member): how many are empty and, when that is the cause, how few distinct feature rows
-    there are."""
-    import numpy as np
-
-    empty = int(np.count_nonzero(np.asarray(sizes) == 0))
-    if not empty:
-        return []
-    k = len(sizes)
-    text = f"{empty} of the {k} clusters are empty"
-    distinct = len(np.unique(np.asarray(features), axis=0))
-    if distinct < k:
-        text += (f": the {len(features)} feature rows hold only {distinct} distinct "
-                 f"vector(s), fewer than --k {k}")
-    return [text + " (recorded in summary.json, 'warnings')"]
+    spec = method_spec(m)
+    for name in spec.requires:
+        if getattr(args, name) is None:
+            raise KecError(f"--method {m} needs {INPUTS[name]['flag']} (make it with "
+                           f"'{INPUTS[name]['made_by']}')")
+    for name in unused_inputs(m, [i for i in INPUTS if getattr(args, i) is not None]):
+        _warn(f"--{name} is not used by --method {m}")
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    import numpy as np
+    """Check every flag, then one library call (:func:`kec.cluster_run.run_clustering`),
+    its result folder written and one line printed."""
+    from kec.cluster_run import run_clustering
 
-    from kec.cluster.methods import run_method
-    from kec.cluster.metrics import evaluate
-    from kec.report.result import write_result
-
-    t0 = time.perf_counter()
-    m = args.method
     _check_args(args)
-    timings: dict[str, float] = {}
-    data = _load_inputs(args, timings)
-    images = data.images
-    result = run_method(m, data.prepared.features, args.k, **data.prepared.method_inputs(),
-                        **_method_params(args, method_device(args.device)))
-    timings.update(result.timings)
-    _warn_unconverged(result.info)
-
-    t = time.perf_counter()
-    metrics = evaluate(images.labels, result.labels) if images.labels is not None else None
-    timings["evaluate"] = round(time.perf_counter() - t, 4)
-    clusters = result.clusters
-    sizes = np.bincount(result.labels, minlength=args.k)
-    if clusters is None:
-        clusters = [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)]
-    warnings = empty_cluster_warnings(sizes, images.features)
-    for w in warnings:
-        _warn(w)
-    timings["total"] = round(time.perf_counter() - t0, 4)
-    summary = {
-        "kind": RESULT_KIND,
-        "version": RESULT_VERSION,
-        "kec_version": __version__,
-        "method": m,
-        "parameters": {"k": args.k, "seed": args.seed, "method": m, **result.params},
-        "inputs": data.inputs,
-        "timings": timings,
-        "device": {"requested": args.device,
-                   "used": result.params.get("device") or "cpu (numpy)",
-                   "precision": "float32",
-                   "ot_matmul": sorted(_matmul_dtypes(result.info))},
-        "metrics": metrics,
-        "clusters": clusters,
-        "warnings": warnings,
-        "info": result.info,
-    }
-    write_result(args.out, ids=images.ids, clusters=result.labels, labels=images.labels,
-                 summary=summary)
-    what = "items" if images.kind == "items" else "images"
-    line = f"clustered {len(images)} {what} into {args.k} clusters with {m}"
-    if metrics:
-        line += (f": ACC {100 * metrics['acc']:.1f}  NMI {100 * metrics['nmi']:.1f}  "
-                 f"ARI {100 * metrics['ari']:.1f}")
-    print(f"{line}; wrote {args.out}/assignments.csv and summary.json "
-          f"({timings['total']:.1f} s)")
+    run = run_clustering(
+        args.images, k=args.k, method=args.method, knowledge=args.knowledge,
+        nouns=args.nouns, captions=args.captions, text_encoder=args.text_encoder,
+        keep_flagged=args.keep_flagged, cache_dir=args.cache_dir, cache=not args.no_cache,
+        device=args.device, seed=args.seed, params=_method_params(args), phrasing="cli")
+    for note in (*run.notes, *run.warnings):
+        _warn(note)
+    run.write(args.out)
+    print(run.line(args.out))
     return 0
