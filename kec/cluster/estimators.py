@@ -237,6 +237,37 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
             self.clusters_ = result.clusters
         return self
 
+    def predict(self, X: Any) -> np.ndarray:
+        r"""The cluster of new items: the nearest fitted centre in the space that was
+        clustered (docs: :mod:`kec.cluster.feature_maps`).
+
+        New items are mapped as the fitted ones were: TAC's text counterpart, the
+        knowledge grounded by a softmax per item (``kec``) or by optimal transport over
+        the batch ``X`` (``cae``, ``kec+cae``), guarded fusion's fitted nuisance
+        projection. Then :math:`\hat y = \arg\max_k \cos(f(x), \mu_k)`.
+
+        Parameters
+        ----------
+        X : array-like of shape (M, d) or FeatureSet
+            New items in the space of the fitted ones.
+
+        Returns
+        -------
+        numpy.ndarray of shape (M,)
+            int64 cluster indices.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "result_")
+        X = getattr(X, "features", X)
+        if np.shape(X)[-1:] != (self.n_features_in_,):
+            raise ParameterError(f"X has {np.shape(X)[-1]} features, but "
+                                 f"{type(self).__name__} was fitted with "
+                                 f"{self.n_features_in_}") if np.ndim(X) == 2 else \
+                ParameterError(f"X must be a 2-d array of new items, got shape "
+                               f"{np.shape(X)}")
+        return self.result_.predict(X)
+
     def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
         """``fit(X, **fit_params)`` and return ``labels_``."""
         return self.fit(X, y, **fit_params).labels_

@@ -28,7 +28,17 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from kec.cluster._checks import ClusteringInputError
+from kec.cluster._checks import ClusteringInputError, as_features
+from kec.cluster.feature_maps import (
+    CaeMap,
+    Identity,
+    OTGrounder,
+    SoftmaxGrounder,
+    TacMap,
+    TransportedTexts,
+    cluster_centres,
+    nearest_centre,
+)
 from kec.cluster.fusion import adaptive_fusion, concat
 from kec.cluster.grounding import (
     DEFAULT_TEMPERATURE,
@@ -88,6 +98,24 @@ class MethodResult:
     clusters: list[dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     features: np.ndarray | None = None
+    feature_map: Any = None
+    centres: np.ndarray | None = None
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The nearest fitted centre of every new item, in the space that was clustered
+        (:mod:`kec.cluster.feature_maps`; knowledge grounded for the new items)."""
+        if self.feature_map is None or self.centres is None:
+            raise ClusteringInputError(f"this {self.method} result cannot predict")
+        X = as_features(X, "new items")
+        return nearest_centre(self.feature_map(X), self.centres)
+
+
+def _done(result: MethodResult, features: np.ndarray, fmap: Any) -> MethodResult:
+    """``result`` with what ``predict`` needs: the feature map and the fitted centres."""
+    result.feature_map = fmap
+    result.centres = cluster_centres(features, result.labels,
+                                     int(result.params["n_clusters"]))
+    return result
 
 
 
@@ -110,6 +138,8 @@ def _transported_levels(
                                              **ot_kwargs(p.ot_params, p.device))
         levels.append((name, feats))
         info[f"ot_{name}"] = ot_info(res)
+    info["_level_map"] = TransportedTexts([T[selected[n]] for n, T in texts], p.reg,
+                                          p.ot_method, dict(p.ot_params or {}))
     return levels, info
 
 
@@ -126,9 +156,9 @@ def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
     with stages("cluster"):
         labels, cinfo = cluster_features(X, k, p.clusterer, p.random_state,
                                          p.clusterer_params, p.device)
-    return MethodResult("kmeans", labels, stages.timings,
-                        {"n_clusters": k, "device": p.device, "clusterer": cinfo},
-                        features=X if p.keep_features else None)
+    return _done(MethodResult("kmeans", labels, stages.timings,
+                              {"n_clusters": k, "device": p.device, "clusterer": cinfo},
+                              features=X if p.keep_features else None), X, Identity())
 
 
 @declared("tac")
@@ -155,8 +185,9 @@ def run_tac(X: np.ndarray, nouns: np.ndarray, n_clusters: int, **params: Any
            "rule": None if p.n_overclusters is not None else p.rule, "top_k": p.top_k,
            "tau": p.tau, "selection_temperature": p.selection_temperature,
            "overcluster": jsonable(p.overcluster_params), "clusterer": cinfo}
-    return MethodResult("tac", labels, stages.timings, out, info=info,
-                        features=feats if p.keep_features else None)
+    return _done(MethodResult("tac", labels, stages.timings, out, info=info,
+                              features=feats if p.keep_features else None), feats,
+                 TacMap(T[selected["nouns"]], p.tau))
 
 
 @declared("kec")
@@ -179,7 +210,8 @@ def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **para
     stages = _Stages()
     with stages("ground"):
         g = ground_softmax(X, kf.zeta, kf.attribute_means(), p.temperature, device=p.device)
-    fi = FusionInput(X, k, kf, g, p, stages)
+    fi = FusionInput(X, k, kf, g, p, stages, grounder=SoftmaxGrounder(
+        kf.zeta, kf.attribute_means(), kf.attr_emb, p.temperature))
     out = resolve_fusion("kec", p.fusion)(fi)
     with stages("naming"):
         clusters = name_clusters(X, out.labels, k, kf, g, temperature=p.temperature,
@@ -192,8 +224,10 @@ def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **para
             "clusterer": out.clusterer}
     if p.fusion == "guarded":
         used.update({name: p[name] for name in _GUARD_PARAMS})
-    return MethodResult("kec", out.labels, stages.timings, used, clusters, info=fi.info,
-                        features=out.features if p.keep_features else None)
+    return _done(MethodResult("kec", out.labels, stages.timings, used, clusters,
+                              info=fi.info,
+                              features=out.features if p.keep_features else None),
+                 out.features, out.feature_map)
 
 
 _GUARD_PARAMS = ("beta", "corroboration_threshold", "agreement_threshold",
@@ -215,6 +249,7 @@ def run_cae(X: np.ndarray, nouns: np.ndarray, n_clusters: int, *,
         texts.append(("captions", check_texts(captions, X, "caption features")))
     stages = _Stages()
     levels, info = _transported_levels(X, texts, stages, p, k)
+    level_map = info.pop("_level_map")
     with stages("fusion"):
         fused, w = adaptive_fusion([X, *(f for _, f in levels)], p.gamma, p.fusion,
                                    device=p.device)
@@ -228,8 +263,9 @@ def run_cae(X: np.ndarray, nouns: np.ndarray, n_clusters: int, *,
             "reg": p.reg, "ot_method": p.ot_method, "ot": jsonable(p.ot_params),
             "gamma": p.gamma, "fusion": p.fusion, "captions": captions is not None,
             "overcluster": jsonable(p.overcluster_params), "clusterer": cinfo}
-    return MethodResult("cae", labels, stages.timings, used, info=info,
-                        features=fused if p.keep_features else None)
+    return _done(MethodResult("cae", labels, stages.timings, used, info=info,
+                              features=fused if p.keep_features else None), fused,
+                 CaeMap(level_map, p.gamma, p.fusion))
 
 
 def _caption_level(captions: Any, kf: KnowledgeFeatures) -> tuple[Any, str | None]:
@@ -283,10 +319,14 @@ def run_kec_cae(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, *,
         info["ignored_levels"] = [name for name, _ in texts]  # guarded: x, c, a only
         texts = []
     levels: list[tuple[str, np.ndarray]] = []
+    level_map = None
     if texts:
         levels, linfo = _transported_levels(X, texts, stages, p, k)
+        level_map = linfo.pop("_level_map")
         info.update(linfo)
-    fi = FusionInput(X, k, kf, g, p, stages, levels, info)
+    grounder = OTGrounder(kf.zeta, kf.attr_emb, p.reg, p.ot_method, p.attribute_mode,
+                          dict(p.ot_params or {}))
+    fi = FusionInput(X, k, kf, g, p, stages, levels, info, grounder, level_map)
     out = resolve_fusion("kec+cae", p.fusion)(fi)
     del levels
     fi.levels = []
@@ -302,8 +342,10 @@ def run_kec_cae(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, *,
             "captions": caption_source, "top_k": p.top_k,
             "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
             "clusterer": out.clusterer}
-    return MethodResult("kec+cae", out.labels, stages.timings, used, clusters, info=info,
-                        features=out.features if p.keep_features else None)
+    return _done(MethodResult("kec+cae", out.labels, stages.timings, used, clusters,
+                              info=info,
+                              features=out.features if p.keep_features else None),
+                 out.features, out.feature_map)
 
 
 def _knowledge(kf: Any, X: np.ndarray, pair_attributes: bool) -> KnowledgeFeatures:

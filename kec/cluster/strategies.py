@@ -26,9 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from kec.cluster._checks import l2_normalize_rows
+from kec.cluster.feature_maps import (
+    FeatureMap,
+    Identity,
+    KecCaeMap,
+    KecConcatMap,
+    NuisanceMap,
+    TransportedTexts,
+)
 from kec.cluster.fusion import adaptive_fusion, concat, kec_concat
 from kec.cluster.grounding import Grounding, softmax_attribute_view
-from kec.cluster.guard import guarded_cluster
+from kec.cluster.guard import guarded_cluster, nuisance_basis, nuisance_max_rank
 from kec.cluster.knowledge_features import KnowledgeFeatures
 from kec.cluster.steps import Stages, cluster_features, mean_weights
 
@@ -56,6 +65,10 @@ class FusionInput:
         the strategy is declared with ``"levels": True``).
     info : dict
         Diagnostics; the strategy adds its own.
+    grounder : SoftmaxGrounder or OTGrounder or None
+        Grounds new items as ``grounding`` grounded ``X`` (for ``predict``).
+    level_map : TransportedTexts or None
+        Aligns new items to the optional levels' texts (for ``predict``).
     """
 
     X: np.ndarray
@@ -66,16 +79,20 @@ class FusionInput:
     stages: Stages
     levels: list[tuple[str, np.ndarray]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    grounder: Any = None
+    level_map: TransportedTexts | None = None
 
 
 @dataclass
 class FusionOutput:
-    """``labels`` (``(N,)`` int64), the clustered ``features`` and ``clusterer`` (what
-    clustered them, for ``MethodResult.params["clusterer"]``)."""
+    """``labels`` (``(N,)`` int64), the clustered ``features``, ``clusterer`` (what
+    clustered them, for ``MethodResult.params["clusterer"]``) and ``feature_map`` (new
+    items to the clustered space, for ``predict``)."""
 
     labels: np.ndarray
     features: np.ndarray
     clusterer: dict[str, Any]
+    feature_map: FeatureMap | None = None
 
 
 def _guarded(fi: FusionInput, attribute: np.ndarray | None) -> FusionOutput:
@@ -88,16 +105,22 @@ def _guarded(fi: FusionInput, attribute: np.ndarray | None) -> FusionOutput:
         random_state=p.random_state,
         n_init=(p.clusterer_params or {}).get("n_init", "auto"), device=p.device)
     fi.info["guard"] = dec.info
+    fmap: FeatureMap = Identity()
+    if dec.mode == "nuisance":  # the same basis decide() projected out
+        Xn = l2_normalize_rows(np.array(fi.X, dtype=np.float32))
+        basis = nuisance_basis(Xn, dec.data_labels, fi.n_clusters,
+                               nuisance_max_rank(Xn.shape[1]))
+        fmap = NuisanceMap(basis, p.beta, fi.grounder)
     return FusionOutput(labels, feats, {"name": "guarded", "mode": dec.mode,
-                                        "random_state": p.random_state})
+                                        "random_state": p.random_state}, fmap)
 
 
-def _final(fi: FusionInput, features: np.ndarray) -> FusionOutput:
+def _final(fi: FusionInput, features: np.ndarray, fmap: FeatureMap) -> FusionOutput:
     p = fi.params
     with fi.stages("cluster"):
         labels, cinfo = cluster_features(features, fi.n_clusters, p.clusterer,
                                          p.random_state, p.clusterer_params, p.device)
-    return FusionOutput(labels, features, cinfo)
+    return FusionOutput(labels, features, cinfo, fmap)
 
 
 def kec_guarded(fi: FusionInput) -> FusionOutput:
@@ -116,7 +139,7 @@ def kec_concat_fusion(fi: FusionInput) -> FusionOutput:
     L2-normalised with ``normalize_parts``)."""
     with fi.stages("cluster"):
         feats = kec_concat(fi.X, fi.grounding.kappa, normalize=fi.params.normalize_parts)
-    return _final(fi, feats)
+    return _final(fi, feats, KecConcatMap(fi.grounder, fi.params.normalize_parts))
 
 
 def kec_cae_guarded(fi: FusionInput) -> FusionOutput:
@@ -135,14 +158,15 @@ def kec_cae_adaptive(fi: FusionInput) -> FusionOutput:
         fused, w = adaptive_fusion(mods, p.gamma, p.fusion_mode, device=p.device)
         names = ["image", "concepts", "attributes"] + [n for n, _ in fi.levels]
         fi.info["mean_fusion_weights"] = mean_weights(names, w)
-    return _final(fi, fused)
+    return _final(fi, fused, KecCaeMap(fi.grounder, fi.level_map, "adaptive", p.gamma,
+                                       p.fusion_mode))
 
 
 def kec_cae_concat(fi: FusionInput) -> FusionOutput:
     r"""kec+cae with KEC's concatenation :math:`[x ; c + a ; \dots]` (levels appended)."""
     with fi.stages("fusion"):
         fused = concat([kec_concat(fi.X, fi.grounding.kappa)] + [f for _, f in fi.levels])
-    return _final(fi, fused)
+    return _final(fi, fused, KecCaeMap(fi.grounder, fi.level_map, "kec"))
 
 
 __all__ = ["FusionInput", "FusionOutput", "kec_cae_adaptive", "kec_cae_concat",

@@ -370,6 +370,54 @@ def test_the_parameters_a_fusion_uses_are_taken(world):
     assert guarded.result_.params["clusterer"]["name"] == "guarded"
 
 
+@pytest.mark.parametrize(("name", "params"), [
+    ("kmeans", {}), ("tac", {}), ("kec", {}), ("kec", {"fusion": "concat"}), ("cae", {}),
+    ("kec+cae", {}), ("kec+cae", {"fusion": "adaptive"}), ("kec+cae", {"fusion": "kec"})])
+def test_predict_gives_new_items_the_nearest_fitted_centre(world, name, params):
+    X, y = world["X"], world["y"]
+    held = np.arange(y.size) % 4 == 0
+    inputs = _inputs(world, name)
+    if name == "kec+cae" and params:
+        inputs["nouns"] = world["nouns"]  # an optional level, aligned to the new items
+    est = ESTIMATORS[name](4, random_state=0, keep_features=True, **params).fit(
+        X[~held], **inputs)
+    # the map rebuilds, for the fitted items, the very matrix that was clustered
+    np.testing.assert_allclose(est.result_.feature_map(X[~held]), est.result_.features,
+                               atol=2e-5)
+    # and the fitted partition is a fixed point of the assignment rule
+    np.testing.assert_array_equal(est.predict(X[~held]), est.labels_)
+    predicted = est.predict(X[held])
+    assert predicted.dtype == np.int64 and predicted.shape == (held.sum(),)
+    # spherical k-means' rule: the highest cosine to a fitted cluster's mean direction
+    F = est.result_.features / np.linalg.norm(est.result_.features, axis=1, keepdims=True)
+    means = np.stack([F[est.labels_ == c].sum(axis=0) for c in range(4)])
+    np.testing.assert_allclose(est.result_.centres, means / np.linalg.norm(
+        means, axis=1, keepdims=True), atol=1e-5)
+    seen = []
+    fmap = est.result_.feature_map
+    est.result_.feature_map = lambda Z: seen.append(Z) or fmap(Z)
+    np.testing.assert_array_equal(est.predict(X[held]), predicted)
+    np.testing.assert_array_equal(seen[0], X[held])  # new items go through the map
+    G = fmap(X[held])
+    np.testing.assert_array_equal(predicted, (G @ means.T / np.linalg.norm(
+        G, axis=1, keepdims=True) / np.linalg.norm(means, axis=1)).argmax(axis=1))
+    assert cluster_accuracy(y[held], predicted) >= 0.9
+    assert cluster_accuracy(y[held], predicted) == pytest.approx(
+        cluster_accuracy(np.concatenate([y[~held], y[held]]),
+                         np.concatenate([est.labels_, predicted])), abs=0.1)
+
+
+def test_predict_needs_a_fit_and_the_fitted_dimension(world):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        E.KMeansBaseline(4).predict(world["X"])
+    est = E.KMeansBaseline(4, random_state=0).fit(world["X"])
+    with pytest.raises(ClusteringInputError, match="X has 8 features, but KMeansBaseline "
+                                                   "was fitted with 16"):
+        est.predict(world["X"][:, :8])
+
+
 def test_keep_features_and_errors_from_the_method(world):
     est = E.KMeansBaseline(4, random_state=0, keep_features=True).fit(world["X"])
     np.testing.assert_allclose(est.result_.features, world["X"], atol=1e-6)
