@@ -12,10 +12,10 @@ images without training.
 Estimators (scikit-learn): :class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`,
 :class:`CAE`, :class:`KECCAE`, :class:`SphericalKMeans`. Factories:
 :func:`load_features`, :func:`load_knowledge`, :func:`create_text_encoder`,
-:func:`embed_knowledge`, :func:`build_knowledge`. A ``kec cluster`` run as a call:
-:func:`run_clustering` (a :class:`ClusterRun`) and :func:`write_result`. All are
-imported on first use, so
-``import kec`` (and ``kec --help``) loads no numpy, torch or model library.
+:func:`embed_knowledge`, :func:`build_knowledge`, :func:`make_knowledge`. A ``kec
+cluster`` run as a call: :func:`run_clustering` (a :class:`ClusterRun`) and
+:func:`write_result`. All are imported on first use, so ``import kec`` (and ``kec
+--help``) loads no numpy, torch or model library.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.cluster.registry import method_names
     from kec.cluster_run import ClusterRun, run_clustering, write_result
     from kec.knowledge.build import build_knowledge
+    from kec.knowledge.handwritten import make_knowledge
 
 _LAZY: dict[str, str] = {
     "CAE": "kec.cluster.estimators",
@@ -53,6 +54,7 @@ _LAZY: dict[str, str] = {
     "embed_knowledge": "kec.api",
     "load_features": "kec.api",
     "load_knowledge": "kec.api",
+    "make_knowledge": "kec.knowledge.handwritten",
     "method_names": "kec.cluster.registry",
 }
 
@@ -70,6 +72,7 @@ __all__ = [
     "embed_knowledge",
     "load_features",
     "load_knowledge",
+    "make_knowledge",
     "method_names",
     "run_clustering",
     "write_result",
