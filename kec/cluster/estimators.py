@@ -256,16 +256,10 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         numpy.ndarray of shape (M,)
             int64 cluster indices.
         """
-        from sklearn.utils.validation import check_is_fitted
+        from sklearn.utils.validation import check_is_fitted, validate_data
 
         check_is_fitted(self, "result_")
-        X = getattr(X, "features", X)
-        if np.shape(X)[-1:] != (self.n_features_in_,):
-            raise ParameterError(f"X has {np.shape(X)[-1]} features, but "
-                                 f"{type(self).__name__} was fitted with "
-                                 f"{self.n_features_in_}") if np.ndim(X) == 2 else \
-                ParameterError(f"X must be a 2-d array of new items, got shape "
-                               f"{np.shape(X)}")
+        X = validate_data(self, getattr(X, "features", X), reset=False, dtype=np.float32)
         return self.result_.predict(X)
 
     def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
