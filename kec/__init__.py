@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.api import create_text_encoder, embed_knowledge, load_features, load_knowledge
     from kec.cluster.estimators import CAE, KEC, KECCAE, TAC, KMeansBaseline
     from kec.cluster.kmeans import SphericalKMeans
+    from kec.cluster.metrics import evaluate
     from kec.cluster.registry import method_names
     from kec.cluster_run import ClusterRun, run_clustering, write_result
     from kec.knowledge.build import build_knowledge
@@ -52,6 +53,7 @@ _LAZY: dict[str, str] = {
     "build_knowledge": "kec.knowledge.build",
     "create_text_encoder": "kec.api",
     "embed_knowledge": "kec.api",
+    "evaluate": "kec.cluster.metrics",
     "load_features": "kec.api",
     "load_knowledge": "kec.api",
     "make_knowledge": "kec.knowledge.handwritten",
@@ -70,6 +72,7 @@ __all__ = [
     "build_knowledge",
     "create_text_encoder",
     "embed_knowledge",
+    "evaluate",
     "load_features",
     "load_knowledge",
     "make_knowledge",
