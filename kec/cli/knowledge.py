@@ -22,7 +22,7 @@ from kec.knowledge.document import (
     summarize,
     validation_errors,
 )
-from kec.knowledge.labels import read_groups, read_labels
+from kec.knowledge.labels import read_groups
 
 # kec.backends, the builder and the prompts are imported in cmd_build, so that
 # ``kec --help``, ``knowledge validate`` and ``knowledge show`` stay fast.
@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = ks.add_parser("build", help="condense labels into concepts, attributes and pairs",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", type=Path, help="text file, one label per line")
+    src.add_argument("--labels", type=Path,
+                     help="text file, one label per line; or a text collection "
+                          "(text<TAB>label lines): its distinct labels")
     src.add_argument("--groups", type=Path,
                      help="JSON label groups (from `kec scaffold`), condensed as given")
     b.add_argument("--out", type=Path, required=True, help="knowledge file to write")
@@ -148,13 +150,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from kec.knowledge.build import build_knowledge
+    from kec.knowledge.build import build_knowledge, read_label_file
     from kec.knowledge.builder import BuildParams
 
     check_output_path(args.out, "file")
     base_url = _base_url_option(args)
     if args.labels is not None:
-        labels, groups, source = read_labels(args.labels), None, str(args.labels)
+        labels, groups, source = read_label_file(args.labels), None, str(args.labels)
     else:
         labels, groups, source = None, read_groups(args.groups), f"groups:{args.groups}"
     params = BuildParams(

@@ -16,6 +16,33 @@ from typing import Any
 from kec.errors import KecError
 
 
+def read_label_file(path: str | os.PathLike[str]) -> list[str]:
+    """The labels of ``kec knowledge build --labels FILE``: one label per line, or, for a
+    text collection (``text<TAB>label`` lines, as ``kec embed collection`` reads), its
+    distinct labels in first-seen order.
+
+    Raises
+    ------
+    KecError
+        The file cannot be read, a collection line is malformed, or a collection has
+        lines without a label.
+    """
+    from pathlib import Path
+
+    from kec.knowledge.labels import read_labels, unique_labels
+
+    try:
+        text = Path(path).read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return read_labels(path)  # its own one-line error
+    if not any("\t" in ln for ln in text.splitlines() if not ln.lstrip().startswith("#")):
+        return read_labels(path)
+    from kec.encoders.collection import read_collection
+
+    labels = read_collection(path).labels  # a line without a label is refused there
+    return unique_labels(labels or [])
+
+
 def build_knowledge(
     labels: Sequence[str] | None = None,
     *,
@@ -119,4 +146,4 @@ def build_knowledge(
                              source=source or ("list" if groups is None else "groups"))
 
 
-__all__ = ["build_knowledge"]
+__all__ = ["build_knowledge", "read_label_file"]

@@ -93,7 +93,8 @@ def make_knowledge(
         "provenance": {
             "kec_version": __version__, "created_at": stamp,
             "backend": {"backend": "hand-written", "model": "none"}, "prompts": [],
-            "sampling": {}, "usage": {"calls": 0, "cached_calls": 0, "prompt_tokens": 0,
+            "sampling": {}, "usage": {"calls": 0, "cached_calls": 0, "repairs": 0,
+                                      "prompt_tokens": 0,
                                       "completion_tokens": 0},
             "failures": [],
         },

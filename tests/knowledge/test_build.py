@@ -52,3 +52,32 @@ def test_build_knowledge_takes_labels_or_groups(tmp_path):
         kec.build_knowledge(["cat"], groups=[["dog"]])
     with pytest.raises(KecError, match="max_tokens must be >= 1"):
         kec.build_knowledge(["cat"], max_tokens=0)
+
+
+def test_labels_from_a_text_collection_are_its_distinct_labels(tmp_path, monkeypatch):
+    from kec.knowledge import build
+
+    coll = tmp_path / "tickets.txt"
+    coll.write_text("printer jams\thardware\nreset my password\taccounts\n"
+                    "screen flickers\thardware\n")
+    plain = tmp_path / "labels.txt"
+    plain.write_text("# two labels\nhardware\naccounts\n")
+    assert build.read_label_file(coll) == ["hardware", "accounts"]
+    assert build.read_label_file(plain) == ["hardware", "accounts"]
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("printer jams\thardware\nno label here\n")
+    with pytest.raises(KecError, match=r"label every line \('text<TAB>label'\) or none"):
+        build.read_label_file(mixed)
+    # kec knowledge build --labels COLLECTION builds from those labels
+    seen = {}
+
+    def fake_build(labels, **kwargs):
+        seen["labels"] = labels
+        return kec.make_knowledge({x: [f"{x} thing"] for x in labels})
+
+    monkeypatch.setattr(build, "build_knowledge", fake_build)
+    out = tmp_path / "k.json"
+    assert main(["knowledge", "build", "--labels", str(coll), "--out", str(out),
+                 "--quiet"]) == 0
+    assert seen["labels"] == ["hardware", "accounts"]
+    assert [c["name"] for c in load_knowledge(out)["concepts"]] == ["accounts", "hardware"]
