@@ -148,7 +148,8 @@ def _check_flag_values(args: argparse.Namespace) -> None:
         if interval is not None:
             low, closed = interval[1], interval[3]
             strict = closed in ("neither", "right")
-            if not math.isfinite(value) or value < low or (strict and value == low):
+            finite = math.isfinite(value) or (value == math.inf and "inf" in param.rule)
+            if not finite or value < low or (strict and value == low):
                 raise KecError(f"{param.flag} must be a finite number "
                                f"{'>' if strict else '>='} {low:g}, got {value}")
         from sklearn.utils._param_validation import (

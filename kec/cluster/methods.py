@@ -231,7 +231,8 @@ def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **para
 
 
 _GUARD_PARAMS = ("beta", "corroboration_threshold", "agreement_threshold",
-                 "agreement_margin", "objective_tolerance", "anchor_weight")
+                 "agreement_margin", "objective_tolerance", "anchor_weight", "spread_ratio",
+                 "spread_margin")
 
 
 @declared("cae")

@@ -69,6 +69,8 @@ def constraints_of(param: Param) -> list[Any]:
     """The scikit-learn constraints of one declared parameter."""
     out: list[Any] = []
     for rule in param.rule:
+        if rule == "inf":  # an unbounded interval already takes it
+            continue
         if rule == "random_state":
             out += [None, _Seed(), np.random.RandomState, np.random.Generator]
         else:

@@ -88,8 +88,9 @@ class Param:
         ``"dict"``; ``"str"``; ``"random_state"`` (None, an int in [0, 2**32 - 1], a
         RandomState or a Generator); ``("real" | "int", low, high, closed)`` an interval
         (``None`` bound: unbounded; ``closed`` as scikit-learn's ``Interval``);
-        ``("options", (...))`` one of these strings. :mod:`kec.cluster.params` turns it
-        into scikit-learn constraints.
+        ``("options", (...))`` one of these strings; ``"inf"`` beside an interval: and
+        infinity (which the command line otherwise refuses). :mod:`kec.cluster.params`
+        turns it into scikit-learn constraints.
     doc : str
         What it does, for docstrings and ``--help``.
     type_doc : str
@@ -188,6 +189,14 @@ _GUARD = {
     "anchor_weight": _p(0.1, _NONNEGATIVE, "float >= 0",
                         "Guarded fusion: pull of a cluster's knowledge direction on its "
                         "centre, times the trust."),
+    "spread_ratio": _p(2.0, (*_NONNEGATIVE, "inf"), "float >= 0 or inf",
+                       "Guarded fusion: the knowledge's partition is not trusted at all "
+                       "from this many times the data's own spread (the distance between "
+                       "k-means runs of other seeds) away from the data's partition; "
+                       "``inf``: not measured."),
+    "spread_margin": _p(0.5, _NONNEGATIVE, "float >= 0",
+                        "Guarded fusion: fully trusted up to ``spread_ratio - "
+                        "spread_margin`` times the data's spread."),
 }
 _PAIRS = {"pair_attributes": _p(True, ("boolean",), "bool",
                                 "Ground pair (bi-)attributes too; ``False``: uni-attributes "

@@ -102,6 +102,7 @@ def _guarded(fi: FusionInput, attribute: np.ndarray | None) -> FusionOutput:
         corroboration_threshold=p.corroboration_threshold,
         agreement_threshold=p.agreement_threshold, agreement_margin=p.agreement_margin,
         objective_tolerance=p.objective_tolerance, anchor_weight=p.anchor_weight,
+        spread_ratio=p.spread_ratio, spread_margin=p.spread_margin,
         random_state=p.random_state,
         n_init=(p.clusterer_params or {}).get("n_init", "auto"), device=p.device)
     fi.info["guard"] = dec.info

@@ -89,10 +89,11 @@ def test_registry_defaults_are_the_modules_constants():
 
     kec, cae, tac = (R.method_spec(m).defaults for m in ("kec", "cae", "tac"))
     assert (kec["beta"], kec["corroboration_threshold"], kec["agreement_threshold"],
-            kec["agreement_margin"], kec["objective_tolerance"], kec["anchor_weight"]) == (
+            kec["agreement_margin"], kec["objective_tolerance"], kec["anchor_weight"],
+            kec["spread_ratio"], kec["spread_margin"]) == (
         guard.DEFAULT_BETA, guard.DEFAULT_CORROBORATION, guard.DEFAULT_AGREEMENT,
         guard.DEFAULT_AGREEMENT_MARGIN, guard.DEFAULT_OBJECTIVE_TOLERANCE,
-        guard.DEFAULT_ANCHOR_WEIGHT)
+        guard.DEFAULT_ANCHOR_WEIGHT, guard.DEFAULT_SPREAD_RATIO, guard.DEFAULT_SPREAD_MARGIN)
     assert kec["temperature"] == grounding.DEFAULT_TEMPERATURE
     assert (cae["reg"], cae["gamma"]) == (ot.DEFAULT_REG, fusion.DEFAULT_GAMMA)
     assert (tac["tau"], tac["selection_temperature"]) == (scaffold.TAC_TAU,
