@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
     InvalidParameterError,
+    Options,
     StrOptions,
     validate_parameter_constraints,
 )
@@ -69,7 +70,8 @@ def constraints_of(param: Param) -> list[Any]:
     """The scikit-learn constraints of one declared parameter."""
     out: list[Any] = []
     for rule in param.rule:
-        if rule == "inf":  # an unbounded interval already takes it
+        if rule == "inf":  # scikit-learn's unbounded intervals stop short of it
+            out.append(Options(Real, {float("inf")}))
             continue
         if rule == "random_state":
             out += [None, _Seed(), np.random.RandomState, np.random.Generator]

@@ -325,3 +325,18 @@ def test_a_method_flag_the_method_does_not_take_warns(files, capsys):
                "--out", str(files["tmp"] / "r")])
     assert rc == 0
     assert "--tau is not used by --method kmeans" in capsys.readouterr().err
+
+
+def test_spread_ratio_inf_turns_the_spread_check_off(files, capsys, monkeypatch):
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
+    out = files["tmp"] / "r-inf"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+               "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
+               "--spread-ratio", "inf", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["spread_ratio"] in ("inf", float("inf"), None)
+    err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+                          "--knowledge", str(files["knowledge"]), "--beta", "inf",
+                          "--out", str(out)])
+    assert "--beta must be a finite number >= 0" in err

@@ -496,3 +496,11 @@ def test_a_bad_random_state_is_a_value_error_before_any_work(world, name, seed):
 def test_every_valid_random_state_is_taken(world, seed):
     labels = ESTIMATORS["kmeans"](n_clusters=4, random_state=seed).fit_predict(world["X"])
     assert cluster_accuracy(world["y"], labels) >= 0.9
+
+
+def test_spread_ratio_takes_infinity_and_refuses_nan(world):
+    est = E.KEC(4, random_state=0, spread_ratio=float("inf")).fit(world["X"],
+                                                                  knowledge=world["kf"])
+    assert est.result_.params["spread_ratio"] == float("inf")
+    with pytest.raises(ClusteringInputError, match="'spread_ratio' parameter of KEC"):
+        E.KEC(4, spread_ratio=float("nan")).fit(world["X"], knowledge=world["kf"])
