@@ -157,20 +157,20 @@ class StageMeter:
 
 # --------------------------------------------------------------------------- children
 def child_method(args: argparse.Namespace) -> dict[str, Any]:
-    from kec.cluster import methods
+    from kec.cluster import methods, steps
     from kec.cluster.metrics import evaluate
 
     folder = Path(args.data)
     meter = StageMeter()
     # attribute the library's own stages to the meter
-    original = methods._Stages.__call__
+    original = steps.Stages.__call__
 
     @contextmanager
     def metered(self: Any, name: str) -> Any:
         with meter(name), original(self, name):
             yield
 
-    methods._Stages.__call__ = metered  # type: ignore[method-assign]
+    steps.Stages.__call__ = metered  # type: ignore[method-assign]
     with meter("load"):
         X = np.load(folder / "X.npy")
         y = np.load(folder / "y.npy")

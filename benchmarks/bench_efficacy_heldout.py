@@ -21,9 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kec.api import create_text_encoder, lint_and_drop
+from kec.api import create_text_encoder, embed_knowledge
 from kec.bench.efficacy import reference_knowledge_path
-from kec.cluster.knowledge_features import knowledge_features
 from kec.cluster.methods import run_kmeans, run_method
 from kec.cluster.metrics import evaluate
 from kec.datasets.wordnet_glosses import category_members, load_wordnet_glosses
@@ -102,8 +101,7 @@ def main() -> int:
         texts, y = items(wn, roots, regime)
         X = np.asarray(enc.encode(texts), dtype=np.float32)
         k = len(roots)
-        kfs = {name: knowledge_features(lint_and_drop(doc, enc)[0], enc, name_template="{}")
-               for name, doc in docs.items()}
+        kfs = {name: embed_knowledge(doc, enc, kind="items") for name, doc in docs.items()}
         kfs["random"] = random_like(kfs["wordnet"])
         km_acc, km_nmi = mean_scores(y, [run_kmeans(X, k, random_state=s) for s in SEEDS])
         print(f"| {regime} | - | kmeans | {km_acc:.1f} | {km_nmi:.1f} | |", flush=True)

@@ -16,7 +16,11 @@ import kec
 
 def main(features: str, knowledge: str, n_clusters: int) -> list[str | None]:
     X = kec.load_features(features)
-    model = kec.KEC(n_clusters=n_clusters).fit(X, knowledge=knowledge)
+    model = kec.KEC(n_clusters=n_clusters, random_state=0).fit(X, knowledge=knowledge)
+    print(model.cluster_names_)
+    if X.labels is not None:
+        print(kec.evaluate(X.labels, model.labels_))
+    print(model.predict(X))  # new images: any (M, d) features of the same encoder
     for c in model.clusters_:
         print(c["cluster"], c["size"], c["name"], [a["text"] for a in c["attributes"]])
     return model.cluster_names_

@@ -12,8 +12,10 @@ images without training.
 Estimators (scikit-learn): :class:`KMeansBaseline`, :class:`TAC`, :class:`KEC`,
 :class:`CAE`, :class:`KECCAE`, :class:`SphericalKMeans`. Factories:
 :func:`load_features`, :func:`load_knowledge`, :func:`create_text_encoder`,
-:func:`embed_knowledge`. All are imported on first use, so ``import kec`` (and
-``kec --help``) loads no numpy, torch or model library.
+:func:`embed_knowledge`, :func:`build_knowledge`, :func:`make_knowledge`. A ``kec
+cluster`` run as a call: :func:`run_clustering` (a :class:`ClusterRun`) and
+:func:`write_result`. All are imported on first use, so ``import kec`` (and ``kec
+--help``) loads no numpy, torch or model library.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.api import create_text_encoder, embed_knowledge, load_features, load_knowledge
     from kec.cluster.estimators import CAE, KEC, KECCAE, TAC, KMeansBaseline
     from kec.cluster.kmeans import SphericalKMeans
+    from kec.cluster.metrics import evaluate
     from kec.cluster.registry import method_names
+    from kec.cluster_run import ClusterRun, run_clustering, write_result
+    from kec.knowledge.build import build_knowledge
+    from kec.knowledge.handwritten import make_knowledge
 
 _LAZY: dict[str, str] = {
     "CAE": "kec.cluster.estimators",
@@ -41,10 +47,16 @@ _LAZY: dict[str, str] = {
     "KMeansBaseline": "kec.cluster.estimators",
     "TAC": "kec.cluster.estimators",
     "SphericalKMeans": "kec.cluster.kmeans",
+    "ClusterRun": "kec.cluster_run",
+    "run_clustering": "kec.cluster_run",
+    "write_result": "kec.cluster_run",
+    "build_knowledge": "kec.knowledge.build",
     "create_text_encoder": "kec.api",
     "embed_knowledge": "kec.api",
+    "evaluate": "kec.cluster.metrics",
     "load_features": "kec.api",
     "load_knowledge": "kec.api",
+    "make_knowledge": "kec.knowledge.handwritten",
     "method_names": "kec.cluster.registry",
 }
 
@@ -53,14 +65,20 @@ __all__ = [
     "KEC",
     "KECCAE",
     "TAC",
+    "ClusterRun",
     "KMeansBaseline",
     "SphericalKMeans",
     "__version__",
+    "build_knowledge",
     "create_text_encoder",
     "embed_knowledge",
+    "evaluate",
     "load_features",
     "load_knowledge",
+    "make_knowledge",
     "method_names",
+    "run_clustering",
+    "write_result",
 ]
 
 

@@ -84,30 +84,41 @@ def create_text_encoder(spec: str | None = None, **kwargs: Any) -> TextEncoder:
 def embed_knowledge(
     knowledge: Mapping[str, Any] | str | os.PathLike[str],
     text_encoder: Any,
-    **kwargs: Any,
+    *,
+    kind: str = "image",
+    lint: bool | str = True,
+    cache: str | os.PathLike[str] | None = None,
 ) -> KnowledgeFeatures:
-    """Embed every text of a knowledge document once.
+    """Embed every text of a knowledge document once, as ``fit`` and ``kec cluster`` do.
 
     Parameters
     ----------
     knowledge : dict or path
-        A knowledge document or the path of a knowledge file.
+        A knowledge document (e.g. from :func:`make_knowledge`) or the path of a
+        knowledge file.
     text_encoder : str or object with ``encode``
-        Spec string for :func:`create_text_encoder`, or an encoder.
-    **kwargs
-        Passed to :func:`kec.cluster.knowledge_features.knowledge_features`
-        (``name_template``, ``pair_attributes``).
-    """
-    from kec.cluster.knowledge_features import knowledge_features
+        Spec string for :func:`create_text_encoder`, or an encoder, in the space of the
+        features the knowledge will ground.
+    kind : {"image", "items"}
+        Kind of those features: concept names go into CLIP's photo prompt for images and
+        are embedded bare for the items of a text collection.
+    lint : {True, "keep", False}
+        Drop what ``kec knowledge lint`` flags (default), keep everything, or skip lint.
+    cache : path-like or None
+        Embedding cache root (``~/.cache/kec`` is the command line's); ``None``: none.
 
-    source = "<knowledge>"
-    if isinstance(knowledge, (str, os.PathLike)):
-        source = os.fspath(knowledge)
-        knowledge = load_knowledge(knowledge)
-    if isinstance(text_encoder, str):
-        text_encoder = create_text_encoder(text_encoder)
-    kwargs.setdefault("source", source)
-    return knowledge_features(knowledge, text_encoder, **kwargs)
+    Returns
+    -------
+    KnowledgeFeatures
+        Pass it as ``fit(X, knowledge=...)`` to several estimators.
+
+    See Also
+    --------
+    kec.cluster.inputs.embed_knowledge : the function this calls.
+    """
+    from kec.cluster.inputs import embed_knowledge as _embed
+
+    return _embed(knowledge, text_encoder, kind=kind, lint=lint, cache=cache)
 
 
 def lint_and_drop(

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import kec
-from kec.cluster import estimators as E
+from kec.cluster import cluster_accuracy
+from kec.cluster import inputs as inputs_module
 from kec.errors import InvalidKnowledgeError, KecError
 from kec.features import save_features
 from kec.knowledge.document import save_knowledge
@@ -72,7 +73,7 @@ def shared_minilm(monkeypatch, minilm):
         assert spec == "minilm", spec
         return minilm
 
-    monkeypatch.setattr(E, "_create_encoder", create)
+    monkeypatch.setattr(inputs_module, "make_text_encoder", create)
     return asked
 
 
@@ -103,9 +104,10 @@ def test_readme_snippet_gives_named_clusters(photos, shared_minilm, monkeypatch)
     assert len(set(names)) >= 8
     assert _majority_named(names, model.labels_, truth) >= 8
     printed = out.getvalue().splitlines()
-    assert len(printed) == 10
-    for line, c in zip(printed, model.clusters_):
-        assert line.startswith(f"{c['cluster']} {c['size']} {c['name']} [")
+    assert printed[0] == str(names)
+    assert f"'acc': {cluster_accuracy(truth, model.labels_)}" in printed[1]
+    # predict on the fitted images: the fitted partition is its fixed point
+    np.testing.assert_array_equal(namespace["new"], model.labels_)
     some = {a["text"] for c in model.clusters_ for a in c["attributes"]}
     assert some & {t for ts in ATTRIBUTES.values() for t in ts}
 
@@ -116,7 +118,9 @@ def test_example_script_matches_the_readme(photos, shared_minilm, capsys):
     module = runpy.run_path(str(ROOT / "examples" / "notebook_example.py"))
     names = module["main"](str(folder / "photos.features.safetensors"),
                            str(folder / "photos.knowledge.json"), 10)
-    assert len(capsys.readouterr().out.splitlines()) == 10
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == str(names) and "'acc'" in printed[1]
+    assert len([ln for ln in printed if re.match(r"\d+ \d+ ", ln)]) == 10
     assert len(set(names)) >= 8 and set(names) <= set(CLASSES)
 
 

@@ -8,8 +8,8 @@ every method at every seed, the knowledge methods with each kind of knowledge
 plus the zero-shot line (every item to its most similar reference concept), and writes
 ``summary.md`` (mean ± std, worst seed and every seed's ACC), ``results.csv``,
 ``bench.json`` and a check of the targets (:func:`kec.bench.efficacy_report.check_targets`).
-Every embedding is cached on disk under ``out/cache`` (keyed on the encoder and the
-text), so a second run only re-clusters.
+Every embedding is cached on disk under ``out/cache`` (keyed on the encoder spec and
+the text, as ``kec cluster --cache-dir`` keys it), so a second run only re-clusters.
 """
 
 from __future__ import annotations
@@ -155,17 +155,19 @@ class EfficacyBench:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
 
     def encoder(self) -> Any:
-        """The text encoder, wrapped in the on-disk embedding cache (loaded once)."""
+        """The text encoder behind the on-disk embedding cache ``out/cache``, keyed on
+        its spec as ``kec cluster --cache-dir`` keys it (so ``kec cluster --cache-dir
+        OUT/cache`` reads the same vectors); the model loads on the first cache miss."""
         if self._encoder is None:
             from kec.encoders.cache import CachedTextEncoder
 
-            if self._encoder_factory is not None:
-                base = self._encoder_factory(self.cfg.encoder)
-            else:
-                from kec.encoders import create_text_encoder
-
-                base = create_text_encoder(self.cfg.encoder)
-            self._encoder = CachedTextEncoder(base, self.out / "cache")
+            spec = self.cfg.encoder
+            factory = self._encoder_factory
+            if factory is None:
+                from kec.cluster.inputs import make_text_encoder as factory
+            self._encoder = CachedTextEncoder(factory=lambda: factory(spec),
+                                              cache_dir=self.out / "cache",
+                                              key={"spec": spec})
         return self._encoder
 
     def compute_device(self) -> str | None:
@@ -188,14 +190,17 @@ class EfficacyBench:
         self._timed(f"embed_{what}", start)
         return np.asarray(out, dtype=np.float32)
 
-    def _knowledge_features(self, doc: dict[str, Any], source: str) -> Any:
-        """As ``kec cluster`` does by default: lint, drop what lint flags, embed."""
-        from kec.cluster.knowledge_features import knowledge_features
-        from kec.knowledge.lint import lint_and_drop
+    def _knowledge_features(self, X: np.ndarray, doc: dict[str, Any], source: str) -> Any:
+        """The knowledge document ``doc`` (read from ``source``) as ``kec cluster``
+        prepares it for a text collection (:func:`kec.cluster.inputs.prepare_inputs`:
+        lint, drop what lint flags, embed with bare concept names)."""
+        from kec.cluster.inputs import prepare_inputs
 
-        doc, lint = lint_and_drop(doc, self.encoder())
+        prepared = prepare_inputs(X, "kec", knowledge=doc, text_encoder=self.encoder(),
+                                  kind="items")
+        lint = prepared.lint or {"dropped": [], "counts": {}}
         self.lint[source] = {"dropped": len(lint["dropped"]), "counts": lint["counts"]}
-        return knowledge_features(doc, self.encoder(), name_template="{}", source=source)
+        return prepared.knowledge
 
     def embedded_knowledge(self, regime: str, X: np.ndarray, nouns: np.ndarray,
                            vocab: list[str], k: int) -> tuple[dict[str, Any], str]:
@@ -275,10 +280,10 @@ class EfficacyBench:
             reg = _Regime(name, X, col.targets, col.class_names)
             start = time.perf_counter()
             for kind, (doc, src) in docs.items():
-                reg.knowledge[kind] = self._knowledge_features(doc, src)
+                reg.knowledge[kind] = self._knowledge_features(X, doc, src)
             if "embedded" in self.cfg.knowledge:
                 doc, src = self.embedded_knowledge(name, X, nouns, vocab, len(col.class_names))
-                reg.knowledge["embedded"] = self._knowledge_features(doc, src)
+                reg.knowledge["embedded"] = self._knowledge_features(X, doc, src)
                 sources[f"embedded_{name}"] = src
             self._timed("embed_knowledge", start)
             regimes.append(reg)
@@ -290,27 +295,37 @@ class EfficacyBench:
         from kec.cluster.metrics import evaluate
         from kec.knowledge.document import load_knowledge
 
+        path = self.spec.reference_path()
         kf = reg.knowledge.get("reference") or self._knowledge_features(
-            load_knowledge(self.spec.reference_path()), "reference")
+            reg.X, load_knowledge(path), str(path))
         pred = (reg.X @ l2_normalize_rows(kf.zeta.copy()).T).argmax(axis=1)
         m = evaluate(reg.y, pred)
         return {k: 100 * float(m[k]) for k in ("acc", "nmi", "ari")}
 
+    def cluster(self, method: str, reg: _Regime, knowledge: str | None, nouns: np.ndarray,
+                seed: int) -> Any:
+        """One run of ``method`` on regime ``reg`` with the knowledge of kind ``knowledge``
+        (its :class:`~kec.cluster.methods.MethodResult`)."""
+        from kec.cluster.methods import run_method
+        from kec.cluster.registry import method_spec
+
+        kwargs: dict[str, Any] = {"random_state": seed, "device": self.compute_device()}
+        if "nouns" in method_spec(method).requires:
+            kwargs["nouns"] = nouns
+        if knowledge is not None:
+            kwargs["knowledge"] = reg.knowledge[knowledge]
+        return run_method(method, reg.X, len(reg.class_names), **kwargs)
+
     def run_one(self, method: str, reg: _Regime, knowledge: str | None, nouns: np.ndarray,
                 seed: int) -> dict[str, Any]:
-        from kec.cluster.methods import run_method
+        """:meth:`cluster`, scored: one row of ``results.csv``."""
         from kec.cluster.metrics import evaluate
 
         row: dict[str, Any] = {"regime": reg.name, "method": method,
                                "knowledge": knowledge or "-", "seed": seed}
-        kwargs: dict[str, Any] = {"random_state": seed, "device": self.compute_device()}
-        if method in ("tac", "cae"):
-            kwargs["nouns"] = nouns
-        if knowledge is not None:
-            kwargs["knowledge"] = reg.knowledge[knowledge]
         start = time.perf_counter()
         try:
-            res = run_method(method, reg.X, len(reg.class_names), **kwargs)
+            res = self.cluster(method, reg, knowledge, nouns, seed)
         except KecError as exc:
             row.update(status="failed", note=str(exc))
             return row

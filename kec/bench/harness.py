@@ -318,7 +318,7 @@ class Bench:
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every step; write tables and ``bench.json``; return the bench record."""
-        from kec.bench.methods import captions_from_knowledge, scaffold_groups
+        from kec.bench.methods import scaffold_groups
         from kec.bench.tables import aggregate, csv_table, markdown_table
 
         total = time.perf_counter()
@@ -351,12 +351,10 @@ class Bench:
             from kec.vocab import load_captions
 
             captions = load_captions(self.cfg.captions)
-        elif knowledge_path is not None:
-            captions = captions_from_knowledge(knowledge_path)
         inputs = {"images": images, "nouns": nouns, "k": k, "over_clusters": over,
                   "knowledge": knowledge_path, "captions": captions,
                   "features_path": img_path, "nouns_path": noun_path,
-                  "image_encoder": self.image_encoder}
+                  "cache_dir": self.out / "cache"}
 
         rows: list[dict[str, Any]] = []
         for method in self.cfg.methods:
@@ -407,7 +405,7 @@ class Bench:
         metrics = score(images.labels, clusters)
         row.update(status="ok", seconds=round(seconds, 3),
                    **{m: round(100 * v, 3) for m, v in metrics.items()})
-        if method == "cae" and not inputs.get("captions"):
+        if method == "cae" and not inputs.get("captions") and knowledge_path is None:
             row["note"] = "no captions (CAE's no-caption ablation)"
         run_dir = self.out / "runs" / method.replace("+", "_") / f"seed{seed}"
         write_run(run_dir, images, clusters, method=method, seed=seed, metrics=metrics,

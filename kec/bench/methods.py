@@ -15,10 +15,6 @@ from kec.features import FeatureSet
 
 logger = logging.getLogger(__name__)
 
-#: written in every run's summary.json, as ``kec cluster`` does
-RESULT_KIND = "kec.cluster_result"
-RESULT_VERSION = 1
-
 
 def scaffold_groups(images: FeatureSet, nouns: FeatureSet, *, over_clusters: int | None,
                     seed: int, out: Path) -> list[list[str]]:
@@ -36,75 +32,50 @@ def scaffold_groups(images: FeatureSet, nouns: FeatureSet, *, over_clusters: int
     return groups
 
 
-def captions_from_knowledge(path: str | Path) -> list[str]:
-    """A caption corpus for CAE made from a knowledge file, so that ``cae`` needs no
-    caption dataset: the concepts' own ``captions`` when the file has them, else their
-    descriptions and ``"<name>, <attribute>"`` for every uni-attribute (a kec choice)."""
-    from kec.knowledge import load_knowledge
+def prepared_inputs(method: str, inputs: dict[str, Any]) -> Any:
+    """The inputs of ``method`` through :func:`kec.cluster.inputs.prepare_inputs`, the
+    path ``kec cluster`` takes (lint, the features' own text encoder, the name template
+    of their kind), made once per method and kept in ``inputs["_cache"]``.
 
-    doc = load_knowledge(path)
-    out: list[str] = []
-    for c in doc["concepts"]:
-        caps = [s for s in c.get("captions", []) if isinstance(s, str) and s.strip()]
-        if caps:
-            out.extend(caps)
-            continue
-        if c.get("description"):
-            out.append(c["description"])
-        out.extend(f"{c['name']}, {a}" for a in c.get("attributes", []))
-    return list(dict.fromkeys(s.strip() for s in out if s.strip()))
+    ``method`` gets its required inputs; ``cae`` also gets the caption corpus: the
+    ``captions`` texts when given, else the knowledge file's
+    (:func:`kec.cluster.inputs.knowledge_captions`), else none (CAE's no-caption
+    ablation).
+    """
+    from kec.cluster.inputs import prepare_inputs
+    from kec.cluster.registry import method_spec
 
-
-def _text_encoder(inputs: dict[str, Any]) -> Any:
     cache = inputs.setdefault("_cache", {})
-    if "text_encoder" not in cache:
-        cache["text_encoder"] = inputs["image_encoder"]().text_encoder(templates=None)
-    return cache["text_encoder"]
-
-
-def _knowledge_features(inputs: dict[str, Any]) -> Any:
-    cache = inputs.setdefault("_cache", {})
-    if "knowledge" not in cache:
-        from kec.cluster.knowledge_features import knowledge_features
-        from kec.knowledge import load_knowledge
-
-        path = inputs["knowledge"]
-        cache["knowledge"] = knowledge_features(load_knowledge(path), _text_encoder(inputs),
-                                                source=str(path))
-    return cache["knowledge"]
-
-
-def _caption_features(inputs: dict[str, Any]) -> np.ndarray | None:
-    cache = inputs.setdefault("_cache", {})
-    if "captions" not in cache:
-        texts = inputs.get("captions")
-        cache["captions"] = _text_encoder(inputs).encode(texts) if texts else None
-    return cache["captions"]
+    if method not in cache:
+        needs = method_spec(method).requires
+        given: dict[str, Any] = {
+            "nouns": inputs.get("nouns") if "nouns" in needs else None,
+            "knowledge": inputs.get("knowledge") if "knowledge" in needs else None}
+        if method == "cae":
+            given["captions"] = inputs.get("captions") or None
+            if given["captions"] is None:
+                given["knowledge"] = inputs.get("knowledge")
+        cache[method] = prepare_inputs(inputs["images"], method, **given,
+                                       cache=inputs.get("cache_dir"))
+    return cache[method]
 
 
 def run_one(method: str, inputs: dict[str, Any], seed: int) -> dict[str, Any]:
     """Run ``method`` once with ``seed`` through :func:`kec.cluster.run_method`.
 
     ``inputs``: ``images`` and ``nouns`` (feature sets), ``k``, ``over_clusters``,
-    ``knowledge`` (path or None), ``captions`` (texts or None) and ``image_encoder``
-    (a callable returning the loaded CLIP encoder; used, once, only to embed knowledge
-    and captions). Returns ``{"clusters", "summary"}``.
+    ``knowledge`` (path or None), ``captions`` (texts or None) and ``cache_dir`` (the
+    embedding cache of the knowledge texts). Returns ``{"clusters", "summary"}``.
     """
     from kec.cluster import run_method
 
-    X = inputs["images"].features
+    prepared = prepared_inputs(method, inputs)
     params: dict[str, Any] = {"random_state": seed}
-    kwargs: dict[str, Any] = {}
     over = inputs.get("over_clusters")
-    if method in ("tac", "cae"):
-        kwargs["nouns"] = inputs["nouns"].features
-        if over is not None:
-            params["n_overclusters"] = over
-    if method == "cae":
-        kwargs["captions"] = _caption_features(inputs)
-    if method in ("kec", "kec+cae"):
-        kwargs["knowledge"] = _knowledge_features(inputs)
-    result = run_method(method, X, inputs["k"], **kwargs, **params)
+    if method in ("tac", "cae") and over is not None:
+        params["n_overclusters"] = over
+    result = run_method(method, prepared.features, inputs["k"], **prepared.method_inputs(),
+                        **params)
     summary = {"parameters": result.params, "timings": result.timings, "info": result.info}
     if result.clusters is not None:
         summary["clusters"] = result.clusters

@@ -22,7 +22,7 @@ from kec.knowledge.document import (
     summarize,
     validation_errors,
 )
-from kec.knowledge.labels import read_groups, read_labels
+from kec.knowledge.labels import read_groups
 
 # kec.backends, the builder and the prompts are imported in cmd_build, so that
 # ``kec --help``, ``knowledge validate`` and ``knowledge show`` stay fast.
@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = ks.add_parser("build", help="condense labels into concepts, attributes and pairs",
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = b.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", type=Path, help="text file, one label per line")
+    src.add_argument("--labels", type=Path,
+                     help="text file, one label per line; or a text collection "
+                          "(text<TAB>label lines): its distinct labels")
     src.add_argument("--groups", type=Path,
                      help="JSON label groups (from `kec scaffold`), condensed as given")
     b.add_argument("--out", type=Path, required=True, help="knowledge file to write")
@@ -148,16 +150,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from kec.backends import create_backend
-    from kec.backends.base import SamplingParams
-    from kec.backends.cache import default_cache_dir
-    from kec.knowledge.builder import BuildParams, KnowledgeBuilder
-    from kec.prompts import BUILTIN_PROMPTS, load_prompt
+    from kec.knowledge.build import build_knowledge, read_label_file
+    from kec.knowledge.builder import BuildParams
 
     check_output_path(args.out, "file")
     base_url = _base_url_option(args)
     if args.labels is not None:
-        labels, groups, source = read_labels(args.labels), None, str(args.labels)
+        labels, groups, source = read_label_file(args.labels), None, str(args.labels)
     else:
         labels, groups, source = None, read_groups(args.groups), f"groups:{args.groups}"
     params = BuildParams(
@@ -171,38 +170,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         max_pairs_per_concept=args.max_pairs,
         n_captions=args.n_captions,
     )
-    params.validate()
     if args.max_tokens < 1:
         raise KecError("--max-tokens must be >= 1")
-    sampling = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens,
-                              seed=args.seed)
-    for pid in BUILTIN_PROMPTS:  # fail on a bad template before loading any model
-        load_prompt(pid, args.template_dir)
-    needs_encoder = groups is None or (params.max_pairs_per_concept > 0
-                                       and params.n_pair_attributes > 0)
-    encoder = None
-    if needs_encoder:
-        from kec.encoders import create_text_encoder
-
-        encoder = create_text_encoder(args.text_encoder)
-    backend_opts = {
-        "model": args.model,
-        "base_url": base_url,
-        "api_key_env": args.api_key_env,
-        "concurrency": args.concurrency,
-        "timeout": args.timeout,
-        "max_retries": args.max_retries,
-        "structured_output": args.structured_output,
-        "seed": args.seed,
-    }
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    with create_backend(args.backend, **backend_opts) as backend:
-        builder = KnowledgeBuilder(
-            backend, encoder, cache_dir=cache_dir, sampling=sampling, params=params,
-            template_dir=args.template_dir, max_repairs=args.max_repairs,
-            progress=False if args.quiet else None,
-        )
-        doc = builder.build(labels=labels, groups=groups, source=source)
+    doc = build_knowledge(
+        labels, groups=groups, backend=args.backend,
+        backend_options={"model": args.model, "base_url": base_url,
+                         "api_key_env": args.api_key_env, "concurrency": args.concurrency,
+                         "timeout": args.timeout, "max_retries": args.max_retries,
+                         "structured_output": args.structured_output},
+        text_encoder=args.text_encoder, params=params, temperature=args.temperature,
+        max_tokens=args.max_tokens, seed=args.seed, template_dir=args.template_dir,
+        max_repairs=args.max_repairs, cache=not args.no_cache, cache_dir=args.cache_dir,
+        source=source, progress=False if args.quiet else None)
     save_knowledge(doc, args.out)
     _report_build(doc, args)
     return 0

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
 
 from kec._io import write_json
 from kec.cluster.registry import method_spec
+from kec.cluster_run import describe_file
 from kec.errors import KecError
 
 logger = logging.getLogger(__name__)
@@ -35,14 +35,6 @@ def n_init_arg(value: str) -> int | str:
     if n < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return n
-
-
-def describe_file(path: Path, feats: Any) -> dict[str, Any]:
-    """Provenance of a feature file (or sharded set) for result documents."""
-    from kec.features import feature_set_sha256
-
-    return {"path": str(path), "sha256": feature_set_sha256(path), "n": len(feats),
-            "dim": feats.dim, "kind": feats.kind, "encoder": feats.encoder}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,11 +10,14 @@ CAE             cae        ``nouns``, *captions*, *knowledge* (its captions)
 KECCAE          kec+cae    ``knowledge``, *nouns*, *captions*
 ==============  =========  =====================================================
 
-Every estimator takes its parameters in ``__init__`` only (the keyword parameters of its
-``run_*`` function in :mod:`kec.cluster.methods`, same names and defaults, plus
-``n_clusters``, ``text_encoder`` and ``method_params``), so
-:func:`sklearn.base.clone`, ``get_params`` and ``set_params`` work. ``fit(X, y=None, *,
-nouns=None, captions=None, knowledge=None)`` takes
+Every estimator takes its parameters in ``__init__`` only, and they are not written
+here: ``__init__``, its signature, the numpydoc ``Parameters`` and
+``_parameter_constraints`` are made from the method's declaration in the registry
+(:class:`kec.cluster.registry.Param`; the same declaration fills the ``run_*``
+function's keywords), plus the estimator's own ``n_clusters`` and, for methods with
+text inputs, ``text_encoder``, ``cache_dir`` and (knowledge methods) ``keep_flagged``.
+So :func:`sklearn.base.clone`, ``get_params`` and ``set_params`` work. ``fit(X, y=None,
+*, nouns=None, captions=None, knowledge=None)`` takes
 
 - ``X``: an ``(N, d)`` array of image features, or a
   :class:`~kec.features.FeatureSet` (from :func:`kec.load_features`), which also tells
@@ -29,11 +32,10 @@ nouns=None, captions=None, knowledge=None)`` takes
 ``None``: the encoder recorded in ``X`` when ``X`` is a ``FeatureSet``. Texts must be
 embedded in the images' space (CLIP's text tower for CLIP image features).
 
-After ``fit``: ``labels_`` (``(N,)`` int64), ``result_``
-(:class:`~kec.cluster.methods.MethodResult`: timings, parameters, diagnostics),
-``n_features_in_``, and for the knowledge methods ``clusters_`` (per cluster its
-``name``, top ``concepts`` and explaining ``attributes``; docs/methods.md §4) and
-``knowledge_`` (the embedded knowledge).
+``fit`` checks every parameter first (scikit-learn's ``InvalidParameterError``, also a
+:class:`~kec.cluster._checks.ClusteringInputError`), and refuses a parameter set away
+from its default that the chosen ``fusion`` ignores (``KEC(clusterer="agglomerative")``
+with the default guarded fusion).
 
 This module imports the text-encoder and knowledge-file layers lazily, only when ``fit``
 is given a spec string, strings or a path: the clustering math never imports them.
@@ -42,199 +44,145 @@ is given a spec string, strings or a path: the clustering math never imports the
 from __future__ import annotations
 
 import inspect
-import os
-import warnings
-from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
-from kec.cluster._checks import ClusteringInputError, check_random_state
-from kec.cluster.knowledge_features import KnowledgeFeatures, knowledge_features
-from kec.cluster.methods import MethodResult
-from kec.cluster.registry import check_inputs, resolve, unused_inputs
+from kec.cluster.inputs import prepare_inputs
+from kec.cluster.methods import MethodResult, run_method
+from kec.cluster.params import ParameterError, method_params, params_doc, sklearn_constraints
+from kec.cluster.registry import method_spec
 
-#: Estimator parameters that are not keyword parameters of the ``run_*`` function.
-OWN_PARAMS = ("n_clusters", "text_encoder", "keep_flagged", "method_params")
+#: The estimators' own parameters (not parameters of a ``run_*``): default and doc.
+OWN: dict[str, tuple[Any, str, str]] = {
+    "n_clusters": (8, "int >= 1", "Number of clusters ``K``."),
+    "text_encoder": (None, "str, object or None",
+                     "Encodes texts given as strings and knowledge documents: a spec "
+                     "string for :func:`kec.create_text_encoder`, an object with "
+                     "``encode(texts)``, or ``None``: the encoder recorded in ``X``."),
+    "keep_flagged": (False, "bool",
+                     "Keep the knowledge items that :func:`kec.knowledge.lint."
+                     "lint_knowledge` flags; by default they are dropped before "
+                     "grounding, as ``kec cluster`` does (``lint_`` lists them). Embedded "
+                     ":class:`KnowledgeFeatures` are not linted."),
+    "cache_dir": (None, "path or None",
+                  "Embedding cache of the knowledge and text strings; ``None``: none."),
+}
+#: Names of :data:`OWN`.
+OWN_PARAMS = tuple(OWN)
 
+_ATTRIBUTES = """\
+Attributes
+----------
+labels_ : numpy.ndarray of shape (N,)
+    Cluster of every item, int64 in ``0..K-1``.
+result_ : MethodResult
+    Timings, the parameters used (``result_.params``) and diagnostics
+    (``result_.info``: README "result info").
+n_features_in_ : int
+    Dimension ``d`` of the features seen in ``fit``.
+lint_ : dict or None
+    Knowledge items dropped by lint (``None`` without a knowledge document)."""
 
-# --------------------------------------------------------------------------- inputs
-def _image_features(X: Any) -> tuple[np.ndarray, Mapping[str, Any] | None]:
-    """The feature matrix of ``X`` and, for a FeatureSet, its encoder description."""
-    if _is_feature_set(X):
-        return np.asarray(X.features), dict(getattr(X, "encoder", {}) or {})
-    return X, None
-
-
-def _is_strings(value: Any) -> bool:
-    return (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-            and len(value) > 0 and all(isinstance(v, str) for v in value))
-
-
-def _create_encoder(spec: str) -> Any:
-    """A text encoder from a spec string (imports kec.encoders, and torch, only now)."""
-    from kec.encoders.factory import create_text_encoder
-
-    return create_text_encoder(spec)
-
-
-def _encoder_spec(image_encoder: Mapping[str, Any] | None) -> str:
-    from kec.encoders.factory import spec_from_description
-
-    return spec_from_description(image_encoder or {})
-
-
-def _is_feature_set(value: Any) -> bool:
-    return hasattr(value, "features") and hasattr(value, "metadata")
-
-
-def _check_same_space(image_encoder: Mapping[str, Any] | None, encoder: Any) -> None:
-    """Refuse a text encoder other than the one that made the image features."""
-    describe = getattr(encoder, "describe", None)
-    if not image_encoder or not callable(describe):
-        return
-    described = dict(describe())
-    if "kind" not in described:
-        return
-    from kec.features import encoder_differences
-
-    diffs = encoder_differences(image_encoder, described)
-    if diffs:
-        raise ClusteringInputError(
-            f"the text encoder is not the encoder of the image features ({'; '.join(diffs)})"
-            ": its vectors live in another space; use the images' own text tower")
+_KNOWLEDGE_ATTRIBUTES = """
+knowledge_ : KnowledgeFeatures
+    The embedded (and linted) knowledge.
+clusters_ : list of dict
+    Per cluster: ``cluster``, ``size``, ``name``, top ``concepts`` and explaining
+    ``attributes`` (docs/methods.md §4).
+cluster_names_ : list of str or None
+    The name of every cluster (``None`` for an empty one)."""
 
 
-class _EncodeOnce:
-    """A text encoder that embeds each distinct text once (the other attributes are the
-    wrapped encoder's): linting and grounding a document read the same texts."""
-
-    def __init__(self, encoder: Any) -> None:
-        self._encoder = encoder
-        self._rows: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        new = list(dict.fromkeys(t for t in texts if t not in self._rows))
-        if new:
-            self._rows.update(zip(new, np.asarray(self._encoder.encode(new))))
-        if not texts:
-            return np.asarray(self._encoder.encode([]))
-        return np.stack([self._rows[t] for t in texts])
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._encoder, name)
+def _memo(estimator: Any) -> dict[str, Any]:
+    """The estimator's encoders made from a spec (dropped when pickled)."""
+    memo = getattr(estimator, "_encoder_memo", None)
+    if memo is None:
+        memo = {}
+        estimator._encoder_memo = memo
+    return memo
 
 
-def _load_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    from kec.knowledge.document import load_knowledge
+def _own_params(method: str) -> tuple[str, ...]:
+    """``n_clusters``, plus the text options of a method that takes text inputs."""
+    spec = method_spec(method)
+    if not spec.inputs:
+        return ("n_clusters",)
+    if "knowledge" in spec.inputs:
+        return ("n_clusters", "text_encoder", "keep_flagged", "cache_dir")
+    return ("n_clusters", "text_encoder", "cache_dir")
 
-    return load_knowledge(path)
+
+def _make_init(names: tuple[str, ...], defaults: dict[str, Any]) -> Any:
+    """``__init__(self, n_clusters=8, *, ...)`` storing every parameter unchanged (the
+    scikit-learn contract), with the signature ``get_params`` reads."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = __init__.__signature__.bind(self, *args, **kwargs)  # TypeError as Python's
+        for name in names:
+            setattr(self, name, bound.arguments.get(name, defaults[name]))
+
+    first = inspect.Parameter("n_clusters", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              default=defaults["n_clusters"])
+    rest = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=defaults[n])
+            for n in names if n != "n_clusters"]
+    self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = inspect.Signature([self_, first, *rest])  # type: ignore[attr-defined]
+    return __init__
+
+
+def _parameters_doc(method: str, own: tuple[str, ...]) -> str:
+    lines = [f"{name} : {OWN[name][1]}\n    {OWN[name][2]} Default: ``{OWN[name][0]!r}``."
+             for name in own]
+    lines.insert(1, params_doc(method, indent=0))
+    return "Parameters\n----------\n" + "\n".join(lines)
 
 
 class _MethodEstimator(ClusterMixin, BaseEstimator):
-    """Shared ``fit`` of the method estimators; subclasses set ``_method`` and ``_run``."""
+    """Shared ``fit`` of the method estimators. A subclass names its ``_method`` and
+    writes its docstring's head (with an ``Examples`` section); ``__init__``, the
+    parameters and attributes of the docstring, and ``_parameter_constraints`` are made
+    from the registry when the class is created."""
 
     _method: ClassVar[str] = ""
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = method_spec(cls._method)
+        own = _own_params(cls._method)
+        names = (own[0], *spec.params, *own[1:])
+        defaults = {**{k: OWN[k][0] for k in own}, **spec.defaults}
+        cls.__init__ = _make_init(names, defaults)  # type: ignore[method-assign]
+        cls.__init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__.__doc__ = f"Store the parameters (see :class:`{cls.__name__}`)."
+        cls._parameter_constraints = sklearn_constraints(cls._method, own)
+        head, _, examples = inspect.cleandoc(cls.__doc__ or "").partition("Examples\n")
+        attributes = _ATTRIBUTES + (_KNOWLEDGE_ATTRIBUTES if "knowledge" in spec.requires
+                                    else "")
+        cls.__doc__ = (f"{head.rstrip()}\n\n{_parameters_doc(cls._method, own)}\n\n"
+                       f"{attributes}\n\nExamples\n{examples}")
 
     # ------------------------------------------------------------------ parameters
-    def _method_kwargs(self, function: Any) -> dict[str, Any]:
-        """Keyword arguments of the ``run_*`` ``function``: every parameter but
-        :data:`OWN_PARAMS`, then ``method_params`` on top."""
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in OWN_PARAMS}
-        extra = self.method_params or {}
-        if not isinstance(extra, Mapping):
-            raise ClusteringInputError(
-                f"method_params must be a dict of extra keyword arguments, got {extra!r}")
-        clash = sorted(set(extra) & set(params))
-        if clash:
-            raise ClusteringInputError(
-                f"method_params repeats constructor parameters {clash}: set them directly")
-        known = {k for k, p in inspect.signature(function).parameters.items()
-                 if p.kind is p.KEYWORD_ONLY}
-        unknown = sorted(set(extra) - known)
-        if unknown:
-            raise ClusteringInputError(
-                f"method_params {unknown} are not parameters of {function.__name__}; "
-                f"it takes {', '.join(sorted(known))}")
-        return {**params, **extra}
-
-    # ------------------------------------------------------------------ text encoder
-    def _text_encoder(self, image_encoder: Mapping[str, Any] | None) -> Any:
-        """The encoder for texts: the ``text_encoder`` object, one made from its spec,
-        or the one recorded in the image feature file."""
-        enc = getattr(self, "text_encoder", None)
-        if enc is not None and not isinstance(enc, str):
-            if not callable(getattr(enc, "encode", None)):
-                raise ClusteringInputError(
-                    f"text_encoder must be a spec string or an object with encode(texts), "
-                    f"got {type(enc).__name__}")
-            _check_same_space(image_encoder, enc)
-            return enc
-        if enc is None:
-            if not image_encoder:
-                raise ClusteringInputError(
-                    f"{type(self).__name__} needs a text encoder to embed texts: pass "
-                    "text_encoder='clip:MODEL:PRETRAINED' (the images' encoder), or X "
-                    "loaded with kec.load_features, which records its encoder")
-            spec = _encoder_spec(image_encoder)
-        else:
-            spec = enc
-        cached = getattr(self, "_encoder_cache", None)
-        if cached is not None and cached[0] == spec:
-            return cached[1]
-        encoder = _create_encoder(spec)
-        _check_same_space(image_encoder, encoder)
-        self._encoder_cache = (spec, encoder)
-        return encoder
-
-    def _texts(self, value: Any, name: str, X: Any) -> Any:
-        """``nouns``/``captions`` as an array: FeatureSet rows (checked against ``X``'s
-        encoder when both are feature sets), or encoded strings."""
-        if value is None:
-            return None
-        image_encoder = _image_features(X)[1]
-        if _is_feature_set(value):
-            if _is_feature_set(X):
-                from kec.features import check_compatible
-
-                check_compatible(X, value)
-            return np.asarray(value.features)
-        if _is_strings(value):
-            return np.asarray(self._text_encoder(image_encoder).encode(list(value)))
-        if isinstance(value, (str, bytes, os.PathLike)):
-            raise ClusteringInputError(
-                f"{name} must be an array, a FeatureSet or a list of strings; to read a "
-                f"feature file use kec.load_features({str(value)!r})")
-        return value
-
-    def _knowledge(self, value: Any, image_encoder: Mapping[str, Any] | None
-                   ) -> KnowledgeFeatures | None:
-        """``knowledge`` as :class:`KnowledgeFeatures` (embedding a document or file)."""
-        self.lint_ = None  # set again below when a document is linted
-        if value is None or isinstance(value, KnowledgeFeatures):
-            return value
-        if isinstance(value, (str, os.PathLike)):
-            doc, source = _load_document(value), os.fspath(value)
-        elif isinstance(value, Mapping):
-            doc, source = value, "<knowledge>"
-        else:
-            raise ClusteringInputError(
-                "knowledge must be KnowledgeFeatures, a knowledge document (dict) or the "
-                f"path of a knowledge file, got {type(value).__name__}")
-        encoder = _EncodeOnce(self._text_encoder(image_encoder))  # lint, then grounding
-        from kec.errors import KecError
-        from kec.knowledge.document import validate_knowledge
-        from kec.knowledge.lint import lint_and_drop
-
+    def _check_params(self) -> dict[str, Any]:
+        """Every parameter checked against its declaration (scikit-learn's
+        ``InvalidParameterError``), then the keyword arguments of the ``run_*``
+        function, with those the chosen fusion ignores refused."""
+        name = type(self).__name__
+        values = self.get_params(deep=False)
         try:
-            validate_knowledge(doc, source)
-            doc, self.lint_ = lint_and_drop(doc, encoder,
-                                            keep_flagged=getattr(self, "keep_flagged", False))
-        except KecError as exc:
-            raise ClusteringInputError(f"knowledge {source}: {exc}") from exc
-        return knowledge_features(doc, encoder, source=source)
+            validate_parameter_constraints(self._parameter_constraints, values,
+                                           caller_name=name)
+        except InvalidParameterError as exc:
+            raise ParameterError(str(exc)) from None
+        kwargs = {k: v for k, v in values.items() if k not in OWN}
+        method_params(self._method, kwargs, caller=name)
+        return kwargs
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -246,16 +194,16 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         captions: Any = None,
         knowledge: Any = None,
     ) -> _MethodEstimator:
-        """Cluster the images ``X`` with the method's text inputs.
+        """Cluster the items ``X`` with the method's text inputs.
 
         Parameters
         ----------
         X : array-like of shape (N, d) or FeatureSet
-            Image features.
+            Image or text-item features.
         y : None
             Ignored (scikit-learn API).
         nouns, captions : array-like of shape (M, d), FeatureSet or list of str, optional
-            Text features in the images' space, or texts to encode with the text encoder.
+            Text features in the items' space, or texts to encode with the text encoder.
         knowledge : KnowledgeFeatures, dict or path, optional
             Knowledge, embedded with the text encoder unless already embedded.
 
@@ -266,50 +214,63 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         Raises
         ------
         ClusteringInputError
-            A required input is missing (the message names it), an input is invalid, or
-            ``random_state`` is not None, an integer in [0, 2**32 - 1] or a Generator.
+            A required input is missing (the message names ``fit``'s argument), an
+            input is invalid, or a parameter is outside its declaration or ignored by
+            the chosen fusion (:class:`~kec.cluster.params.ParameterError`).
         """
-        check_random_state(self.random_state)
-        given = {"nouns": nouns, "captions": captions, "knowledge": knowledge}
-        provided = {k for k, v in given.items() if v is not None}
-        check_inputs(self._method, provided)
-        for name in unused_inputs(self._method, provided):
-            warnings.warn(f"{type(self).__name__} does not use {name}; ignored",
-                          UserWarning, stacklevel=2)
-            given[name] = None
-        self._drop_unneeded(given)
-        features, image_encoder = _image_features(X)
-        kf = self._knowledge(given["knowledge"], image_encoder)
-        inputs = {"nouns": self._texts(given["nouns"], "nouns", X),
-                  "captions": self._texts(given["captions"], "captions", X),
-                  "knowledge": kf}
-        function = resolve(self._method, "function")
-        result = self._run(function, features, inputs, self._method_kwargs(function))
+        kwargs = self._check_params()
+        prepared = prepare_inputs(
+            X, self._method, knowledge=knowledge, nouns=nouns, captions=captions,
+            text_encoder=getattr(self, "text_encoder", None),
+            lint="keep" if getattr(self, "keep_flagged", False) else True,
+            cache=getattr(self, "cache_dir", None), phrasing="api", memo=_memo(self))
+        self.lint_ = prepared.lint
+        features = prepared.features
+        inputs = prepared.method_inputs()
+        result = run_method(self._method, features, self.n_clusters, **inputs, **kwargs)
         self.result_: MethodResult = result
         self.labels_ = np.asarray(result.labels, dtype=np.int64)
         self.n_features_in_ = int(np.shape(features)[1])
-        if kf is not None:
-            self.knowledge_ = kf
+        if prepared.knowledge is not None:
+            self.knowledge_ = prepared.knowledge
         if result.clusters is not None:
             self.clusters_ = result.clusters
         return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        r"""The cluster of new items: the nearest fitted centre in the space that was
+        clustered (docs: :mod:`kec.cluster.feature_maps`).
+
+        New items are mapped as the fitted ones were: TAC's text counterpart, the
+        knowledge grounded by a softmax per item (``kec``) or by optimal transport over
+        the batch ``X`` (``cae``, ``kec+cae``), guarded fusion's fitted nuisance
+        projection. Then :math:`\hat y = \arg\max_k \cos(f(x), \mu_k)`.
+
+        Parameters
+        ----------
+        X : array-like of shape (M, d) or FeatureSet
+            New items in the space of the fitted ones.
+
+        Returns
+        -------
+        numpy.ndarray of shape (M,)
+            int64 cluster indices.
+        """
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self, "result_")
+        X = validate_data(self, getattr(X, "features", X), reset=False, dtype=np.float32)
+        return self.result_.predict(X)
 
     def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
         """``fit(X, **fit_params)`` and return ``labels_``."""
         return self.fit(X, y, **fit_params).labels_
 
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        raise NotImplementedError
-
-    def _drop_unneeded(self, given: dict[str, Any]) -> None:
-        """Set to ``None`` the inputs that the given ones make useless (none by default)."""
-
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the text encoder made from a spec (a whole model): it is
         made again, from the same spec, on the next ``fit``."""
         state = dict(super().__getstate__())
-        state.pop("_encoder_cache", None)
+        state.pop("_encoder_memo", None)
         return state
 
     @property
@@ -325,48 +286,16 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
 class KMeansBaseline(_MethodEstimator):
     """The baseline: cluster the image features alone (``kmeans`` in the registry).
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    clusterer : {"kmeans", "spectral", "agglomerative"}
-        Final clusterer; ``"kmeans"`` is :class:`~kec.cluster.kmeans.SphericalKMeans`.
-    random_state : int or None
-        Seed.
-    clusterer_params : dict or None
-        Passed to the clusterer (e.g. ``{"n_init": 10}``).
-    device : str or None
-        Where OT and k-means run: ``"auto"``, ``"cpu"``, ``"cuda"``; ``None``: numpy.
-    keep_features : bool
-        Keep the clustered matrix in ``result_.features``.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kmeans`.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kec import KMeansBaseline
+    >>> X = np.repeat(np.eye(3, 8, dtype=np.float32), 4, axis=0)
+    >>> KMeansBaseline(3, random_state=0).fit(X).labels_.reshape(3, 4).std(axis=1)
+    array([0., 0., 0.])
     """
 
     _method = "kmeans"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, self.n_clusters, **kwargs)
 
 
 class TAC(_MethodEstimator):
@@ -378,180 +307,41 @@ class TAC(_MethodEstimator):
     over the nouns :math:`t_j` selected by over-clustering (Li et al., ICML 2024,
     "Image Clustering with External Guidance", arXiv:2310.11989). ``fit`` needs ``nouns``.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    n_overclusters : int or None
-        Over-clusters for noun selection; ``None``: from ``rule``.
-    rule : {"n/300", "3k"} or int
-        Over-cluster rule when ``n_overclusters`` is ``None``.
-    n_classes : int or None
-        Number of classes, for the ``"3k"`` rule.
-    top_k : int
-        Nouns kept per over-cluster.
-    tau : float
-        Temperature :math:`\tau` of the text counterpart (TAC: 0.005).
-    selection_temperature : float
-        Temperature of the noun-to-centre softmax.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    overcluster_params : dict or None
-        Passed to the over-clustering k-means.
-    text_encoder : str, object or None
-        Encodes ``nouns`` given as strings (see the module docstring).
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_tac`.
+    Examples
+    --------
+    >>> from kec import TAC, load_features                       # doctest: +SKIP
+    >>> images = load_features("images.safetensors")             # doctest: +SKIP
+    >>> nouns = load_features("nouns.safetensors")               # doctest: +SKIP
+    >>> TAC(10, random_state=0).fit(images, nouns=nouns).labels_  # doctest: +SKIP
     """
 
     _method = "tac"
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        tau: float = 0.005,
-        selection_temperature: float = 0.01,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.tau = tau
-        self.selection_temperature = selection_temperature
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["nouns"], self.n_clusters, **kwargs)
-
 
 class KEC(_MethodEstimator):
-    r"""KEC (docs/methods.md §2): knowledge grounded by a softmax, cluster
-    :math:`[x_i ; \kappa_i]`.
+    r"""KEC (docs/methods.md §2): knowledge grounded by a softmax,
 
     .. math:: \omega_{iq} = \mathrm{softmax}_q(x_i \cdot \zeta_q / T), \quad
               \kappa_i = \sum_q \omega_{iq}\, \big(\zeta_q + \bar\xi_{iq}\big)
 
-    (Zhong et al., CVPR 2026, arXiv:2604.11144). ``fit`` needs ``knowledge``; the fitted
-    ``clusters_`` name and explain every cluster.
+    (Zhong et al., CVPR 2026, arXiv:2604.11144), then fused with the image features.
+    By default (``fusion="guarded"``, docs/methods.md §4.3) the data decides how far the
+    knowledge is trusted: :math:`x` alone, the knowledge partition refined on :math:`x`,
+    or :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` with the data's nuisance structure
+    projected out. ``fusion="concat"`` is KEC as published: the final clusterer on
+    :math:`[x_i ; \kappa_i]`. ``fit`` needs ``knowledge``; the fitted ``clusters_`` name
+    and explain every cluster.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    temperature : float
-        Grounding softmax temperature ``T`` (kec's choice; the paper gives none).
-    pair_attributes : bool
-        Ground pair (bi-)attributes too; ``False`` for the uni-attribute ablation.
-    fusion : {"guarded", "concat"}
-        Guarded fusion (default) or KEC's published concatenation :math:`[x ; \kappa]`.
-    beta : float
-        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
-    corroboration_threshold, agreement_threshold : float
-        Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
-    agreement_margin, objective_tolerance, anchor_weight : float
-        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
-        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
-        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
-        its clusters' centres with weight ``trust * anchor_weight``.
-    spread_ratio, spread_margin : float
-        Guarded fusion's check that the data cannot tell the knowledge's partition from
-        its own: trusted when it is at most ``spread_ratio - spread_margin`` times as far
-        from the data's k-means partition as k-means runs from other seeds are from each
-        other, not at all from ``spread_ratio`` times (``inf``: not measured).
-    normalize_parts : bool
-        L2-normalise :math:`x_i` and :math:`\kappa_i` before joining them.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    n_names, n_attributes : int
-        Concepts and attributes listed per cluster in ``clusters_``.
-    text_encoder : str, object or None
-        Embeds a knowledge document (see the module docstring).
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kec`.
+    Examples
+    --------
+    >>> from kec import KEC, load_features                        # doctest: +SKIP
+    >>> images = load_features("images.safetensors")              # doctest: +SKIP
+    >>> kec = KEC(10, random_state=0).fit(images, knowledge="knowledge.json")  # doctest: +SKIP
+    >>> kec.cluster_names_[:3]                                    # doctest: +SKIP
+    ['golden retriever', 'tabby cat', 'goldfinch']
     """
 
     _method = "kec"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        temperature: float = 0.01,
-        pair_attributes: bool = True,
-        normalize_parts: bool = True,
-        fusion: str = "guarded",
-        beta: float = 0.25,
-        corroboration_threshold: float = 0.2,
-        agreement_threshold: float = 0.5,
-        agreement_margin: float = 0.1,
-        objective_tolerance: float = 0.05,
-        anchor_weight: float = 0.1,
-        spread_ratio: float = 2.0,
-        spread_margin: float = 0.5,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        clusterer_params: dict[str, Any] | None = None,
-        n_names: int = 3,
-        n_attributes: int = 3,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.temperature = temperature
-        self.pair_attributes = pair_attributes
-        self.normalize_parts = normalize_parts
-        self.fusion = fusion
-        self.beta = beta
-        self.corroboration_threshold = corroboration_threshold
-        self.agreement_threshold = agreement_threshold
-        self.agreement_margin = agreement_margin
-        self.objective_tolerance = objective_tolerance
-        self.anchor_weight = anchor_weight
-        self.spread_ratio = spread_ratio
-        self.spread_margin = spread_margin
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.clusterer_params = clusterer_params
-        self.n_names = n_names
-        self.n_attributes = n_attributes
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.method_params = method_params
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["knowledge"], self.n_clusters, **kwargs)
 
 
 class CAE(_MethodEstimator):
@@ -564,95 +354,15 @@ class CAE(_MethodEstimator):
     (Zhu et al., AAAI 2026, arXiv:2512.00904). ``fit`` needs ``nouns``; ``captions`` are
     optional, and without them the captions of a ``knowledge`` file stand in.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    n_overclusters, rule, n_classes, top_k, overcluster_params
-        Text selection by over-clustering, as :class:`TAC`.
-    reg : float
-        Entropic regularisation :math:`\varepsilon`.
-    ot_method : str
-        OT solver: ``"auto"``, ``"sinkhorn"``, ``"chunked"``, ``"semi_relaxed"``,
-        ``"partial"``.
-    ot_params : dict or None
-        Passed to the solver.
-    gamma : float
-        Fusion temperature :math:`\gamma`.
-    fusion : {"sum", "concat"}
-        Weighted sum or weighted concatenation of the modalities.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    text_encoder : str, object or None
-        Encodes texts given as strings and knowledge documents.
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_cae`.
+    Examples
+    --------
+    >>> from kec import CAE, load_features                           # doctest: +SKIP
+    >>> images = load_features("images.safetensors")                 # doctest: +SKIP
+    >>> CAE(10, random_state=0).fit(images, nouns=load_features("nouns.safetensors"),
+    ...                             knowledge="knowledge.json")      # doctest: +SKIP
     """
 
     _method = "cae"
-
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        reg: float = 0.01,
-        ot_method: str = "auto",
-        ot_params: dict[str, Any] | None = None,
-        gamma: float = 0.01,
-        fusion: str = "sum",
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.reg = reg
-        self.ot_method = ot_method
-        self.ot_params = ot_params
-        self.gamma = gamma
-        self.fusion = fusion
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.method_params = method_params
-
-    def _drop_unneeded(self, given: dict[str, Any]) -> None:
-        if given["captions"] is not None:  # the knowledge only stands in for captions
-            given["knowledge"] = None
-
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        captions = inputs["captions"]
-        kf = inputs["knowledge"]
-        if captions is None and kf is not None:
-            if kf.caption_emb is None or kf.caption_emb.shape[0] == 0:
-                raise ClusteringInputError(
-                    "the knowledge holds no captions (build it with --n-captions > 0); "
-                    "pass captions= instead")
-            captions = kf.caption_emb
-        return run(X, inputs["nouns"], self.n_clusters, captions=captions, **kwargs)
 
 
 class KECCAE(_MethodEstimator):
@@ -661,130 +371,21 @@ class KECCAE(_MethodEstimator):
     .. math:: c_i = \mathrm{normalize}\Big(\sum_q T^c_{iq} S^c_{iq} \zeta_q\Big), \quad
               a_i = \mathrm{normalize}\Big(\sum_l T^a_{il} S^a_{il} \xi_l\Big)
 
-    fused with :math:`x_i` by CAE's adaptive weights (or KEC's :math:`[x_i ; c_i + a_i]`).
-    ``fit`` needs ``knowledge``; ``nouns`` and ``captions`` add optional levels (the
-    knowledge's own captions are used when it has some). ``clusters_`` names and
-    explains every cluster.
+    then, by default, guarded fusion with :math:`x_i` (docs/methods.md §4.3); CAE's
+    adaptive weights (``fusion="adaptive"``) or KEC's :math:`[x_i ; c_i + a_i]`
+    (``fusion="kec"``) can use the optional ``nouns`` and ``captions`` levels (the
+    knowledge's own captions when it has some). ``fit`` needs ``knowledge``;
+    ``clusters_`` names and explains every cluster.
 
-    Parameters
-    ----------
-    n_clusters : int
-        Number of clusters ``K``.
-    reg, ot_method, ot_params, gamma
-        As :class:`CAE`.
-    attribute_mode : {"transport", "elementwise"}
-        Attribute level by OT over all attribute texts, or KEC's :math:`x_i \odot \xi`.
-    pair_attributes : bool
-        Use pair attributes too.
-    fusion : {"guarded", "adaptive", "kec"}
-        Guarded fusion (default), CAE's adaptive weights, or KEC's concatenation.
-    beta : float
-        Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
-    corroboration_threshold, agreement_threshold : float
-        Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
-    agreement_margin, objective_tolerance, anchor_weight : float
-        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
-        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
-        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
-        its clusters' centres with weight ``trust * anchor_weight``.
-    spread_ratio, spread_margin : float
-        Guarded fusion's check that the data cannot tell the knowledge's partition from
-        its own: trusted when it is at most ``spread_ratio - spread_margin`` times as far
-        from the data's k-means partition as k-means runs from other seeds are from each
-        other, not at all from ``spread_ratio`` times (``inf``: not measured).
-    fusion_mode : {"sum", "concat"}
-        For ``fusion="adaptive"``.
-    n_overclusters, rule, n_classes, top_k, overcluster_params
-        Text selection for the optional noun and caption levels, as :class:`TAC`.
-    clusterer, random_state, clusterer_params, keep_features
-        As :class:`KMeansBaseline`.
-    n_names, n_attributes : int
-        Concepts and attributes listed per cluster in ``clusters_``.
-    text_encoder : str, object or None
-        Embeds a knowledge document and texts given as strings.
-    keep_flagged : bool
-        Keep the knowledge items that :func:`kec.knowledge.lint.lint_knowledge` flags;
-        by default they are dropped before grounding, as ``kec cluster`` does
-        (``lint_`` lists them). Embedded :class:`KnowledgeFeatures` are not linted.
-    method_params : dict or None
-        Extra keyword arguments of :func:`~kec.cluster.methods.run_kec_cae`.
+    Examples
+    --------
+    >>> from kec import KECCAE, load_features                      # doctest: +SKIP
+    >>> images = load_features("images.safetensors")               # doctest: +SKIP
+    >>> KECCAE(10, random_state=0).fit(images, knowledge="knowledge.json").cluster_names_
+    ... # doctest: +SKIP
     """
 
     _method = "kec+cae"
 
-    def __init__(
-        self,
-        n_clusters: int = 8,
-        *,
-        reg: float = 0.01,
-        ot_method: str = "auto",
-        ot_params: dict[str, Any] | None = None,
-        attribute_mode: str = "transport",
-        pair_attributes: bool = True,
-        fusion: str = "guarded",
-        fusion_mode: str = "sum",
-        gamma: float = 0.01,
-        beta: float = 0.25,
-        corroboration_threshold: float = 0.2,
-        agreement_threshold: float = 0.5,
-        agreement_margin: float = 0.1,
-        objective_tolerance: float = 0.05,
-        anchor_weight: float = 0.1,
-        spread_ratio: float = 2.0,
-        spread_margin: float = 0.5,
-        n_overclusters: int | None = None,
-        rule: str | int = "auto",
-        n_classes: int | None = None,
-        top_k: int = 5,
-        clusterer: str = "kmeans",
-        random_state: int | None = 0,
-        overcluster_params: dict[str, Any] | None = None,
-        clusterer_params: dict[str, Any] | None = None,
-        n_names: int = 3,
-        n_attributes: int = 3,
-        keep_features: bool = False,
-        device: str | None = None,
-        text_encoder: Any = None,
-        keep_flagged: bool = False,
-        method_params: dict[str, Any] | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.reg = reg
-        self.ot_method = ot_method
-        self.ot_params = ot_params
-        self.attribute_mode = attribute_mode
-        self.pair_attributes = pair_attributes
-        self.fusion = fusion
-        self.fusion_mode = fusion_mode
-        self.gamma = gamma
-        self.beta = beta
-        self.corroboration_threshold = corroboration_threshold
-        self.agreement_threshold = agreement_threshold
-        self.agreement_margin = agreement_margin
-        self.objective_tolerance = objective_tolerance
-        self.anchor_weight = anchor_weight
-        self.spread_ratio = spread_ratio
-        self.spread_margin = spread_margin
-        self.n_overclusters = n_overclusters
-        self.rule = rule
-        self.n_classes = n_classes
-        self.top_k = top_k
-        self.clusterer = clusterer
-        self.random_state = random_state
-        self.overcluster_params = overcluster_params
-        self.clusterer_params = clusterer_params
-        self.n_names = n_names
-        self.n_attributes = n_attributes
-        self.keep_features = keep_features
-        self.device = device
-        self.text_encoder = text_encoder
-        self.keep_flagged = keep_flagged
-        self.method_params = method_params
 
-    def _run(self, run: Any, X: Any, inputs: dict[str, Any], kwargs: dict[str, Any]
-             ) -> MethodResult:
-        return run(X, inputs["knowledge"], self.n_clusters, nouns=inputs["nouns"],
-                           captions=inputs["captions"], **kwargs)
-
-
-__all__ = ["CAE", "KEC", "KECCAE", "OWN_PARAMS", "TAC", "KMeansBaseline"]
+__all__ = ["CAE", "KEC", "KECCAE", "OWN", "OWN_PARAMS", "TAC", "KMeansBaseline"]

@@ -251,18 +251,18 @@ def lloyd_refine(
     return np.asarray(nx.to_numpy(y), dtype=np.int64), it
 
 
-def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
-                      max_rank: int | None = None) -> tuple[np.ndarray, int]:
-    r"""Rows of ``X`` with the between-cluster subspace of ``labels`` projected out.
+def nuisance_basis(X: np.ndarray, labels: np.ndarray, n_clusters: int,
+                   max_rank: int | None = None) -> np.ndarray:
+    r"""``(d, r)`` float32 :math:`Q`: the between-cluster subspace of ``labels`` that
+    :func:`nuisance_residual` projects out (``r = 0``: nothing to project).
 
     .. math::
-        x^\perp_i = \mathrm{normalize}\big((I - QQ^\top)\,x_i\big), \qquad
         Q = V_{:, 1..r}, \quad \bar\mu - \mathbf 1 m^\top = U\Sigma V^\top
 
     with :math:`\bar\mu` the ``(K', d)`` means of the non-empty clusters, :math:`m` their
     mean and :math:`r = K' - 1` (at most ``d - 1`` and ``max_rank``: the ``r`` most
     separating directions; singular values below :math:`10^{-6}\sigma_1` are not
-    projected). Returns ``(x_perp, r)``, float32.
+    projected).
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
@@ -272,13 +272,31 @@ def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
     rank = min(means.shape[0] - 1, X.shape[1] - 1,
                max_rank if max_rank is not None else X.shape[1])
     if rank < 1:
-        return l2_normalize_rows(X.copy()), 0
+        return np.zeros((X.shape[1], 0), dtype=np.float32)
     _, sv, vt = np.linalg.svd(means - means.mean(axis=0), full_matrices=False)
     rank = min(rank, int((sv > 1e-6 * max(sv[0], 1e-30)).sum()))
-    if rank < 1:
+    return vt[:max(rank, 0)].T.astype(np.float32)
+
+
+def nuisance_max_rank(dim: int) -> int:
+    """At most ``d / 4`` directions go: with ``K - 1 > d / 4`` the most separating ones."""
+    return int(dim) // 4
+
+
+def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
+                      max_rank: int | None = None) -> tuple[np.ndarray, int]:
+    r"""Rows of ``X`` with the between-cluster subspace of ``labels`` projected out.
+
+    .. math::
+        x^\perp_i = \mathrm{normalize}\big((I - QQ^\top)\,x_i\big)
+
+    with :math:`Q` from :func:`nuisance_basis`. Returns ``(x_perp, r)``, float32.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    Q = nuisance_basis(X, labels, n_clusters, max_rank)
+    if Q.shape[1] < 1:
         return l2_normalize_rows(X.copy()), 0
-    Q = vt[:rank].T.astype(np.float32)
-    return l2_normalize_rows(X - (X @ Q) @ Q.T), rank
+    return l2_normalize_rows(X - (X @ Q) @ Q.T), int(Q.shape[1])
 
 
 def null_agreement(X: np.ndarray, data_labels: np.ndarray, n_clusters: int, *,

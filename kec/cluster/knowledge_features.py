@@ -155,6 +155,49 @@ def _concepts(doc: Mapping[str, Any], source: str) -> list[Mapping[str, Any]]:
     return concepts
 
 
+class _AttributeTable:
+    """Attribute texts, each once, in first-seen order, with their kind (``"uni"``
+    wins over ``"pair"`` for a text that is both)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.kind: list[str] = []
+
+    def add(self, text: str, kind: str) -> int:
+        """The row of ``text`` (stripped), added when new."""
+        text = text.strip()
+        if text not in self.index:
+            self.index[text] = len(self.index)
+            self.kind.append(kind)
+        elif kind == "uni":
+            self.kind[self.index[text]] = "uni"
+        return self.index[text]
+
+
+def _read_pairs(doc: Mapping[str, Any], index: dict[str, int], table: _AttributeTable,
+                owners: list[list[int]], pair_attributes: str, source: str,
+                ) -> list[tuple[int, int, float, np.ndarray]]:
+    """The document's pairs as ``(a, b, similarity, attribute rows)``; their attributes
+    join the table and, by ``pair_attributes``, the owners' lists."""
+    pairs: list[tuple[int, int, float, np.ndarray]] = []
+    errors = []
+    for i, p in enumerate(doc.get("pairs") or []):
+        if not isinstance(p, Mapping) or p.get("a") not in index or p.get("b") not in index:
+            errors.append((f"$.pairs[{i}]", "pair must name two known concept ids"))
+            continue
+        qa, qb = index[p["a"]], index[p["b"]]
+        idx = [table.add(t, "pair") for t in (p.get("attributes") or [])
+               if isinstance(t, str) and t.strip()]
+        pairs.append((qa, qb, float(p.get("similarity", 0.0)), np.asarray(idx, np.int64)))
+        if pair_attributes in ("both", "a"):
+            owners[qa].extend(idx)
+        if pair_attributes == "both":
+            owners[qb].extend(idx)
+    if errors:
+        raise InvalidKnowledgeError(source, errors)
+    return pairs
+
+
 def knowledge_features(
     doc: Mapping[str, Any],
     encoder: SupportsEncode,
@@ -194,43 +237,18 @@ def knowledge_features(
         raise ClusteringInputError("name_template must contain '{}'")
     concepts = _concepts(doc, source)
     ids = [str(c["id"]) for c in concepts]
-    index = {cid: q for q, cid in enumerate(ids)}
     names = [str(c["name"]).strip() for c in concepts]
     descs = [str(c.get("description") or "").strip() for c in concepts]
 
-    attr_index: dict[str, int] = {}
-    attr_kind: list[str] = []
+    table = _AttributeTable()
     owners: list[list[int]] = [[] for _ in concepts]
-
-    def add(text: str, kind: str) -> int:
-        text = text.strip()
-        if text not in attr_index:
-            attr_index[text] = len(attr_index)
-            attr_kind.append(kind)
-        elif kind == "uni":
-            attr_kind[attr_index[text]] = "uni"
-        return attr_index[text]
-
     for q, c in enumerate(concepts):
         for t in c.get("attributes") or []:
             if t.strip():
-                owners[q].append(add(t, "uni"))
-    pairs: list[tuple[int, int, float, np.ndarray]] = []
-    errors = []
-    for i, p in enumerate(doc.get("pairs") or []):
-        if not isinstance(p, Mapping) or p.get("a") not in index or p.get("b") not in index:
-            errors.append((f"$.pairs[{i}]", "pair must name two known concept ids"))
-            continue
-        qa, qb = index[p["a"]], index[p["b"]]
-        idx = [add(t, "pair") for t in (p.get("attributes") or [])
-               if isinstance(t, str) and t.strip()]
-        pairs.append((qa, qb, float(p.get("similarity", 0.0)), np.asarray(idx, np.int64)))
-        if pair_attributes in ("both", "a"):
-            owners[qa].extend(idx)
-        if pair_attributes == "both":
-            owners[qb].extend(idx)
-    if errors:
-        raise InvalidKnowledgeError(source, errors)
+                owners[q].append(table.add(t, "uni"))
+    pairs = _read_pairs(doc, {cid: q for q, cid in enumerate(ids)}, table, owners,
+                        pair_attributes, source)
+    attr_index, attr_kind = table.index, table.kind
 
     name_emb = _encode(encoder, [name_template.format(n) for n in names], "concept names")
     d = name_emb.shape[1]

@@ -22,50 +22,50 @@ from the top concept of its nearest cluster first (docs/methods.md §4, last par
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters, same_dim
-from kec.cluster.clusterers import CLUSTERERS, create_clusterer
-from kec.cluster.fusion import DEFAULT_GAMMA, FUSION_MODES, adaptive_fusion, concat, kec_concat
+from kec.cluster._checks import ClusteringInputError, as_features
+from kec.cluster.feature_maps import (
+    CaeMap,
+    Identity,
+    OTGrounder,
+    SoftmaxGrounder,
+    TacMap,
+    TransportedTexts,
+    cluster_centres,
+    nearest_centre,
+)
+from kec.cluster.fusion import adaptive_fusion, concat
 from kec.cluster.grounding import (
     DEFAULT_TEMPERATURE,
     Grounding,
     ground_ot,
     ground_softmax,
     mean_weights_per_cluster,
-    softmax_attribute_view,
-)
-from kec.cluster.guard import (
-    DEFAULT_AGREEMENT,
-    DEFAULT_AGREEMENT_MARGIN,
-    DEFAULT_ANCHOR_WEIGHT,
-    DEFAULT_BETA,
-    DEFAULT_CORROBORATION,
-    DEFAULT_OBJECTIVE_TOLERANCE,
-    DEFAULT_SPREAD_MARGIN,
-    DEFAULT_SPREAD_RATIO,
-    guarded_cluster,
 )
 from kec.cluster.knowledge_features import KnowledgeFeatures
-from kec.cluster.ot import DEFAULT_REG, OTResult, solve_and_transport
-from kec.cluster.scaffold import (
-    SELECTION_TEMPERATURE,
-    TAC_TAU,
-    n_overclusters,
-    overcluster,
-    select_nouns,
-    select_top_texts,
-    text_counterpart,
+from kec.cluster.ot import solve_and_transport
+from kec.cluster.params import Params, declared, method_params
+from kec.cluster.registry import INPUTS, method_names, method_spec, resolve, resolve_fusion
+from kec.cluster.scaffold import SELECTION_TEMPERATURE, text_counterpart
+from kec.cluster.steps import Stages as _Stages
+from kec.cluster.steps import (
+    check_images,
+    check_texts,
+    cluster_features,
+    jsonable,
+    mean_weights,
+    ot_info,
+    ot_kwargs,
+    overcluster_and_select,
 )
+from kec.cluster.strategies import FusionInput
 
-METHOD_NAMES = ("kmeans", "tac", "kec", "cae", "kec+cae")
+METHOD_NAMES = method_names()
 
 
 @dataclass
@@ -98,195 +98,103 @@ class MethodResult:
     clusters: list[dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     features: np.ndarray | None = None
+    feature_map: Any = None
+    centres: np.ndarray | None = None
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The nearest fitted centre of every new item, in the space that was clustered
+        (:mod:`kec.cluster.feature_maps`; knowledge grounded for the new items)."""
+        if self.feature_map is None or self.centres is None:
+            raise ClusteringInputError(f"this {self.method} result cannot predict")
+        X = as_features(X, "new items")
+        return nearest_centre(self.feature_map(X), self.centres)
 
 
-class _Stages:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0)
-                                       + time.perf_counter() - t0, 4)
+def _done(result: MethodResult, features: np.ndarray, fmap: Any) -> MethodResult:
+    """``result`` with what ``predict`` needs: the feature map and the fitted centres."""
+    result.feature_map = fmap
+    result.centres = cluster_centres(features, result.labels,
+                                     int(result.params["n_clusters"]))
+    return result
 
 
-def _jsonable(d: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in (d or {}).items():
-        if isinstance(v, (bool, int, float, str)) or v is None:
-            out[k] = v
-        elif isinstance(v, (np.integer, np.floating)):
-            out[k] = v.item()
-    return out
 
 
-def _cluster(
-    features: np.ndarray, n_clusters: int, clusterer: str, random_state: int | None,
-    clusterer_params: dict[str, Any] | None, device: str | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    if clusterer not in CLUSTERERS:
-        raise ClusteringInputError(f"unknown clusterer {clusterer!r}; choose from {CLUSTERERS}")
-    est = create_clusterer(clusterer, n_clusters, random_state, device=device,
-                           **(clusterer_params or {}))
-    labels = np.asarray(est.fit_predict(features), dtype=np.int64)
-    info: dict[str, Any] = {"name": clusterer, "implementation":
-                            f"{type(est).__module__}.{type(est).__name__}",
-                            "random_state": random_state, **_jsonable(clusterer_params)}
-    for attr in ("n_init_", "n_iter_", "objective_", "device_"):
-        if hasattr(est, attr):
-            info[attr.rstrip("_")] = getattr(est, attr)
-    if clusterer != "kmeans":
-        info["sklearn_params"] = _jsonable(getattr(est, "params", {}))
-    return labels, info
-
-
-def _images(X: Any, n_clusters: int) -> tuple[np.ndarray, int]:
-    X = as_features(X, "image features")
-    return X, check_n_clusters(n_clusters, X.shape[0], "number of clusters (k)")
-
-
-def _texts(T: Any, X: np.ndarray, name: str) -> np.ndarray:
-    T = as_features(T, name)
-    same_dim(X, T, "image features", name)
-    return T
-
-
-def _overcluster_and_select(
-    X: np.ndarray, texts: list[tuple[str, np.ndarray]], stages: _Stages, *,
-    n_over: int | None, rule: str | int, n_classes: int | None, top_k: int,
-    selector: str, selection_temperature: float, random_state: int | None,
-    overcluster_params: dict[str, Any] | None, device: str | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    L = (check_n_clusters(n_over, X.shape[0], "n_overclusters") if n_over is not None
-         else n_overclusters(X.shape[0], rule, n_classes=n_classes))
-    with stages("overcluster"):
-        params = dict(overcluster_params or {})
-        if device is not None:
-            params.setdefault("device", device)
-        _, centres = overcluster(X, L, random_state=random_state, **params)
-    selected: dict[str, np.ndarray] = {}
-    info: dict[str, Any] = {"n_overclusters": L}
-    with stages("select"):
-        for name, T in texts:
-            sel = (select_nouns(centres, T, top_k, temperature=selection_temperature)
-                   if selector == "tac" else select_top_texts(centres, T, top_k))
-            selected[name] = sel.indices
-            info[f"n_selected_{name}"] = int(sel.indices.size)
-    return selected, info
-
-
-def _ot_kwargs(ot_params: dict[str, Any] | None, device: str | None) -> dict[str, Any]:
-    out = dict(ot_params or {})
-    if device is not None:
-        out.setdefault("device", device)
-    return out
-
-
-def _mean_weights(names: list[str], w: np.ndarray) -> dict[str, float]:
-    return {n: round(float(v), 4) for n, v in zip(names, w.mean(axis=0))}
-
-
-def _ot_info(res: OTResult) -> dict[str, Any]:
-    return {"method": res.method, "n_iter": res.n_iter, "converged": res.converged,
-            "marginal_error": res.marginal_error, "seconds": round(res.seconds, 3),
-            **{k: v for k, v in res.info.items() if isinstance(v, (int, float, str, bool))}}
+def _transported_levels(
+    X: np.ndarray, texts: list[tuple[str, np.ndarray]], stages: _Stages, p: Params, k: int,
+) -> tuple[list[tuple[str, np.ndarray]], dict[str, Any]]:
+    """CAE's text levels (docs/methods.md §3.1–3.2): over-cluster ``X``, keep each text
+    set's top-k texts per centre, and align each set to ``X`` by OT."""
+    selected, info = overcluster_and_select(
+        X, texts, stages, n_over=p.n_overclusters, rule=p.rule,
+        n_classes=p.n_classes if p.n_classes is not None else k, top_k=p.top_k,
+        selector="top", selection_temperature=SELECTION_TEMPERATURE,
+        random_state=p.random_state, overcluster_params=p.overcluster_params,
+        device=p.device)
+    levels = []
+    for name, T in texts:
+        with stages(f"ot_{name}"):
+            feats, res = solve_and_transport(X, T[selected[name]], p.ot_method, reg=p.reg,
+                                             **ot_kwargs(p.ot_params, p.device))
+        levels.append((name, feats))
+        info[f"ot_{name}"] = ot_info(res)
+    info["_level_map"] = TransportedTexts([T[selected[n]] for n, T in texts], p.reg,
+                                          p.ot_method, dict(p.ot_params or {}))
+    return levels, info
 
 
 # --------------------------------------------------------------------------- methods
-def run_kmeans(
-    X: np.ndarray,
-    n_clusters: int,
-    *,
-    clusterer: str = "kmeans",
-    random_state: int | None = 0,
-    clusterer_params: dict[str, Any] | None = None,
-    keep_features: bool = False,
-    device: str | None = None,
-) -> MethodResult:
-    """Baseline: cluster the image features alone.
+@declared("kmeans")
+def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
+    """Baseline: cluster the image features alone (docs/methods.md §6).
 
     ``device`` (every method): ``"auto"``, ``"cpu"``, ``"cuda"`` or ``None`` (numpy): where
     the OT solvers and k-means run; inputs and outputs stay numpy."""
-    X, k = _images(X, n_clusters)
+    p = method_params("kmeans", params)
+    X, k = check_images(X, n_clusters)
     stages = _Stages()
     with stages("cluster"):
-        labels, cinfo = _cluster(X, k, clusterer, random_state, clusterer_params, device)
-    return MethodResult("kmeans", labels, stages.timings,
-                        {"n_clusters": k, "device": device, "clusterer": cinfo},
-                        features=X if keep_features else None)
+        labels, cinfo = cluster_features(X, k, p.clusterer, p.random_state,
+                                         p.clusterer_params, p.device)
+    return _done(MethodResult("kmeans", labels, stages.timings,
+                              {"n_clusters": k, "device": p.device, "clusterer": cinfo},
+                              features=X if p.keep_features else None), X, Identity())
 
 
-def run_tac(
-    X: np.ndarray,
-    nouns: np.ndarray,
-    n_clusters: int,
-    *,
-    n_overclusters: int | None = None,
-    rule: str | int = "auto",
-    n_classes: int | None = None,
-    top_k: int = 5,
-    tau: float = TAC_TAU,
-    selection_temperature: float = SELECTION_TEMPERATURE,
-    clusterer: str = "kmeans",
-    random_state: int | None = 0,
-    overcluster_params: dict[str, Any] | None = None,
-    clusterer_params: dict[str, Any] | None = None,
-    keep_features: bool = False,
-    device: str | None = None,
-) -> MethodResult:
+@declared("tac")
+def run_tac(X: np.ndarray, nouns: np.ndarray, n_clusters: int, **params: Any
+            ) -> MethodResult:
     r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`."""
-    X, k = _images(X, n_clusters)
-    T = _texts(nouns, X, "noun features")
+    p = method_params("tac", params)
+    X, k = check_images(X, n_clusters)
+    T = check_texts(nouns, X, "noun features")
     stages = _Stages()
-    selected, info = _overcluster_and_select(
-        X, [("nouns", T)], stages, n_over=n_overclusters, rule=rule,
-        n_classes=n_classes if n_classes is not None else k,
-        top_k=top_k, selector="tac", selection_temperature=selection_temperature,
-        random_state=random_state, overcluster_params=overcluster_params,
-        device=device)
+    selected, info = overcluster_and_select(
+        X, [("nouns", T)], stages, n_over=p.n_overclusters, rule=p.rule,
+        n_classes=p.n_classes if p.n_classes is not None else k,
+        top_k=p.top_k, selector="tac", selection_temperature=p.selection_temperature,
+        random_state=p.random_state, overcluster_params=p.overcluster_params,
+        device=p.device)
     with stages("counterpart"):
-        t_hat = text_counterpart(X, T[selected["nouns"]], tau)
+        t_hat = text_counterpart(X, T[selected["nouns"]], p.tau)
         feats = concat([X, t_hat])
     with stages("cluster"):
-        labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params, device)
-    params = {"n_clusters": k, "device": device, "n_overclusters": info["n_overclusters"],
-              "rule": None if n_overclusters is not None else rule, "top_k": top_k,
-              "tau": tau, "selection_temperature": selection_temperature,
-              "overcluster": _jsonable(overcluster_params), "clusterer": cinfo}
-    return MethodResult("tac", labels, stages.timings, params, info=info,
-                        features=feats if keep_features else None)
+        labels, cinfo = cluster_features(feats, k, p.clusterer, p.random_state,
+                                         p.clusterer_params, p.device)
+    out = {"n_clusters": k, "device": p.device, "n_overclusters": info["n_overclusters"],
+           "rule": None if p.n_overclusters is not None else p.rule, "top_k": p.top_k,
+           "tau": p.tau, "selection_temperature": p.selection_temperature,
+           "overcluster": jsonable(p.overcluster_params), "clusterer": cinfo}
+    return _done(MethodResult("tac", labels, stages.timings, out, info=info,
+                              features=feats if p.keep_features else None), feats,
+                 TacMap(T[selected["nouns"]], p.tau))
 
 
-def run_kec(
-    X: np.ndarray,
-    knowledge: KnowledgeFeatures,
-    n_clusters: int,
-    *,
-    temperature: float = DEFAULT_TEMPERATURE,
-    pair_attributes: bool = True,
-    normalize_parts: bool = True,
-    fusion: str = "guarded",
-    beta: float = DEFAULT_BETA,
-    corroboration_threshold: float = DEFAULT_CORROBORATION,
-    agreement_threshold: float = DEFAULT_AGREEMENT,
-    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
-    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
-    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
-    spread_ratio: float = DEFAULT_SPREAD_RATIO,
-    spread_margin: float = DEFAULT_SPREAD_MARGIN,
-    clusterer: str = "kmeans",
-    random_state: int | None = 0,
-    clusterer_params: dict[str, Any] | None = None,
-    n_names: int = 3,
-    n_attributes: int = 3,
-    keep_features: bool = False,
-    device: str | None = None,
-) -> MethodResult:
-    r"""KEC (docs/methods.md §2.4–2.5): softmax grounding, then fusion.
+@declared("kec")
+def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **params: Any
+            ) -> MethodResult:
+    r"""KEC (docs/methods.md §2.4–2.5): softmax grounding, then the ``fusion`` strategy
+    (:mod:`kec.cluster.strategies`).
 
     ``fusion="concat"``: KEC as published, cluster :math:`[x_i ; \kappa_i]` with
     ``clusterer``. ``fusion="guarded"`` (default, docs/methods.md §4.3): measure whether
@@ -296,150 +204,86 @@ def run_kec(
     \beta\hat a]` (:mod:`kec.cluster.guard`); the attribute view is
     :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
     """
-    X, k = _images(X, n_clusters)
-    kf = _knowledge(knowledge, X, pair_attributes)
-    if fusion not in ("guarded", "concat"):
-        raise ClusteringInputError(f"fusion must be 'guarded' or 'concat', got {fusion!r}")
+    p = method_params("kec", params)
+    X, k = check_images(X, n_clusters)
+    kf = _knowledge(knowledge, X, p.pair_attributes)
     stages = _Stages()
-    info: dict[str, Any] = {}
     with stages("ground"):
-        g = ground_softmax(X, kf.zeta, kf.attribute_means(), temperature, device=device)
-    if fusion == "concat":
-        with stages("cluster"):
-            feats = kec_concat(X, g.kappa, normalize=normalize_parts)
-            labels, cinfo = _cluster(feats, k, clusterer, random_state, clusterer_params, device)
-    else:
-        with stages("guard"):
-            attr_view = (softmax_attribute_view(X, kf.attr_emb, temperature, device)
-                         if kf.attr_emb.shape[0] else None)
-            labels, feats, dec = guarded_cluster(
-                X, g.concept, attr_view, k, beta=beta,
-                corroboration_threshold=corroboration_threshold,
-                agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
-                objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
-                spread_ratio=spread_ratio, spread_margin=spread_margin,
-                random_state=random_state,
-                n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
-        info["guard"] = dec.info
-        cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
+        g = ground_softmax(X, kf.zeta, kf.attribute_means(), p.temperature, device=p.device)
+    fi = FusionInput(X, k, kf, g, p, stages, grounder=SoftmaxGrounder(
+        kf.zeta, kf.attribute_means(), kf.attr_emb, p.temperature))
+    out = resolve_fusion("kec", p.fusion)(fi)
     with stages("naming"):
-        clusters = name_clusters(X, labels, k, kf, g, temperature=temperature,
-                                 n_names=n_names, n_attributes=n_attributes, device=device)
-    params = {"n_clusters": k, "device": device,
-              "temperature": temperature, "pair_attributes": pair_attributes,
-              "normalize_parts": normalize_parts, "fusion": fusion,
-              "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
-              "clusterer": cinfo}
-    if fusion == "guarded":
-        params.update(beta=beta, corroboration_threshold=corroboration_threshold,
-                      agreement_threshold=agreement_threshold,
-                      agreement_margin=agreement_margin,
-                      objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
-                      spread_ratio=spread_ratio, spread_margin=spread_margin)
-    return MethodResult("kec", labels, stages.timings, params, clusters, info=info,
-                        features=feats if keep_features else None)
+        clusters = name_clusters(X, out.labels, k, kf, g, temperature=p.temperature,
+                                 n_names=p.n_names, n_attributes=p.n_attributes,
+                                 device=p.device)
+    used = {"n_clusters": k, "device": p.device,
+            "temperature": p.temperature, "pair_attributes": p.pair_attributes,
+            "normalize_parts": p.normalize_parts, "fusion": p.fusion,
+            "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
+            "clusterer": out.clusterer}
+    if p.fusion == "guarded":
+        used.update({name: p[name] for name in _GUARD_PARAMS})
+    return _done(MethodResult("kec", out.labels, stages.timings, used, clusters,
+                              info=fi.info,
+                              features=out.features if p.keep_features else None),
+                 out.features, out.feature_map)
 
 
-def run_cae(
-    X: np.ndarray,
-    nouns: np.ndarray,
-    n_clusters: int,
-    *,
-    captions: np.ndarray | None = None,
-    n_overclusters: int | None = None,
-    rule: str | int = "auto",
-    n_classes: int | None = None,
-    top_k: int = 5,
-    reg: float = DEFAULT_REG,
-    ot_method: str = "auto",
-    ot_params: dict[str, Any] | None = None,
-    gamma: float = DEFAULT_GAMMA,
-    fusion: str = "sum",
-    clusterer: str = "kmeans",
-    random_state: int | None = 0,
-    overcluster_params: dict[str, Any] | None = None,
-    clusterer_params: dict[str, Any] | None = None,
-    keep_features: bool = False,
-    device: str | None = None,
-) -> MethodResult:
+_GUARD_PARAMS = ("beta", "corroboration_threshold", "agreement_threshold",
+                 "agreement_margin", "objective_tolerance", "anchor_weight", "spread_ratio",
+                 "spread_margin")
+
+
+@declared("cae")
+def run_cae(X: np.ndarray, nouns: np.ndarray, n_clusters: int, *,
+            captions: np.ndarray | None = None, **params: Any) -> MethodResult:
     r"""CAE (docs/methods.md §3): OT-aligned noun (and caption) features, adaptive fusion.
 
     Without ``captions`` the caption modality is left out (CAE's "no captions" ablation).
     ``fusion`` is ``"sum"`` (weighted sum, default) or ``"concat"``.
     """
-    X, k = _images(X, n_clusters)
-    texts = [("nouns", _texts(nouns, X, "noun features"))]
+    p = method_params("cae", params)
+    X, k = check_images(X, n_clusters)
+    texts = [("nouns", check_texts(nouns, X, "noun features"))]
     if captions is not None:
-        texts.append(("captions", _texts(captions, X, "caption features")))
-    if fusion not in FUSION_MODES:
-        raise ClusteringInputError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
+        texts.append(("captions", check_texts(captions, X, "caption features")))
     stages = _Stages()
-    selected, info = _overcluster_and_select(
-        X, texts, stages, n_over=n_overclusters, rule=rule,
-        n_classes=n_classes if n_classes is not None else k, top_k=top_k,
-        selector="top", selection_temperature=SELECTION_TEMPERATURE,
-        random_state=random_state, overcluster_params=overcluster_params,
-        device=device)
-    modalities = [X]
-    for name, T in texts:
-        with stages(f"ot_{name}"):
-            feats, res = solve_and_transport(X, T[selected[name]], ot_method, reg=reg,
-                                             **_ot_kwargs(ot_params, device))
-        modalities.append(feats)
-        info[f"ot_{name}"] = _ot_info(res)
-        del feats
+    levels, info = _transported_levels(X, texts, stages, p, k)
+    level_map = info.pop("_level_map")
     with stages("fusion"):
-        fused, w = adaptive_fusion(modalities, gamma, fusion, device=device)
-        info["mean_fusion_weights"] = _mean_weights(["image"] + [n for n, _ in texts], w)
-    del modalities
+        fused, w = adaptive_fusion([X, *(f for _, f in levels)], p.gamma, p.fusion,
+                                   device=p.device)
+        info["mean_fusion_weights"] = mean_weights(["image"] + [n for n, _ in texts], w)
+    del levels
     with stages("cluster"):
-        labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params, device)
-    params = {"n_clusters": k, "device": device, "n_overclusters": info["n_overclusters"],
-              "rule": None if n_overclusters is not None else rule, "top_k": top_k,
-              "reg": reg, "ot_method": ot_method, "ot": _jsonable(ot_params), "gamma": gamma,
-              "fusion": fusion, "captions": captions is not None,
-              "overcluster": _jsonable(overcluster_params), "clusterer": cinfo}
-    return MethodResult("cae", labels, stages.timings, params, info=info,
-                        features=fused if keep_features else None)
+        labels, cinfo = cluster_features(fused, k, p.clusterer, p.random_state,
+                                         p.clusterer_params, p.device)
+    used = {"n_clusters": k, "device": p.device, "n_overclusters": info["n_overclusters"],
+            "rule": None if p.n_overclusters is not None else p.rule, "top_k": p.top_k,
+            "reg": p.reg, "ot_method": p.ot_method, "ot": jsonable(p.ot_params),
+            "gamma": p.gamma, "fusion": p.fusion, "captions": captions is not None,
+            "overcluster": jsonable(p.overcluster_params), "clusterer": cinfo}
+    return _done(MethodResult("cae", labels, stages.timings, used, info=info,
+                              features=fused if p.keep_features else None), fused,
+                 CaeMap(level_map, p.gamma, p.fusion))
 
 
-def run_kec_cae(
-    X: np.ndarray,
-    knowledge: KnowledgeFeatures,
-    n_clusters: int,
-    *,
-    nouns: np.ndarray | None = None,
-    captions: np.ndarray | None = None,
-    reg: float = DEFAULT_REG,
-    ot_method: str = "auto",
-    ot_params: dict[str, Any] | None = None,
-    attribute_mode: str = "transport",
-    pair_attributes: bool = True,
-    fusion: str = "guarded",
-    fusion_mode: str = "sum",
-    gamma: float = DEFAULT_GAMMA,
-    beta: float = DEFAULT_BETA,
-    corroboration_threshold: float = DEFAULT_CORROBORATION,
-    agreement_threshold: float = DEFAULT_AGREEMENT,
-    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
-    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
-    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
-    spread_ratio: float = DEFAULT_SPREAD_RATIO,
-    spread_margin: float = DEFAULT_SPREAD_MARGIN,
-    n_overclusters: int | None = None,
-    rule: str | int = "auto",
-    n_classes: int | None = None,
-    top_k: int = 5,
-    clusterer: str = "kmeans",
-    random_state: int | None = 0,
-    overcluster_params: dict[str, Any] | None = None,
-    clusterer_params: dict[str, Any] | None = None,
-    n_names: int = 3,
-    n_attributes: int = 3,
-    keep_features: bool = False,
-    device: str | None = None,
-) -> MethodResult:
-    r"""kec's combination (docs/methods.md §4): KEC's knowledge grounded by CAE's OT.
+def _caption_level(captions: Any, kf: KnowledgeFeatures) -> tuple[Any, str | None]:
+    """kec+cae's captions and where they come from: given, the knowledge's, or none."""
+    if captions is not None:
+        return captions, "given"
+    if kf.caption_emb is not None and kf.caption_emb.shape[0] > 0:
+        return kf.caption_emb, "knowledge"
+    return None, None
+
+
+@declared("kec+cae")
+def run_kec_cae(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, *,
+                nouns: np.ndarray | None = None, captions: np.ndarray | None = None,
+                **params: Any) -> MethodResult:
+    r"""kec's combination (docs/methods.md §4): KEC's knowledge grounded by CAE's OT,
+    then the ``fusion`` strategy (:mod:`kec.cluster.strategies`).
 
     Concept level: :math:`c_i` from an OT plan over the concepts; attribute level:
     :math:`a_i` from an OT plan over all attribute texts (``attribute_mode=
@@ -449,98 +293,60 @@ def run_kec_cae(
     docs/methods.md §4.3): :func:`kec.cluster.guard.guarded_cluster` decides from the
     data whether to cluster :math:`x` alone, refine the knowledge partition on :math:`x`,
     or project the data's dominant (nuisance) structure out and refine it on
-    :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` (optional levels are then not used);
-    ``fusion="adaptive"``: CAE's weights over :math:`[x, c, a, \dots]` with
-    ``fusion_mode`` ``"sum"`` or ``"concat"``; ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
+    :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` (optional levels are then not used:
+    ``info["ignored_levels"]``); ``fusion="adaptive"``: CAE's weights over
+    :math:`[x, c, a, \dots]` with ``fusion_mode`` ``"sum"`` or ``"concat"``;
+    ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
     """
-    X, k = _images(X, n_clusters)
-    kf = _knowledge(knowledge, X, pair_attributes)
-    if fusion not in ("guarded", "adaptive", "kec"):
-        raise ClusteringInputError(
-            f"fusion must be 'guarded', 'adaptive' or 'kec', got {fusion!r}")
-    if fusion_mode not in FUSION_MODES:
-        raise ClusteringInputError(f"fusion_mode must be one of {FUSION_MODES}")
+    p = method_params("kec+cae", params)
+    X, k = check_images(X, n_clusters)
+    kf = _knowledge(knowledge, X, p.pair_attributes)
     if kf.attr_emb.shape[0] == 0:
         raise ClusteringInputError("kec+cae needs attributes in the knowledge (none found)")
     stages = _Stages()
     info: dict[str, Any] = {}
     with stages("ground"):
-        g = ground_ot(X, kf.zeta, kf.attr_emb, reg=reg, ot_method=ot_method,
-                      attribute_mode=attribute_mode, ot_params=_ot_kwargs(ot_params, device),
-                      device=device)
+        g = ground_ot(X, kf.zeta, kf.attr_emb, reg=p.reg, ot_method=p.ot_method,
+                      attribute_mode=p.attribute_mode,
+                      ot_params=ot_kwargs(p.ot_params, p.device), device=p.device)
     info.update(g.info)
-    levels: list[tuple[str, np.ndarray]] = []
-    caption_source = None
-    if captions is not None:
-        caption_source = "given"
-    elif kf.caption_emb is not None and kf.caption_emb.shape[0] > 0:
-        captions, caption_source = kf.caption_emb, "knowledge"
+    captions, caption_source = _caption_level(captions, kf)
     texts = []
     if nouns is not None:
-        texts.append(("nouns", _texts(nouns, X, "noun features")))
+        texts.append(("nouns", check_texts(nouns, X, "noun features")))
     if captions is not None:
-        texts.append(("captions", _texts(captions, X, "caption features")))
-    if texts and fusion == "guarded":
-        info["ignored_levels"] = [name for name, _ in texts]  # guarded fusion: x, c, a only
+        texts.append(("captions", check_texts(captions, X, "caption features")))
+    if texts and not method_spec("kec+cae").fusions[p.fusion].get("levels"):
+        info["ignored_levels"] = [name for name, _ in texts]  # guarded: x, c, a only
         texts = []
+    levels: list[tuple[str, np.ndarray]] = []
+    level_map = None
     if texts:
-        selected, sinfo = _overcluster_and_select(
-            X, texts, stages, n_over=n_overclusters, rule=rule,
-            n_classes=n_classes if n_classes is not None else k,
-            top_k=top_k, selector="top", selection_temperature=SELECTION_TEMPERATURE,
-            random_state=random_state, overcluster_params=overcluster_params,
-        device=device)
-        info.update(sinfo)
-        for name, T in texts:
-            with stages(f"ot_{name}"):
-                feats, res = solve_and_transport(X, T[selected[name]], ot_method, reg=reg,
-                                                 **_ot_kwargs(ot_params, device))
-            levels.append((name, feats))
-            info[f"ot_{name}"] = _ot_info(res)
-    if fusion == "guarded":
-        with stages("guard"):
-            labels, fused, dec = guarded_cluster(
-                X, g.concept, g.attribute, k, beta=beta,
-                corroboration_threshold=corroboration_threshold,
-                agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
-                objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
-                spread_ratio=spread_ratio, spread_margin=spread_margin,
-                random_state=random_state,
-                n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
-        info["guard"] = dec.info
-        cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
-    with stages("fusion"):
-        if fusion == "guarded":
-            pass
-        elif fusion == "adaptive":
-            mods = [X, g.concept, g.attribute] + [f for _, f in levels]
-            fused, w = adaptive_fusion(mods, gamma, fusion_mode, device=device)
-            names = ["image", "concepts", "attributes"] + [n for n, _ in levels]
-            info["mean_fusion_weights"] = _mean_weights(names, w)
-        else:
-            fused = concat([kec_concat(X, g.kappa)] + [f for _, f in levels])
+        levels, linfo = _transported_levels(X, texts, stages, p, k)
+        level_map = linfo.pop("_level_map")
+        info.update(linfo)
+    grounder = OTGrounder(kf.zeta, kf.attr_emb, p.reg, p.ot_method, p.attribute_mode,
+                          dict(p.ot_params or {}))
+    fi = FusionInput(X, k, kf, g, p, stages, levels, info, grounder, level_map)
+    out = resolve_fusion("kec+cae", p.fusion)(fi)
     del levels
-    if fusion != "guarded":
-        with stages("cluster"):
-            labels, cinfo = _cluster(fused, k, clusterer, random_state, clusterer_params, device)
+    fi.levels = []
     with stages("naming"):
-        clusters = name_clusters(X, labels, k, kf, g, n_names=n_names,
-                                 n_attributes=n_attributes, device=device)
-    params = {"n_clusters": k, "device": device, "reg": reg,
-              "ot_method": ot_method, "ot": _jsonable(ot_params),
-              "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
-              "fusion": fusion, "fusion_mode": fusion_mode, "gamma": gamma,
-              "beta": beta, "corroboration_threshold": corroboration_threshold,
-              "agreement_threshold": agreement_threshold,
-              "agreement_margin": agreement_margin,
-              "objective_tolerance": objective_tolerance, "anchor_weight": anchor_weight,
-              "spread_ratio": spread_ratio, "spread_margin": spread_margin,
-              "nouns": nouns is not None,
-              "captions": caption_source, "top_k": top_k,
-              "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
-              "clusterer": cinfo}
-    return MethodResult("kec+cae", labels, stages.timings, params, clusters, info=info,
-                        features=fused if keep_features else None)
+        clusters = name_clusters(X, out.labels, k, kf, g, n_names=p.n_names,
+                                 n_attributes=p.n_attributes, device=p.device)
+    used = {"n_clusters": k, "device": p.device, "reg": p.reg,
+            "ot_method": p.ot_method, "ot": jsonable(p.ot_params),
+            "attribute_mode": p.attribute_mode, "pair_attributes": p.pair_attributes,
+            "fusion": p.fusion, "fusion_mode": p.fusion_mode, "gamma": p.gamma,
+            **{name: p[name] for name in _GUARD_PARAMS},
+            "nouns": nouns is not None,
+            "captions": caption_source, "top_k": p.top_k,
+            "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
+            "clusterer": out.clusterer}
+    return _done(MethodResult("kec+cae", out.labels, stages.timings, used, clusters,
+                              info=info,
+                              features=out.features if p.keep_features else None),
+                 out.features, out.feature_map)
 
 
 def _knowledge(kf: Any, X: np.ndarray, pair_attributes: bool) -> KnowledgeFeatures:
@@ -664,26 +470,24 @@ def run_method(
     knowledge: KnowledgeFeatures | None = None,
     **params: Any,
 ) -> MethodResult:
-    """Run the method called ``name`` (see :data:`METHOD_NAMES`).
+    """Run the method called ``name`` (see :data:`METHOD_NAMES`): its registry entry
+    names the function and the inputs it requires or uses.
 
     ``tac`` and ``cae`` need ``nouns``; ``kec`` and ``kec+cae`` need ``knowledge``
-    (``nouns``/``captions`` add optional levels to ``kec+cae``). Other keyword
-    arguments go to the method's function.
+    (``nouns``/``captions`` add optional levels to ``kec+cae``, ``captions`` to
+    ``cae``). Inputs the method does not use are not passed on. Other keyword
+    arguments are the method's parameters (:func:`kec.cluster.params.method_params`).
     """
     if name not in METHOD_NAMES:
         raise ClusteringInputError(f"unknown method {name!r}; choose from {METHOD_NAMES}")
-    if name in ("tac", "cae") and nouns is None:
-        raise ClusteringInputError(f"method {name!r} needs noun features (--nouns)")
-    if name in ("kec", "kec+cae") and knowledge is None:
-        raise ClusteringInputError(
-            f"method {name!r} needs a knowledge file (--knowledge), made by 'kec knowledge build'"
-        )
-    if name == "kmeans":
-        return run_kmeans(X, n_clusters, **params)
-    if name == "tac":
-        return run_tac(X, nouns, n_clusters, **params)
-    if name == "cae":
-        return run_cae(X, nouns, n_clusters, captions=captions, **params)
-    if name == "kec":
-        return run_kec(X, knowledge, n_clusters, **params)
-    return run_kec_cae(X, knowledge, n_clusters, nouns=nouns, captions=captions, **params)
+    spec = method_spec(name)
+    given = {"nouns": nouns, "captions": captions, "knowledge": knowledge}
+    missing = [i for i in spec.requires if given[i] is None]
+    if missing:
+        raise ClusteringInputError(f"method {name!r} needs " + " and ".join(
+            f"{INPUTS[i]['what']} ({i}=..., made by '{INPUTS[i]['made_by']}')"
+            for i in missing))
+    inputs = {i: given[i] for i in spec.inputs if i in given}
+    if name == "cae":  # the knowledge's captions reach cae through prepare_inputs
+        inputs.pop("knowledge", None)
+    return resolve(name, "function")(X, n_clusters=n_clusters, **inputs, **params)

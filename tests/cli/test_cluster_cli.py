@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from kec.cli import cluster as cluster_cli
 from kec.cli.main import main
+from kec.cluster import inputs as inputs_module
 from kec.features import save_features
 from kec.knowledge.document import save_knowledge
 from kec.knowledge.labels import read_groups
@@ -82,7 +82,7 @@ def test_cluster_writes_assignments_and_summary(files, method, capsys):
 
 
 def test_cluster_kec_names_clusters(files, monkeypatch):
-    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
     out = files["tmp"] / "result-kec"
     rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
                "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
@@ -99,7 +99,7 @@ def test_cluster_kec_names_clusters(files, monkeypatch):
 
 
 def test_cluster_kec_cae_runs(files, monkeypatch):
-    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
     out = files["tmp"] / "result-kc"
     rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec+cae",
                "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
@@ -112,7 +112,7 @@ def test_cluster_kec_cae_runs(files, monkeypatch):
 
 
 def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):
-    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
     doc = json.loads(files["knowledge"].read_text())
     for c in doc["concepts"]:
         c["captions"] = [f"a photo of {c['name']} on a table", f"{c['name']} outdoors"]
@@ -129,11 +129,17 @@ def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):
     assert summary["inputs"]["captions"]["from_knowledge"] == "../k-captions.json"
     assert summary["metrics"]["acc"] >= 0.9
     assert "not used" not in capsys.readouterr().err
-    # a knowledge file without captions cannot stand in for a caption corpus
-    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "cae",
-               "--nouns", str(files["nouns"]), "--knowledge", str(files["knowledge"]),
-               "--text-encoder", "hash", "--overclusters", "6", "--out", str(out)])
-    assert rc != 0 and "holds no captions" in capsys.readouterr().err
+    # without captions, a concept's description and "<name>, <attribute>" stand in
+    # (kec.cluster.inputs.knowledge_captions), as in kec bench; lint drops this file's
+    # attributes ("apple shape": a prompt copy) and descriptions, so nothing is left
+    argv = ["cluster", str(files["images"]), "--k", "3", "--method", "cae",
+            "--nouns", str(files["nouns"]), "--knowledge", str(files["knowledge"]),
+            "--text-encoder", "hash", "--overclusters", "6", "--out", str(out)]
+    assert main(argv) == 2
+    assert "give --captions CAPTIONS.safetensors or --keep-flagged" in capsys.readouterr().err
+    assert main([*argv, "--keep-flagged"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["captions"]["count"] == 3 * (1 + 2)
 
 
 def _error(capsys, argv):
@@ -175,7 +181,7 @@ def test_clear_errors(files, capsys, tmp_path):
 
 
 def test_text_encoder_dimension_is_checked(files, capsys, monkeypatch):
-    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: HashEncoder(dim=8))
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: HashEncoder(dim=8))
     err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", "--method", "kec",
                           "--knowledge", str(files["knowledge"]), "--text-encoder", "x",
                           "--out", str(files["tmp"] / "r")])
@@ -257,7 +263,7 @@ def test_a_run_that_cannot_write_its_summary_leaves_the_previous_run_whole(files
 
 @pytest.mark.parametrize("change", ["no concepts", "not knowledge"])
 def test_unusable_knowledge_is_an_input_error(files, capsys, monkeypatch, change):
-    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
     doc = json.loads(files["knowledge"].read_text())
     if change == "no concepts":
         doc["concepts"], doc["pairs"] = [], []
@@ -293,3 +299,44 @@ def test_no_warning_when_every_cluster_has_members(files, tmp_path, capsys):
                  str(tmp_path / "r")]) == 0
     assert "warning" not in capsys.readouterr().err
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["warnings"] == []
+
+
+@pytest.mark.parametrize(("opts", "said"), [
+    (["--method", "kec", "--clusterer", "agglomerative"],
+     "--clusterer is not used by fusion 'guarded' (only by 'concat'); leave it at its "
+     "default or set --fusion concat"),
+    (["--method", "kec", "--fusion", "concat", "--beta", "0.5"],
+     "--beta is not used by fusion 'concat'"),
+    (["--method", "kec+cae", "--gamma", "0.1"],
+     "--gamma is not used by fusion 'guarded' (only by 'adaptive'); leave it at its "
+     "default or set --fusion sum"),
+])
+def test_a_flag_the_chosen_fusion_ignores_is_an_error_before_any_work(files, capsys,
+                                                                       opts, said):
+    out = files["tmp"] / "never-written"
+    err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", *opts,
+                          "--knowledge", str(files["knowledge"]), "--out", str(out)])
+    assert said in err and "fusion=" not in err, "phrased for the command line"
+    assert not out.exists()
+
+
+def test_a_method_flag_the_method_does_not_take_warns(files, capsys):
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--tau", "0.01",
+               "--out", str(files["tmp"] / "r")])
+    assert rc == 0
+    assert "--tau is not used by --method kmeans" in capsys.readouterr().err
+
+
+def test_spread_ratio_inf_turns_the_spread_check_off(files, capsys, monkeypatch):
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
+    out = files["tmp"] / "r-inf"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+               "--knowledge", str(files["knowledge"]), "--text-encoder", "hash",
+               "--spread-ratio", "inf", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["spread_ratio"] in ("inf", float("inf"), None)
+    err = _error(capsys, ["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+                          "--knowledge", str(files["knowledge"]), "--beta", "inf",
+                          "--out", str(out)])
+    assert "--beta must be a finite number >= 0" in err

@@ -107,7 +107,8 @@ def test_missing_inputs_and_bad_arguments(world):
         run_method("tac", X, 4, nouns=nouns[:, :8])
     with pytest.raises(ClusteringInputError, match="dimension mismatch"):
         run_method("kec", unit(X[:, :8]), 4, knowledge=kf)
-    with pytest.raises(ClusteringInputError, match="unknown clusterer"):
+    with pytest.raises(ClusteringInputError,
+                       match="'clusterer' parameter of run_kmeans must be a str among"):
         run_method("kmeans", X, 4, clusterer="dbscan")
     bad = X.copy()
     bad[2, 2] = np.nan

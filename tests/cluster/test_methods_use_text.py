@@ -205,3 +205,20 @@ def test_cae_matrix(nuisance_world):
     w = _softmax(np.stack([(unit(X) * p).sum(1), (xu * p).sum(1)], axis=1) / gamma)
     want = w[:, :1] * X + w[:, 1:] * xu
     np.testing.assert_allclose(res.features, want, atol=2e-3)
+
+
+@pytest.mark.parametrize("runner", [run_kec, run_kec_cae])
+def test_predict_maps_held_out_items_through_the_nuisance_projection(nuisance_world,
+                                                                    runner):
+    """Guarded fusion's nuisance mode clusters [x_perp ; beta c ; beta a]: new items are
+    projected with the fitted basis and grounded, so they follow the classes, not the
+    nuisance."""
+    X, y, g, _, kf = nuisance_world
+    held = np.arange(y.size) % 5 == 0
+    res = runner(X[~held], kf, K, random_state=0, keep_features=True)
+    assert res.info["guard"]["mode"] == "nuisance"
+    np.testing.assert_allclose(res.feature_map(X[~held]), res.features, atol=2e-5)
+    np.testing.assert_array_equal(res.predict(X[~held]), res.labels)
+    predicted = res.predict(X[held])
+    assert cluster_accuracy(y[held], predicted) >= 0.9
+    assert cluster_accuracy(g[held], predicted) <= 0.6
