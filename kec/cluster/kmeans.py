@@ -45,6 +45,7 @@ from kec.cluster._checks import (
     ClusteringInputError,
     as_features,
     check_n_clusters,
+    check_real_dtype,
 )
 from kec.cluster.backend import (
     Backend,
@@ -151,6 +152,18 @@ def _equal(nx: Backend, a: Any, b: Any) -> bool:
     if _torch(nx):
         return bool(nx.torch.equal(a, b))
     return bool(np.array_equal(a, b))
+
+
+def _text_or_bool(arr: np.ndarray) -> bool:
+    """Whether ``arr`` holds booleans or text (which scikit-learn would turn into floats).
+
+    Object arrays of numbers pass (scikit-learn's convention); complex input is left to
+    scikit-learn's own message.
+    """
+    if arr.dtype.kind in "bUS":
+        return True
+    return arr.dtype == object and any(
+        isinstance(v, (str, bytes, bool, np.bool_)) for v in arr.flat)
 
 
 # --------------------------------------------------------------------------- math
@@ -477,6 +490,14 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
         """
         device = resolve_device(self.device)
         if not is_torch(X):
+            if not sparse.issparse(X):
+                # as the estimators: bool and string arrays are refused, not converted
+                try:
+                    arr = np.asarray(X)
+                except ValueError:  # ragged rows: scikit-learn's check says so below
+                    arr = None
+                if arr is not None and _text_or_bool(arr):
+                    check_real_dtype(arr, "features")
             try:
                 X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64],
                                   ensure_all_finite=False)

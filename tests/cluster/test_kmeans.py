@@ -140,6 +140,39 @@ def test_bad_features():
         SphericalKMeans(2).fit(sparse.random(10, 3, density=0.5, format="csr"))
 
 
+@pytest.mark.parametrize("bad", [
+    np.array([[True, False], [False, True], [True, True]]),
+    np.array([["1.0", "0.0"], ["0.0", "1.0"], ["1", "1"]]),
+    np.array([["1.0", 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=object),
+    np.array([[True, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=object),
+    [["1.0", "0.0"], ["0.0", "1.0"], ["1", "1"]],
+])
+def test_bool_and_string_features_are_refused_as_by_the_estimators(bad):
+    # issue 17.8: scikit-learn's check would convert them to floats
+    from kec.cluster._checks import as_features
+
+    with pytest.raises(ClusteringInputError, match="must be real numbers") as km:
+        SphericalKMeans(2).fit(bad)
+    with pytest.raises(ClusteringInputError, match="must be real numbers") as shared:
+        as_features(bad)
+    assert str(km.value) == str(shared.value)
+    km_fit = SphericalKMeans(2, random_state=0).fit(random_unit(6, 2))
+    with pytest.raises(ClusteringInputError, match="must be real numbers"):
+        km_fit.predict(bad)
+
+
+def test_object_arrays_of_numbers_are_read():
+    # scikit-learn's convention (check_dtype_object): numbers stored as objects are numbers
+    X = random_unit(6, 2)
+    km = SphericalKMeans(2, random_state=0).fit(X.astype(object))
+    np.testing.assert_array_equal(km.labels_, SphericalKMeans(2, random_state=0).fit_predict(X))
+
+
+def test_ragged_rows_are_refused_in_one_line():
+    with pytest.raises(ClusteringInputError):
+        SphericalKMeans(2).fit([[1.0, 0.0], [0.5]])
+
+
 def test_zero_rows_join_cluster_zero_with_a_warning():
     X, _, _ = blobs(10, 3, seed=8)
     Xz = np.vstack([X[:5], np.zeros((2, X.shape[1]), np.float32), X[5:]])
