@@ -229,6 +229,10 @@ class Backend:
         """Index of the maximum."""
         raise NotImplementedError
 
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        """Index of the minimum (the first, on ties)."""
+        raise NotImplementedError
+
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
         """The ``k`` largest values along ``axis``, sorted descending, and their indices."""
         raise NotImplementedError
@@ -358,6 +362,9 @@ class NumpyBackend(Backend):
 
     def argmax(self, x: Any, axis: int | None = None) -> Any:
         return np.argmax(x, axis=axis)
+
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        return np.argmin(x, axis=axis)
 
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
         n = x.shape[axis]
@@ -528,6 +535,9 @@ class TorchBackend(Backend):
 
     def argmax(self, x: Any, axis: int | None = None) -> Any:
         return self.torch.argmax(x, dim=axis)
+
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        return self.torch.argmin(x, dim=axis)
 
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
         k = int(min(k, x.shape[axis]))

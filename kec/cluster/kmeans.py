@@ -16,12 +16,20 @@ row-blocked matrix products (the ``N×K`` similarity matrix is never held, so 1.
 with K = 4,300 fits a GPU), centre updates a segment sum (a sparse one-hot product in
 numpy, ``index_add_`` in torch). Random numbers are always drawn by numpy on the host, so a
 seed gives the same seeds and restarts on every device.
+
+On numpy, Lloyd skips the rows whose label cannot change (:func:`_lloyd_bounded`: Yinyang
+bounds for cosine, the labels of a full assignment) and keeps the cluster sums up to
+date by moving only the rows that changed; the k-means++ seeding of all restarts runs
+in lockstep on one subsample (:func:`_kmeans_plusplus_batch`), so the sample is read
+once per step for all of them.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,7 +67,20 @@ ASSIGN_BLOCK_BYTES = 32 * 2**20
 """Similarity block held at once on the CPU (rows × K float32)."""
 DEVICE_BLOCK_BYTES = 1 * 2**30
 """Similarity block held at once on a GPU."""
+BOUND_GROUP = 10
+"""Centres per group in the bounds of :func:`_lloyd_bounded` (Ding et al.'s Yinyang
+k-means groups; 5, 10 and 20 skipped about as many rows at K = 100)."""
+BOUND_MARGIN = 1e-5
+"""A row is skipped only when its bounds are this far apart: far above the float32
+rounding of a unit-row similarity (~1e-7), so a skipped row keeps the label a full
+float32 assignment would give it."""
+BOUND_MAX_BYTES = 512 * 2**20
+"""Largest ``(N, K / BOUND_GROUP)`` float64 bound array; beyond it Lloyd assigns every
+row at every iteration."""
+SEED_BATCH_ENTRIES = 2**24
+"""Restarts seeded together hold at most this many candidate similarities."""
 ENGINES = ("kec", "faiss")
+_backend_np = get_backend(np.zeros(1))
 MATMUL_DTYPES = (None, "float32", "bfloat16", "float16")
 
 
@@ -126,19 +147,17 @@ def _lowest(nx: Backend, best: Any, m: int) -> np.ndarray:
 
 
 def _searchsorted(nx: Backend, cdf: Any, v: Any) -> Any:
-    """Indices ``i`` with ``cdf[i-1] < v <= cdf[i]``, clamped to the last index."""
+    """Per row ``r``: indices ``i`` with ``cdf[r, i-1] < v[r] <= cdf[r, i]``, clamped to
+    the last index (``cdf`` is ``(R, n)``, ``v`` is ``(R, t)``)."""
+    last = cdf.shape[-1] - 1
     if _torch(nx):
-        return nx.torch.searchsorted(cdf, v).clamp_(max=cdf.shape[0] - 1)
-    return np.minimum(np.searchsorted(cdf, v), cdf.shape[0] - 1)
-
-
-def _argmin(nx: Backend, x: Any) -> Any:
-    """Index of the smallest entry of a vector (a device scalar on torch: no sync)."""
-    return nx.torch.argmin(x) if _torch(nx) else int(np.argmin(x))
+        return nx.torch.searchsorted(cdf.contiguous(), v.contiguous()).clamp_(max=last)
+    return np.minimum(np.stack([np.searchsorted(c, t) for c, t in zip(cdf, v)]), last)
 
 
 def _cumsum(nx: Backend, x: Any) -> Any:
-    return nx.torch.cumsum(x, dim=0) if _torch(nx) else np.cumsum(x)
+    """Cumulative sums along the last axis."""
+    return nx.torch.cumsum(x, dim=-1) if _torch(nx) else np.cumsum(x, axis=-1)
 
 
 def _mean64(nx: Backend, x: Any) -> float:
@@ -260,49 +279,68 @@ def _kmeans_plusplus_indices(X: Any, k: int, rng: np.random.Generator) -> np.nda
     (the greedy variant of scikit-learn's ``kmeans_plusplus``). Returns ``K`` distinct
     host row indices.
     """
+    return _kmeans_plusplus_batch(X, k, [rng])[0]
+
+
+def _kmeans_plusplus_batch(X: Any, k: int, rngs: list[np.random.Generator]
+                           ) -> list[np.ndarray]:
+    """:func:`_kmeans_plusplus_indices` for several restarts at once, one per generator.
+
+    The restarts advance in lockstep: at each step the candidates of all of them are
+    compared to the sample in one matrix product, which reads the sample once instead of
+    once per restart (each step is bound by reading it). Every restart draws from its own
+    generator, so its seeds are those it would get alone.
+    """
     nx = get_backend(X)
     trials = 2 + int(math.log(k))
     if _torch(nx):
-        return _kmeans_plusplus_loop(X, X.T, k, trials, rng, nx)
-    # numpy: each step streams the whole sample through a thin product, which is bound by
-    # memory bandwidth; one BLAS thread is faster there (4x on two busy cores), and the
-    # transposed copy makes every candidate's similarities one contiguous row
+        return _kmeans_plusplus_loop(X, X.T, k, trials, rngs, nx)
+    # numpy: one BLAS thread is faster for these thin products (4x on two busy cores),
+    # and the transposed copy makes every candidate's similarities one contiguous row
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, user_api="blas"):
-        return _kmeans_plusplus_loop(X, np.ascontiguousarray(X.T), k, trials, rng, nx)
+        return _kmeans_plusplus_loop(X, np.ascontiguousarray(X.T), k, trials, rngs, nx)
 
 
 def _kmeans_plusplus_loop(
-    X: Any, XT: Any, k: int, trials: int, rng: np.random.Generator, nx: Backend
-) -> np.ndarray:
-    """The seeding loop; on a GPU it queues work without waiting for it (one sync at the end)."""
-    n = X.shape[0]
-    first = int(rng.integers(n))
-    u = rng.random((k - 1, trials))  # every draw up front: the same stream on every backend
+    X: Any, XT: Any, k: int, trials: int, rngs: list[np.random.Generator], nx: Backend
+) -> list[np.ndarray]:
+    """The seeding loop, ``R = len(rngs)`` restarts in lockstep; on a GPU it queues work
+    without waiting for it (one sync at the end)."""
+    n, R = X.shape[0], len(rngs)
+    first = np.array([int(r.integers(n)) for r in rngs])
+    # every draw up front: the same stream on every backend
+    u = np.stack([r.random((k - 1, trials)) for r in rngs])  # (R, k - 1, trials)
+    rows = np.arange(R)
     if _torch(nx):
         u = nx.torch.as_tensor(u, dtype=nx.torch.float64, device=X.device)
-        idx = nx.torch.empty(k, dtype=nx.torch.int64, device=X.device)
+        idx = nx.torch.empty((R, k), dtype=nx.torch.int64, device=X.device)
+        rows = nx.torch.as_tensor(rows, device=X.device)
     else:
-        idx = np.empty(k, dtype=np.int64)
-    idx[0] = first
-    closest = nx.astype(nx.clip(1.0 - nx.matmul(X[first : first + 1], XT)[0], 0.0), "float64")
-    potential = nx.sum(closest)
+        idx = np.empty((R, k), dtype=np.int64)
+    idx[:, 0] = _index_host(nx, first, X)
+    closest = nx.astype(nx.clip(1.0 - nx.matmul(_index(nx, X, first), XT), 0.0), "float64")
+    potential = nx.sum(closest, axis=1)  # (R,)
     for c in range(1, k):
-        cand = _searchsorted(nx, _cumsum(nx, closest), u[c - 1] * potential)
-        dist = nx.clip(1.0 - nx.matmul(X[cand], XT), 0.0)  # (trials, n)
-        new = nx.minimum(closest[None, :], nx.astype(dist, "float64"))
-        pots = nx.sum(new, axis=1)
-        best = _argmin(nx, pots)
-        idx[c] = cand[best]
-        closest = new[best]
-        potential = pots[best]
-    idx = nx.to_numpy(idx).copy()
+        cand = _searchsorted(nx, _cumsum(nx, closest), u[:, c - 1] * potential[:, None])
+        dist = nx.clip(1.0 - nx.matmul(X[cand.reshape(-1)], XT), 0.0)  # (R * trials, n)
+        new = nx.minimum(closest[:, None, :], nx.astype(dist, "float64").reshape(R, trials, n))
+        pots = nx.sum(new, axis=2)  # (R, trials)
+        best = nx.argmin(pots, axis=1)
+        idx[:, c] = cand[rows, best]
+        closest = new[rows, best]
+        potential = pots[rows, best]
+    return [_distinct(nx.to_numpy(idx[r]).copy(), n, rngs[r]) for r in range(R)]
+
+
+def _distinct(idx: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``idx`` with repeated entries replaced by unused rows (drawn from ``rng``)."""
     _, kept = np.unique(idx, return_index=True)
-    if kept.size < k:
+    if kept.size < idx.size:
         # a point drawn twice: once every point coincides with a seed (zero potential, all
         # draws hit index 0) or through rounding noise; the repeats become unused points
-        again = np.setdiff1d(np.arange(k), kept)
+        again = np.setdiff1d(np.arange(idx.size), kept)
         idx[again] = rng.choice(np.setdiff1d(np.arange(n), idx), size=again.size,
                                 replace=False)
     return idx
@@ -316,11 +354,18 @@ def _update_centres(X: Any, labels: Any, best: Any, k: int) -> tuple[Any, int]:
     centres and the number of empty clusters.
     """
     nx = get_backend(X)
-    sums = _segment_sum(nx, X, labels, k)
-    counts = _bincount(nx, labels, k)
+    return _centres_from_sums(X, labels, lambda: best, k,
+                              _segment_sum(nx, X, labels, k), _bincount(nx, labels, k))
+
+
+def _centres_from_sums(X: Any, labels: Any, best: Any, k: int, sums: Any,
+                       counts: np.ndarray) -> tuple[Any, int]:
+    """:func:`_update_centres` from the cluster sums; ``best()`` gives the similarities
+    of the points to their centres, asked for only when a cluster is empty."""
+    nx = get_backend(X)
     empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        far = _lowest(nx, best, empty.size)
+    if empty.size:  # (sums is changed in place)
+        far = _lowest(nx, best(), empty.size)
         sums[_index_host(nx, empty, X)] = _index(nx, X, far)
     norms = nx.norm(sums, axis=1)
     degenerate = np.flatnonzero(nx.to_numpy(norms) < 1e-12)
@@ -342,6 +387,9 @@ def _lloyd(
     """
     nx = get_backend(X)
     k = C.shape[0]
+    groups = -(-k // BOUND_GROUP)
+    if nx.name == "numpy" and XL is None and X.shape[0] * groups * 8 <= BOUND_MAX_BYTES:
+        return _lloyd_bounded(X, C, max_iter, tol)
     labels, best = _assign(X, C, XL=XL)
     objective = _mean64(nx, best)
     n_empty = 0
@@ -360,6 +408,118 @@ def _lloyd(
         labels, best = _assign(X, C)
         objective = _mean64(nx, best)
     return C, labels, objective, n_iter, n_empty
+
+
+def _top2_rows(X: np.ndarray, C: np.ndarray, rows: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``X[rows]`` (all rows for ``None``): the most similar centre, its similarity
+    (float64) and the largest similarity in each group of :data:`BOUND_GROUP` other
+    centres, ``(n, G)`` float64."""
+    A = X if rows is None else X[rows]
+    S = A @ np.ascontiguousarray(C.T)
+    r = np.arange(S.shape[0])
+    lab = S.argmax(axis=1)
+    best = S[r, lab].astype(np.float64)
+    S[r, lab] = -np.inf
+    k = S.shape[1]
+    groups = -(-k // BOUND_GROUP)
+    if groups * BOUND_GROUP != k:
+        S = np.concatenate([S, np.full((S.shape[0], groups * BOUND_GROUP - k), -np.inf,
+                                       np.float32)], axis=1)
+    upper = S.reshape(S.shape[0], groups, BOUND_GROUP).max(axis=2).astype(np.float64)
+    return lab, best, upper
+
+
+def _group_max(d: np.ndarray) -> np.ndarray:
+    """Largest entry of ``d`` in each group of :data:`BOUND_GROUP` consecutive entries."""
+    groups = -(-d.shape[0] // BOUND_GROUP)
+    padded = np.zeros(groups * BOUND_GROUP)
+    padded[: d.shape[0]] = d
+    return padded.reshape(groups, BOUND_GROUP).max(axis=1)
+
+
+def _lloyd_bounded(X: np.ndarray, C: np.ndarray, max_iter: int, tol: float
+                   ) -> tuple[np.ndarray, np.ndarray, float, int, int]:
+    r""":func:`_lloyd` on numpy, skipping rows whose label provably cannot change.
+
+    Each row keeps a lower bound :math:`l_i` on its similarity to its own centre and,
+    per group of :data:`BOUND_GROUP` other centres, an upper bound :math:`u_{ig}` on
+    its similarity to them (Yinyang k-means, Ding et al., ICML 2015, for cosine). When
+    the centres move by :math:`\delta_k = \|c_k' - c_k\|`, unit rows give
+    :math:`|x \cdot c_k' - x \cdot c_k| \le \delta_k`, so
+    :math:`l_i \mathrel{-}= \delta_{\ell_i}` and
+    :math:`u_{ig} \mathrel{+}= \max_{k \in g} \delta_k`. Rows with
+    :math:`\max_g u_{ig} + \text{margin} < l_i` keep their label; the others are
+    assigned again by one GEMM over those rows, which resets their bounds. Labels are
+    those of a full assignment (:data:`BOUND_MARGIN`); the objective is
+    :math:`\frac1N \sum_k c_k \cdot s_k` with :math:`s_k` the cluster sums.
+    """
+    nx = get_backend(X)
+    n, k = X.shape[0], C.shape[0]
+    labels, lower, upper = _top2_rows(X, C, None)
+    best = lower.copy()  # exact similarities, for empty clusters at the first update
+    sums = _segment_sum(nx, X, labels, k).astype(np.float64)
+    counts = _bincount(nx, labels, k)
+    objective = float(np.einsum("kd,kd->", C, sums)) / n
+    n_empty = n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned)
+        old = C
+        C, empty = _centres_from_sums(X, labels, partial(_own_similarity, X, old, labels, best),
+                                      k, sums.copy() if (counts == 0).any() else sums, counts)
+        C = C.astype(np.float32)
+        n_empty += empty
+        drift = np.sqrt(((C.astype(np.float64) - old) ** 2).sum(axis=1))
+        lower -= drift[labels]
+        upper += _group_max(drift)[None, :]
+        todo = np.flatnonzero(upper.max(axis=1) + BOUND_MARGIN >= lower)
+        best = None
+        moved = todo[:0]
+        if todo.size:
+            lab, low, up = _top2_rows(X, C, todo)
+            moved = np.flatnonzero(lab != labels[todo])
+            sums, counts = _move_rows(X, labels, sums, counts, todo[moved], lab[moved])
+            labels[todo], lower[todo], upper[todo] = lab, low, up
+        new_objective = float(np.einsum("kd,kd->", C, sums)) / n
+        improved = new_objective - objective
+        objective = new_objective
+        if moved.size == 0 or (empty == 0 and improved < tol):
+            break
+    return C, labels, objective, n_iter, n_empty
+
+
+def _move_rows(X: np.ndarray, labels: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+               rows: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster sums (float64) and sizes after ``rows`` move from ``labels[rows]`` to ``new``.
+
+    One signed sparse product over the moved rows; all rows again when most moved.
+    """
+    k = sums.shape[0]
+    if rows.size == 0:
+        return sums, counts
+    if rows.size > X.shape[0] // 4:
+        lab = labels.copy()
+        lab[rows] = new
+        return (_segment_sum(_backend_np, X, lab, k).astype(np.float64),
+                np.bincount(lab, minlength=k))
+    m = rows.size
+    signed = sparse.csr_matrix(
+        (np.r_[np.ones(m, np.float32), -np.ones(m, np.float32)],
+         (np.r_[new, labels[rows]], np.r_[np.arange(m), np.arange(m)])), shape=(k, m))
+    sums += signed @ X[rows]
+    counts = counts + np.bincount(new, minlength=k) - np.bincount(labels[rows], minlength=k)
+    return sums, counts
+
+
+def _own_similarity(X: np.ndarray, C: np.ndarray, labels: np.ndarray,
+                    known: np.ndarray | None) -> np.ndarray:
+    r""":math:`x_i \cdot c_{\ell_i}` for every row (``known`` when given: exact already)."""
+    if known is not None:
+        return known
+    out = np.empty(X.shape[0], dtype=np.float32)
+    step = max(1, (32 * 2**20) // (4 * X.shape[1]))
+    for s in range(0, X.shape[0], step):
+        out[s : s + step] = np.einsum("ij,ij->i", X[s : s + step], C[labels[s : s + step]])
+    return out
 
 
 def _faiss_run(X: np.ndarray, k: int, n_init: int, max_iter: int, seed: int,
@@ -403,7 +563,8 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
         or given ``(K, d)`` centres (then one restart).
     init_size : int or None
         k-means++ seeds from a random subsample of this many points (as scikit-learn's
-        ``MiniBatchKMeans``); default ``max(5·K, 2048)`` (the whole data when smaller).
+        ``MiniBatchKMeans``), one subsample shared by all restarts; default
+        ``max(5·K, 2048)`` (the whole data when smaller).
         Seeding is ``K`` sequential passes over the sample, bound by memory bandwidth;
         at 50,000 × 512 with K = 1,000 on two cores, samples of 2,048, 5,000 and 10,000
         points gave fits of 18.5, 14.9 and 20.8 s with objectives within 0.01 %.
@@ -607,6 +768,26 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
             X = _index(nx, X, np.sort(rng.choice(n, size=size, replace=False)))
         return _kmeans_plusplus(X, k, rng)
 
+    def _seeds(self, X: Any, k: int, rng: np.random.Generator,
+               run_rngs: list[np.random.Generator]) -> Iterator[Any]:
+        """Seed centres of every restart: k-means++ restarts share one subsample (drawn
+        from ``rng``) and are seeded together (:func:`_kmeans_plusplus_batch`), in groups
+        that keep the candidate similarities under :data:`SEED_BATCH_ENTRIES`."""
+        if not (isinstance(self.init, str) and self.init == "k-means++"):
+            for run_rng in run_rngs:
+                yield self._seed(X, k, run_rng)
+            return
+        nx = get_backend(X)
+        n = X.shape[0]
+        size = self.init_size if self.init_size is not None else max(5 * k, 2048)
+        size = int(min(n, max(size, k)))
+        if size < n:
+            X = _index(nx, X, np.sort(rng.choice(n, size=size, replace=False)))
+        group = max(1, SEED_BATCH_ENTRIES // ((2 + int(math.log(k))) * size))
+        for start in range(0, len(run_rngs), group):
+            for idx in _kmeans_plusplus_batch(X, k, run_rngs[start : start + group]):
+                yield _index(nx, X, idx)
+
     # ------------------------------------------------------------------ API
     def fit(self, X: Any, y: Any = None) -> SphericalKMeans:
         """Cluster ``X`` (rows are L2-normalised first).
@@ -658,10 +839,9 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
             low = self.matmul_dtype in ("bfloat16", "float16")
             XL = nx.astype(X, self.matmul_dtype) if low else None
             best_run = None
-            for _ in range(n_init):
-                run_rng = np.random.default_rng(rng.integers(2**63))
-                run = _lloyd(X, self._seed(X, k, run_rng), int(self.max_iter), float(self.tol),
-                             XL)
+            run_rngs = [np.random.default_rng(rng.integers(2**63)) for _ in range(n_init)]
+            for seeds in self._seeds(X, k, rng, run_rngs):
+                run = _lloyd(X, seeds, int(self.max_iter), float(self.tol), XL)
                 if best_run is None or run[2] > best_run[2]:
                     best_run = run
         assert best_run is not None

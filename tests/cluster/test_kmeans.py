@@ -433,3 +433,54 @@ def test_engine_faiss_missing_is_a_clear_error(monkeypatch):
     with pytest.raises(KecError, match="kec\\[faiss\\]"):
         SphericalKMeans(2, engine="faiss").fit(random_unit(10, 3))
     assert km_mod.ENGINES == ("kec", "faiss")
+
+
+# --------------------------------------------------------------------------- issue 17.11
+def _plain_lloyd(X, C0, iters, tol=0.0):
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(km_mod, "BOUND_MAX_BYTES", 0)  # every row assigned at every iteration
+        return _lloyd(X, C0, iters, tol)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 25), dup=st.booleans())
+def test_bounded_lloyd_equals_full_assignment(seed, k, dup):
+    """Rows skipped by the bounds keep the label a full assignment gives them."""
+    X, _, _ = blobs(40, 8, d=16, seed=seed % 1000)
+    C0 = _kmeans_plusplus(X, k, np.random.default_rng(seed))
+    if dup:  # two identical seeds: one cluster starts empty
+        C0[1] = C0[0]
+    fast = _lloyd(X, C0, 30, 0.0)
+    slow = _plain_lloyd(X, C0, 30)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    np.testing.assert_allclose(fast[0], slow[0], atol=1e-5)
+    assert fast[2] == pytest.approx(slow[2], abs=1e-6)
+    assert fast[3:] == slow[3:]
+    # and the labels are the argmax over the returned centres
+    np.testing.assert_array_equal(fast[1], (X @ fast[0].T).argmax(axis=1))
+
+
+def test_bounded_lloyd_skips_rows(monkeypatch):
+    X = random_unit(3000, 16, seed=2)  # no cluster structure: many Lloyd iterations
+    C0 = _kmeans_plusplus(X, 20, np.random.default_rng(1))
+    rows = []
+    original = km_mod._top2_rows
+
+    def spy(X_, C_, idx):
+        rows.append(X_.shape[0] if idx is None else idx.size)
+        return original(X_, C_, idx)
+
+    monkeypatch.setattr(km_mod, "_top2_rows", spy)
+    _, _, _, n_iter, _ = _lloyd(X, C0, 50, 0.0)
+    assert n_iter >= 5 and len(rows) == n_iter + 1
+    assert sum(rows) < 0.7 * X.shape[0] * len(rows)  # most later rows skipped
+    assert _lloyd(X, C0, 50, 0.0)[2] == pytest.approx(_plain_lloyd(X, C0, 50)[2], abs=1e-6)
+
+
+def test_restarts_seeded_together_get_their_own_seeds():
+    X = random_unit(300, 8, seed=5)
+    batch = km_mod._kmeans_plusplus_batch(X, 7, [np.random.default_rng(s) for s in (1, 2, 3)])
+    alone = [_kmeans_plusplus_indices(X, 7, np.random.default_rng(s)) for s in (1, 2, 3)]
+    for a, b in zip(batch, alone):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batch[0], batch[1])
