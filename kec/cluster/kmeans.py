@@ -413,29 +413,30 @@ def _lloyd(
 def _top2_rows(X: np.ndarray, C: np.ndarray, rows: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For ``X[rows]`` (all rows for ``None``): the most similar centre, its similarity
-    (float64) and the largest similarity in each group of :data:`BOUND_GROUP` other
-    centres, ``(n, G)`` float64."""
+    (float64) and the largest similarity in each group of other centres
+    (:func:`_group_max`), ``(n, G)`` float64."""
     A = X if rows is None else X[rows]
     S = A @ np.ascontiguousarray(C.T)
     r = np.arange(S.shape[0])
     lab = S.argmax(axis=1)
     best = S[r, lab].astype(np.float64)
     S[r, lab] = -np.inf
-    k = S.shape[1]
-    groups = -(-k // BOUND_GROUP)
-    if groups * BOUND_GROUP != k:
-        S = np.concatenate([S, np.full((S.shape[0], groups * BOUND_GROUP - k), -np.inf,
-                                       np.float32)], axis=1)
-    upper = S.reshape(S.shape[0], groups, BOUND_GROUP).max(axis=2).astype(np.float64)
-    return lab, best, upper
+    return lab, best, _group_max(S).astype(np.float64)
 
 
-def _group_max(d: np.ndarray) -> np.ndarray:
-    """Largest entry of ``d`` in each group of :data:`BOUND_GROUP` consecutive entries."""
-    groups = -(-d.shape[0] // BOUND_GROUP)
-    padded = np.zeros(groups * BOUND_GROUP)
-    padded[: d.shape[0]] = d
-    return padded.reshape(groups, BOUND_GROUP).max(axis=1)
+def _group_max(S: np.ndarray) -> np.ndarray:
+    """Row-wise maxima of ``S`` over the ``G = ceil(K / BOUND_GROUP)`` groups of centres,
+    centre ``j`` in group ``j mod G`` (so the reduction runs over contiguous rows of G).
+
+    ``S`` is ``(n, K)`` (or ``(K,)``); returns ``(n, G)`` (or ``(G,)``).
+    """
+    k = S.shape[-1]
+    G = -(-k // BOUND_GROUP)
+    out = S[..., :G].copy()
+    for j in range(G, k, G):  # elementwise maxima of column slabs: vectorised over rows
+        part = S[..., j : j + G]
+        np.maximum(out[..., : part.shape[-1]], part, out=out[..., : part.shape[-1]])
+    return out
 
 
 def _lloyd_bounded(X: np.ndarray, C: np.ndarray, max_iter: int, tol: float
