@@ -6,9 +6,14 @@ structure and noise), interleaved over ``--repeats`` rounds; the median time is 
 The objective is the spherical one, :math:`\\sum_i \\max_k x_i \\cdot c_k` (sum of the cosine
 of every point to its closest returned centre), computed the same way for every engine.
 
-faiss runs ``faiss.Kmeans(d, k, niter, nredo, spherical=True)`` (random seeds, exactly
-``niter`` iterations per restart); kec runs greedy k-means++ seeds from a subsample and at
-most ``niter`` Lloyd iterations per restart (it stops early when no label changes).
+faiss runs ``faiss.Kmeans(d, k, niter=iters, nredo=restarts, spherical=True,
+max_points_per_centroid=max(256, n // k + 1))`` (random seeds; faiss 1.15 stops a restart
+early once its objective no longer improves, ``early_stop_threshold=0``); kec runs
+``SphericalKMeans(k, n_init=restarts, max_iter=iters, tol=0.0)``: greedy k-means++ seeds
+from a subsample and at most ``iters`` Lloyd iterations per restart (it stops when no
+label changes). Every process is pinned to ``--threads`` threads: OMP/OpenBLAS/MKL
+environment variables before numpy starts, then threadpoolctl, ``faiss.omp_set_num_threads``
+and ``torch.set_num_threads`` when torch is loaded.
 
 Usage::
 
@@ -65,8 +70,17 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _pin_threads(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
     """One fit in this process: time, objective, memory."""
+    _pin_threads(args.threads)
     X = clip_like(args.n, args.d, args.classes, seed=args.seed)
     rss0 = _rss_mib()
     if engine == "faiss":
@@ -79,7 +93,8 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
                           max_points_per_centroid=max(256, args.n // args.k + 1))
         km.train(X)
         secs = time.perf_counter() - t0
-        C, iters = np.asarray(km.centroids), args.iters
+        # iterations of the run faiss kept (its early stop); with restarts, -1 (unknown)
+        C, iters = np.asarray(km.centroids), len(km.obj) if args.n_init == 1 else -1
     else:
         sys.path.insert(0, str(ROOT))
         from kec.cluster.kmeans import SphericalKMeans
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-init", type=int, default=10)
     ap.add_argument("--iters", type=int, default=20, help="max iterations per restart")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engines", default="faiss,kec,kec-faiss")
