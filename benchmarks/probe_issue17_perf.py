@@ -5,8 +5,8 @@ Item 9: ``solve_ot(X, U, method, tol=...)`` at 2,000 × 800 float32 CLIP-like fe
 for auto, chunked, semi_relaxed and partial (default rho 1, mass 0.9) at tol 1e-4 and
 1e-6 (the issue's 7 failing cases are among these 8), must converge, report
 ``converged`` only when the returned plan, rebuilt densely in float64, meets every
-constraint to ``tol``, and report that float64 error as ``marginal_error``. Item 8: bool and string arrays given to
-``SphericalKMeans`` are refused with the estimators' message.
+constraint to ``tol``, and report that float64 error as ``marginal_error``. Item 8: bool
+and string arrays given to ``SphericalKMeans`` are refused with the estimators' message.
 
 Usage::
 
