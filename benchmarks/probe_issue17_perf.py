@@ -42,7 +42,7 @@ def float64_error(X: np.ndarray, U: np.ndarray, res, method: str) -> float:
         target = b * np.exp(-res.reg * (res.log_v - np.log(b)))
         return float(np.abs(row - a).sum() + np.abs(col - target).sum())
     free = res.log_v < -1e-12
-    capped = res.log_u < res.info.get("log_u_cap", np.inf) - 1e-12  # (older kec: none)
+    capped = res.log_u < res.info.get("log_u_cap", -np.inf) - 1e-12  # (older kec: none)
     return float(abs(T.sum() - 0.9) + np.abs(col - b)[free].sum()
                  + np.maximum(col - b, 0)[~free].sum() + np.abs(row - a)[capped].sum()
                  + np.maximum(row - a, 0)[~capped].sum())
