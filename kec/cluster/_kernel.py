@@ -78,6 +78,31 @@ _F64_SPAN = 0.5 * -float(np.log(np.finfo(np.float64).tiny))
 """Log-weights spanning more than this are split into groups in float64 sums."""
 
 
+def _over_ranks(nx: Backend, c: float, acc: Any) -> tuple[float, Any]:
+    r"""Column sums :math:`e^{c}\,\mathrm{acc}` over every rank's rows
+    (:mod:`kec.cluster.distributed`): the largest scale :math:`\hat c = \max_r c_r`, then
+    :math:`\sum_r e^{c_r - \hat c}\,\mathrm{acc}_r` (one all-reduce of ``M`` floats).
+    ``(c, acc)`` unchanged in one process."""
+    rows = nx.rows
+    if not rows.distributed:
+        return c, acc
+    top = rows.max(float(c))
+    if not np.isfinite(top):
+        return c, acc
+    scale = float(np.exp(c - top)) if np.isfinite(c) else 0.0
+    return top, rows.sum(acc * scale)
+
+
+def _lse_over_ranks(nx: Backend, lse: Any) -> Any:
+    """Elementwise log-sum-exp of ``lse`` over the ranks (``lse`` in one process)."""
+    rows = nx.rows
+    if not rows.distributed:
+        return lse
+    top = rows.max(lse)
+    safe = nx.where(nx.isfinite(top), top, 0.0)
+    return safe + nx.log(rows.sum(nx.exp(lse - safe)))
+
+
 class KernelBlocks:
     """Stabilised kernel of ``S = X Uᵀ / reg``, by row blocks, cached within a budget.
 
@@ -406,12 +431,13 @@ class KernelBlocks:
             c = self._add_columns(acc, c, K, alpha[sl] + self.shift[sl], self.dtype_name)
         if not columns:
             return alpha, None
+        c, acc = _over_ranks(nx, c, acc)
         L = c + nx.log(nx.maximum(acc, 0.0))
         bad = ~(acc > 0)
         if nx.any(bad):
             idx = nx.flatnonzero(bad)
             self.n_exact_cols += int(idx.shape[0])
-            L[idx] = self.exact_col_lse(idx, alpha)
+            L[idx] = _lse_over_ranks(nx, self.exact_col_lse(idx, alpha))
         return alpha, L
 
     # ------------------------------------------------------------------ float64 check
@@ -470,6 +496,7 @@ class KernelBlocks:
             t = alpha[sl] + self.shift[sl]
             rows[sl] = nx.exp(t + b_hat) * nx.matmul(K, v)
             c = self._add_columns(acc, c, K, t, "float64", span=_F64_SPAN)
+        c, acc = _over_ranks(nx, c, acc)
         cols = nx.exp(beta + c + nx.log(acc))
         return rows, cols
 

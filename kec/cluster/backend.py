@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kec.cluster._checks import ClusteringInputError
+from kec.cluster.distributed import RowGroup, current_rows
 
 DEVICES = ("auto", "cpu", "cuda")
 _DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
@@ -125,6 +126,18 @@ class Backend:
     def dtype_of(self, x: Any) -> str:
         """Canonical dtype name of ``x``."""
         return dtype_name(x.dtype)
+
+    # ---------------------------------------------------------------- row sharding
+    @property
+    def rows(self) -> RowGroup:
+        """The processes holding the other rows of the problem
+        (:func:`kec.cluster.distributed.current_rows`; the identity in one process)."""
+        return current_rows()
+
+    def reduce_sum(self, x: Any) -> Any:
+        """``x`` summed over the processes that hold the other rows (:mod:`kec.cluster.
+        distributed`); ``x`` itself in one process. Used for every sum over item rows."""
+        return current_rows().sum(x)
 
     # ---------------------------------------------------------------- creation
     def zeros(self, shape: int | tuple[int, ...], *, dtype: object = None,

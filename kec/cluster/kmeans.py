@@ -81,6 +81,11 @@ BOUND_MAX_BYTES = 512 * 2**20
 row at every iteration."""
 SEED_BATCH_ENTRIES = 2**24
 """Restarts seeded together hold at most this many candidate similarities."""
+RESTART_TIE = 1e-6
+"""A restart replaces the best so far only when its mean cosine is higher by more than
+this (relative): closer objectives are equal within the float32 rounding of the cluster
+sums, and the first restart is kept, so the winner does not depend on summation order
+(how rows are split over processes, :mod:`kec.cluster.distributed`)."""
 ENGINES = ("kec", "faiss")
 _backend_np = get_backend(np.zeros(1))
 MATMUL_DTYPES = (None, "float32", "bfloat16", "float16")
@@ -163,16 +168,16 @@ def _cumsum(nx: Backend, x: Any) -> Any:
 
 
 def _mean64(nx: Backend, x: Any) -> float:
-    """Mean as a Python float, summed in float64."""
-    if _torch(nx):
-        return float(x.double().mean())
-    return float(x.mean(dtype=np.float64))
+    """Mean over all rows (every rank's, :mod:`kec.cluster.distributed`) as a Python
+    float, summed in float64."""
+    total = float(x.double().sum()) if _torch(nx) else float(x.sum(dtype=np.float64))
+    return nx.reduce_sum(total) / nx.rows.total(x.shape[0])
 
 
 def _equal(nx: Backend, a: Any, b: Any) -> bool:
-    if _torch(nx):
-        return bool(nx.torch.equal(a, b))
-    return bool(np.array_equal(a, b))
+    """Whether ``a`` and ``b`` are equal on every rank."""
+    same = bool(nx.torch.equal(a, b)) if _torch(nx) else bool(np.array_equal(a, b))
+    return nx.reduce_sum(int(not same)) == 0
 
 
 def _text_or_bool(arr: np.ndarray) -> bool:
@@ -357,24 +362,33 @@ def _update_centres(X: Any, labels: Any, best: Any, k: int) -> tuple[Any, int]:
     """
     nx = get_backend(X)
     return _centres_from_sums(X, labels, lambda: best, k,
-                              _segment_sum(nx, X, labels, k), _bincount(nx, labels, k))
+                              nx.reduce_sum(_segment_sum(nx, X, labels, k)),
+                              nx.reduce_sum(_bincount(nx, labels, k)))
 
 
 def _centres_from_sums(X: Any, labels: Any, best: Any, k: int, sums: Any,
                        counts: np.ndarray) -> tuple[Any, int]:
     """:func:`_update_centres` from the cluster sums; ``best()`` gives the similarities
-    of the points to their centres, asked for only when a cluster is empty."""
+    of the points to their centres, asked for only when a cluster is empty.
+
+    ``sums`` and ``counts`` are over all rows (every rank's); the points that replace
+    empty or degenerate centres are chosen over all rows too."""
     nx = get_backend(X)
+    rows = nx.rows
     empty = np.flatnonzero(counts == 0)
     if empty.size:  # (sums is changed in place)
-        far = _lowest(nx, best(), empty.size)
-        sums[_index_host(nx, empty, X)] = _index(nx, X, far)
+        far = (rows.lowest(best(), empty.size) if rows.distributed
+               else _lowest(nx, best(), empty.size))
+        sums[_index_host(nx, empty, X)] = rows.take(X, far)
     norms = nx.norm(sums, axis=1)
     degenerate = np.flatnonzero(nx.to_numpy(norms) < 1e-12)
     if degenerate.size:  # members cancel out exactly: keep one member as the centre
         lab = nx.to_numpy(labels)
+        start = rows.offset(X.shape[0])
         for c in degenerate:
-            sums[int(c)] = _index(nx, X, np.flatnonzero(lab == c)[:1])[0]
+            mine = np.flatnonzero(lab == c)[:1] + start
+            first = rows.min(np.int64(mine[0] if mine.size else np.iinfo(np.int64).max))
+            sums[int(c)] = rows.take(X, np.array([first]))[0]
         norms = nx.norm(sums, axis=1)
     return sums / norms[:, None], int(empty.size)
 
@@ -390,7 +404,8 @@ def _lloyd(
     nx = get_backend(X)
     k = C.shape[0]
     groups = -(-k // BOUND_GROUP)
-    if nx.name == "numpy" and XL is None and X.shape[0] * groups * 8 <= BOUND_MAX_BYTES:
+    if nx.name == "numpy" and XL is None \
+            and nx.rows.max(X.shape[0]) * groups * 8 <= BOUND_MAX_BYTES:
         return _lloyd_bounded(X, C, max_iter, tol)
     labels, best = _assign(X, C, XL=XL)
     objective = _mean64(nx, best)
@@ -473,11 +488,13 @@ def _lloyd_bounded(X: np.ndarray, C: np.ndarray, max_iter: int, tol: float
     :math:`\frac1N \sum_k c_k \cdot s_k` with :math:`s_k` the cluster sums.
     """
     nx = get_backend(X)
-    n, k = X.shape[0], C.shape[0]
+    n, k = nx.rows.total(X.shape[0]), C.shape[0]
     labels, lower, upper = _top2_rows(X, C, None)
     best = lower.copy()  # exact similarities, for empty clusters at the first update
-    sums = _segment_sum(nx, X, labels, k).astype(np.float64)
-    counts = _bincount(nx, labels, k)
+    # this rank's sums and sizes; ``sums``, ``counts``: over every rank's rows
+    own_sums = _segment_sum(nx, X, labels, k).astype(np.float64)
+    own_counts = _bincount(nx, labels, k)
+    sums, counts, _ = _all_rows(nx, own_sums, own_counts, 0)
     objective = float(np.einsum("kd,kd->", C, sums)) / n
     n_empty = n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned)
@@ -495,14 +512,29 @@ def _lloyd_bounded(X: np.ndarray, C: np.ndarray, max_iter: int, tol: float
         if todo.size:
             lab, low, up = _top2_rows(X, C, todo)
             moved = np.flatnonzero(lab != labels[todo])
-            sums, counts = _move_rows(X, labels, sums, counts, todo[moved], lab[moved])
+            own_sums, own_counts = _move_rows(X, labels, own_sums, own_counts, todo[moved],
+                                              lab[moved])
             labels[todo], lower[todo], upper[todo] = lab, low, up
+        sums, counts, n_moved = _all_rows(nx, own_sums, own_counts, moved.size)
         new_objective = float(np.einsum("kd,kd->", C, sums)) / n
         improved = new_objective - objective
         objective = new_objective
-        if moved.size == 0 or (empty == 0 and improved < tol):
+        if n_moved == 0 or (empty == 0 and improved < tol):
             break
     return C, labels, objective, n_iter, n_empty
+
+
+def _all_rows(nx: Backend, sums: np.ndarray, counts: np.ndarray, moved: int
+              ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cluster sums, sizes and moved rows over every rank's rows, in one all-reduce
+    (this rank's own, unchanged, in one process)."""
+    if not nx.rows.distributed:
+        return sums, counts, int(moved)
+    k = counts.shape[0]
+    flat = nx.reduce_sum(np.concatenate([sums.ravel(), counts.astype(np.float64),
+                                         [float(moved)]]))
+    return (flat[: sums.size].reshape(sums.shape), flat[sums.size : sums.size + k]
+            .astype(counts.dtype), int(flat[-1]))
 
 
 def _move_rows(X: np.ndarray, labels: np.ndarray, sums: np.ndarray, counts: np.ndarray,
@@ -554,6 +586,20 @@ def _faiss_run(X: np.ndarray, k: int, n_init: int, max_iter: int, seed: int,
                       min_points_per_centroid=1)
     km.train(X, init_centroids=init)
     return np.ascontiguousarray(km.centroids, dtype=np.float32), max_iter
+
+
+def _seed_sample(init_size: int | None, X: Any, k: int, rng: np.random.Generator) -> Any:
+    """The rows k-means++ seeds from: ``init_size`` rows drawn from ``rng`` over the global
+    row indices (default ``max(5·K, 2048)``), or every row, on every rank
+    (:meth:`kec.cluster.distributed.RowGroup.take`), so seeds do not depend on how rows
+    are split."""
+    rows = get_backend(X).rows
+    n = rows.total(X.shape[0])
+    size = init_size if init_size is not None else max(5 * k, 2048)
+    size = int(min(n, max(size, k)))
+    if size < n:
+        return rows.take(X, np.sort(rng.choice(n, size=size, replace=False)))
+    return rows.gather(X)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -777,14 +823,11 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
             C = as_features(nx.to_numpy(self.init) if is_torch(self.init) else self.init,
                             "init centres")
             return _normalize(nx.asarray(C, like=X), "init centres")
-        n = X.shape[0]
+        rows = nx.rows
+        n = rows.total(X.shape[0])
         if self.init == "random":
-            return _index(nx, X, rng.choice(n, size=k, replace=False))
-        size = self.init_size if self.init_size is not None else max(5 * k, 2048)
-        size = int(min(n, max(size, k)))
-        if size < n:
-            X = _index(nx, X, np.sort(rng.choice(n, size=size, replace=False)))
-        return _kmeans_plusplus(X, k, rng)
+            return rows.take(X, rng.choice(n, size=k, replace=False))
+        return _kmeans_plusplus(_seed_sample(self.init_size, X, k, rng), k, rng)
 
     def _seeds(self, X: Any, k: int, rng: np.random.Generator,
                run_rngs: list[np.random.Generator]) -> Iterator[Any]:
@@ -796,11 +839,8 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
                 yield self._seed(X, k, run_rng)
             return
         nx = get_backend(X)
-        n = X.shape[0]
-        size = self.init_size if self.init_size is not None else max(5 * k, 2048)
-        size = int(min(n, max(size, k)))
-        if size < n:
-            X = _index(nx, X, np.sort(rng.choice(n, size=size, replace=False)))
+        X = _seed_sample(self.init_size, X, k, rng)
+        size = X.shape[0]
         group = max(1, SEED_BATCH_ENTRIES // ((2 + int(math.log(k))) * size))
         for start in range(0, len(run_rngs), group):
             for idx in _kmeans_plusplus_batch(X, k, run_rngs[start : start + group]):
@@ -828,22 +868,30 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
         """
         X = self._validate(X, reset=True)
         n, d = X.shape
-        k, n_init = self._check_params(n, d, resolve_device(self.device), is_torch(X))
+        rows = get_backend(X).rows  # under torchrun: this rank's rows of the problem
+        n_all = rows.total(n)
+        k, n_init = self._check_params(n_all, d, resolve_device(self.device), is_torch(X))
+        if rows.distributed and self.engine != "kec":
+            raise ClusteringInputError("engine='faiss' runs in one process; use engine='kec' "
+                                       "with rows split over processes")
         X, zero = _unit_rows(X)
         nx = get_backend(X)
         keep = None
-        if zero.size:
+        n_zero = rows.total(zero.size)
+        if n_zero:
             keep = np.setdiff1d(np.arange(n), zero)
-            if k > keep.size:
+            if k > n_all - n_zero:
                 raise ClusteringInputError(
-                    f"features: {zero.size} of {n} rows are zero (no direction), leaving "
+                    f"features: {n_zero} of {n_all} rows are zero (no direction), leaving "
                     f"fewer rows than n_clusters={k}"
                 )
-            warnings.warn(
-                f"features: {zero.size} row(s) are zero and have no direction; they are "
-                f"left out of the fit and join cluster 0 (first rows: {zero[:5].tolist()})",
-                UserWarning, stacklevel=2,
-            )
+            first = (zero[:5] + rows.offset(n)).tolist()  # global row numbers
+            if zero.size:
+                warnings.warn(
+                    f"features: {zero.size} row(s) are zero and have no direction; they are "
+                    f"left out of the fit and join cluster 0 (first rows: {first})",
+                    UserWarning, stacklevel=2,
+                )
             X = _index(nx, X, keep)
         rng = np.random.default_rng(self.random_state)
         if self.engine == "faiss":
@@ -860,7 +908,8 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
             run_rngs = [np.random.default_rng(rng.integers(2**63)) for _ in range(n_init)]
             for seeds in self._seeds(X, k, rng, run_rngs):
                 run = _lloyd(X, seeds, int(self.max_iter), float(self.tol), XL)
-                if best_run is None or run[2] > best_run[2]:
+                if best_run is None or \
+                        run[2] > best_run[2] + RESTART_TIE * max(1.0, abs(best_run[2])):
                     best_run = run
         assert best_run is not None
         C, labels, objective, n_iter, n_empty = best_run
@@ -869,11 +918,11 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
             full = np.zeros(n, dtype=np.int64)
             full[keep] = labels
             labels = full
-            objective = objective * keep.size / n
+            objective = objective * (n_all - n_zero) / n_all
         self.cluster_centers_ = np.ascontiguousarray(nx.to_numpy(C), dtype=np.float32)
         self.labels_ = labels
         self.objective_ = float(objective)
-        self.inertia_ = float(n * (1.0 - objective))
+        self.inertia_ = float(n_all * (1.0 - objective))
         self.n_iter_ = int(n_iter)
         self.n_init_ = n_init
         self.n_empty_reassigned_ = int(n_empty)

@@ -33,6 +33,7 @@ from scipy import sparse
 
 from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters, same_dim
 from kec.cluster.clusterers import CLUSTERERS, create_clusterer
+from kec.cluster.distributed import current_rows
 from kec.cluster.fusion import DEFAULT_GAMMA, FUSION_MODES, adaptive_fusion, concat, kec_concat
 from kec.cluster.grounding import (
     DEFAULT_TEMPERATURE,
@@ -144,7 +145,8 @@ def _cluster(
 
 def _images(X: Any, n_clusters: int) -> tuple[np.ndarray, int]:
     X = as_features(X, "image features")
-    return X, check_n_clusters(n_clusters, X.shape[0], "number of clusters (k)")
+    n = current_rows().total(X.shape[0])  # every rank's rows (kec.cluster.distributed)
+    return X, check_n_clusters(n_clusters, n, "number of clusters (k)")
 
 
 def _texts(T: Any, X: np.ndarray, name: str) -> np.ndarray:
@@ -159,8 +161,9 @@ def _overcluster_and_select(
     selector: str, selection_temperature: float, random_state: int | None,
     overcluster_params: dict[str, Any] | None, device: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    L = (check_n_clusters(n_over, X.shape[0], "n_overclusters") if n_over is not None
-         else n_overclusters(X.shape[0], rule, n_classes=n_classes))
+    n = current_rows().total(X.shape[0])
+    L = (check_n_clusters(n_over, n, "n_overclusters") if n_over is not None
+         else n_overclusters(n, rule, n_classes=n_classes))
     with stages("overcluster"):
         params = dict(overcluster_params or {})
         if device is not None:
@@ -577,10 +580,12 @@ def name_clusters(
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.size
     k = n_clusters
-    counts = np.bincount(labels, minlength=k)
+    rows = current_rows()  # sums over every rank's rows (kec.cluster.distributed)
+    counts = rows.sum(np.bincount(labels, minlength=k))
     onehot = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
     denom = np.maximum(counts, 1)[:, None]
-    concept_scores = np.asarray(onehot @ grounding.concept_weights.astype(np.float64)) / denom
+    concept_scores = rows.sum(
+        np.asarray(onehot @ grounding.concept_weights.astype(np.float64))) / denom
     if knowledge.attr_emb.shape[0]:
         if grounding.attribute_ot is not None:
             attr_scores = mean_weights_per_cluster(X, knowledge.attr_emb, labels, k,
@@ -590,7 +595,7 @@ def name_clusters(
                                                    temperature=temperature, device=device)
     else:
         attr_scores = np.zeros((k, 0))
-    centroids = np.asarray(onehot @ X.astype(np.float64))
+    centroids = rows.sum(np.asarray(onehot @ X.astype(np.float64)))
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     sim = centroids @ centroids.T
     sim[:, counts == 0] = -np.inf

@@ -71,6 +71,7 @@ from kec.cluster.backend import (
     to_host,
     torch_backend,
 )
+from kec.cluster.distributed import current_rows
 
 DEFAULT_REG = 0.01
 DEFAULT_TOL = 1e-4
@@ -160,9 +161,12 @@ class _Stop(Exception):
 
 
 # --------------------------------------------------------------------------- inputs
-def _marginal(w: Any, n: int, name: str) -> np.ndarray:
+def _marginal(w: Any, n: int, name: str, rows: bool = False) -> np.ndarray:
+    """Weights of ``n`` points; default uniform. ``rows``: the points are item rows,
+    perhaps split over processes (:mod:`kec.cluster.distributed`): uniform is ``1/N``
+    with ``N`` the rows of every rank."""
     if w is None:
-        return np.full(n, 1.0 / n)
+        return np.full(n, 1.0 / (current_rows().total(n) if rows else n))
     w = to_host(w).astype(np.float64).reshape(-1)
     if w.shape[0] != n:
         raise ClusteringInputError(f"{name} has {w.shape[0]} weights for {n} points")
@@ -174,11 +178,12 @@ def _marginal(w: Any, n: int, name: str) -> np.ndarray:
 
 
 def _balanced_marginals(a: Any, b: Any, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    a = _marginal(a, n, "a")
+    a = _marginal(a, n, "a", rows=True)
     b = _marginal(b, m, "b")
-    if abs(a.sum() - b.sum()) > 1e-6 * max(a.sum(), b.sum()):
+    mass_a = current_rows().sum(float(a.sum()))
+    if abs(mass_a - b.sum()) > 1e-6 * max(mass_a, b.sum()):
         raise ClusteringInputError(
-            f"balanced OT needs equal masses, got sum(a)={a.sum():.6g}, sum(b)={b.sum():.6g}"
+            f"balanced OT needs equal masses, got sum(a)={mass_a:.6g}, sum(b)={b.sum():.6g}"
         )
     return a, b
 
@@ -452,8 +457,13 @@ class _SemiDual:
         raise NotImplementedError
 
     def row_lse_term(self, alpha: Any) -> float:
-        """:math:`\\sum_i a_i \\ell_i` with :math:`\\ell_i = \\log a_i - \\alpha_i`."""
-        return float(self.nx.sum(self.a * (self.la - alpha)))
+        """:math:`\\sum_i a_i \\ell_i` with :math:`\\ell_i = \\log a_i - \\alpha_i`, over
+        every rank's rows."""
+        return self.nx.reduce_sum(float(self.nx.sum(self.a * (self.la - alpha))))
+
+    def row_error(self, rows: np.ndarray, target: np.ndarray) -> float:
+        """:math:`\\|r - a\\|_1` over every rank's rows."""
+        return self.nx.reduce_sum(float(np.abs(rows - target).sum()))
 
 
 class _Balanced(_SemiDual):
@@ -470,7 +480,7 @@ class _Balanced(_SemiDual):
         return self.lb_h - self.kern.host(e.L)  # Sinkhorn column update
 
     def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
-        return float(np.abs(rows - self.a_h).sum() + np.abs(cols - self.b_h).sum())
+        return self.row_error(rows, self.a_h) + float(np.abs(cols - self.b_h).sum())
 
 
 class _SemiRelaxed(_SemiDual):
@@ -496,7 +506,7 @@ class _SemiRelaxed(_SemiDual):
 
     def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
         target = self.b_h * np.exp(-self.k * (e.x - self.lb_h))
-        return float(np.abs(rows - self.a_h).sum() + np.abs(cols - target).sum())
+        return self.row_error(rows, self.a_h) + float(np.abs(cols - target).sum())
 
 
 class _Partial(_SemiDual):
@@ -859,7 +869,7 @@ def semi_relaxed(
     t0 = time.perf_counter()
     X, U, reg, to_numpy = _stream_setup(X, U, reg, max_iter, tol, solver, device)
     rho = check_positive(rho, "rho")
-    a = _marginal(a, X.shape[0], "a")
+    a = _marginal(a, X.shape[0], "a", rows=True)
     b = _marginal(b, U.shape[0], "b")
     kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype, tol)
     e, check, n = _minimise(_SemiRelaxed(kern, a, b, rho), np.log(b), tol=tol,
@@ -971,7 +981,11 @@ def _resolve(method: str, n: int, m: int) -> str:
     if method not in METHODS:
         raise ClusteringInputError(f"unknown OT method {method!r}; choose from {METHODS}")
     if method == "auto":
-        return "sinkhorn" if n * m <= AUTO_DENSE_MAX_ENTRIES else "chunked"
+        method = "sinkhorn" if n * m <= AUTO_DENSE_MAX_ENTRIES else "chunked"
+    if method in ("sinkhorn", "partial") and current_rows().distributed:
+        raise ClusteringInputError(
+            f"OT method {method!r} runs in one process; with rows split over processes use "
+            "'chunked' (auto) or 'semi_relaxed'")
     return method
 
 
@@ -1007,7 +1021,7 @@ def solve_ot(
     OTResult
     """
     X, U, to_numpy = _pair(X, U, device)
-    method = _resolve(method, X.shape[0], U.shape[0])
+    method = _resolve(method, current_rows().total(X.shape[0]), U.shape[0])
     if method == "sinkhorn":
         # streaming options (cache_bytes, block_rows, dtype, solver) do not apply
         dense = {k: v for k, v in kwargs.items() if k in ("max_iter", "tol")}
@@ -1117,7 +1131,7 @@ def solve_and_transport(
     result : OTResult
     """
     X, U, to_numpy = _pair(X, U, device)
-    method = _resolve(method, X.shape[0], U.shape[0])
+    method = _resolve(method, current_rows().total(X.shape[0]), U.shape[0])
     if method == "sinkhorn":
         res = solve_ot(X, U, "sinkhorn", **kwargs)
         feats = transport_features(X, U, res.plan, similarity_weighted=similarity_weighted)
