@@ -75,6 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where OT and k-means run: auto = cuda when a GPU is visible, else "
                         "the CPU (numpy) (default: %(default)s)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one clustering over the processes torchrun starts: each reads its "
+                        "block of rows, sums are all-reduced (gloo on CPU, NCCL on GPU), "
+                        "rank 0 writes --out; kmeans, cae, kec, kec+cae "
+                        "(README 'Beyond one machine')")
     g = p.add_argument_group("method parameters")
     g.add_argument("--overclusters", type=overcluster_arg, default="auto",
                    help="over-clusters for noun selection: number or rule 'n/300' | '3k' "
@@ -262,6 +267,10 @@ def _check_args(args: argparse.Namespace) -> None:
     """Every check that needs no file read, before any work."""
     m = args.method
     check_output_path(args.out, "dir")
+    if getattr(args, "distributed", False):
+        from kec.cli import _distributed
+
+        _distributed.check(args)
     if args.k < 1:
         raise KecError(f"--k must be >= 1, got {args.k}")
     for opt, low, strict in (("reg", 0.0, True), ("gamma", 0.0, True), ("tau", 0.0, True),
@@ -371,15 +380,24 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     m = args.method
     _check_args(args)
-    timings: dict[str, float] = {}
-    data = _load_inputs(args, timings)
-    images = data.images
-    result = run_method(
-        m, images.features, args.k,
-        nouns=None if data.nouns is None else data.nouns.features,
-        captions=None if data.captions is None else data.captions.features,
-        knowledge=data.knowledge, **_method_params(args),
-    )
+    from kec.cli import _distributed
+
+    params = _method_params(args)
+    with _distributed.group(args, params["device"]) as rows:
+        timings: dict[str, float] = {}
+        data = _load_inputs(args, timings)
+        images = data.images
+        result = run_method(
+            m, images.features if rows is None else _distributed.block_of(images, rows),
+            args.k, nouns=None if data.nouns is None else data.nouns.features,
+            captions=None if data.captions is None else data.captions.features,
+            knowledge=data.knowledge, **params,
+        )
+        if rows is not None:  # every rank's labels, in row order; rank 0 writes
+            result.labels = rows.gather(result.labels)
+            result.info["distributed"] = _distributed.describe(rows)
+            if rows.rank != 0:
+                return 0
     timings.update(result.timings)
     _warn_unconverged(result.info)
 

@@ -244,6 +244,20 @@ def sharded(group: RowGroup | None = None) -> Iterator[RowGroup]:
         _ACTIVE.pop()
 
 
+def block_of(features: Any, rows: RowGroup) -> np.ndarray:
+    """This rank's rows (:func:`row_range`) of a feature set.
+
+    A sharded set (:class:`kec.feature_shards.ShardedFeatureSet`) reads only the shards
+    that hold them; a one-file set or an array is sliced.
+    """
+    n = len(features)
+    start, stop = row_range(n, rows.rank, rows.world_size)
+    if hasattr(features, "rows") and callable(features.rows):
+        return features.rows(start, stop)
+    arr = getattr(features, "features", features)
+    return np.asarray(arr[start:stop])
+
+
 def torchrun_env_missing(environ: Any = None) -> list[str]:
     """The ``torchrun`` variables missing from ``environ`` (default ``os.environ``)."""
     env = os.environ if environ is None else environ
@@ -292,6 +306,7 @@ __all__ = [
     "TORCHRUN_ENV",
     "RowGroup",
     "TorchRows",
+    "block_of",
     "current_rows",
     "init_from_env",
     "row_range",
