@@ -18,6 +18,9 @@ Conventions
 - **Devices** are strings: ``"cpu"``, ``"cuda"``, ``"cuda:1"``. ``device="cpu"`` with
   numpy input keeps numpy (the tuned CPU path); a CUDA device always means torch.
 - Reductions take ``axis`` (numpy's name) and ``keepdims``.
+- **Sums over item rows** that must cover every process's rows (rows split over
+  ``torch.distributed`` ranks, :mod:`kec.cluster.distributed`) go through
+  :meth:`Backend.reduce_sum` / :attr:`Backend.rows`: the identity in one process.
 """
 
 from __future__ import annotations
