@@ -249,8 +249,18 @@ def block_of(features: Any, rows: RowGroup) -> np.ndarray:
 
     A sharded set (:class:`kec.feature_shards.ShardedFeatureSet`) reads only the shards
     that hold them; a one-file set or an array is sliced.
+
+    Raises
+    ------
+    ClusteringInputError
+        Fewer rows than processes.
     """
     n = len(features)
+    if n < rows.world_size:
+        from kec.cluster._checks import ClusteringInputError
+
+        raise ClusteringInputError(f"{n} rows for {rows.world_size} processes: every "
+                                   "process needs at least one row")
     start, stop = row_range(n, rows.rank, rows.world_size)
     if hasattr(features, "rows") and callable(features.rows):
         return features.rows(start, stop)

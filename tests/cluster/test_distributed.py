@@ -24,6 +24,7 @@ from kec.cluster.backend import get_backend
 from kec.cluster.distributed import (
     LOCAL,
     RowGroup,
+    block_of,
     current_rows,
     row_range,
     sharded,
@@ -74,6 +75,30 @@ def test_row_ranges_cover_the_rows_once_in_order(n, world):
     assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     sizes = [b - a for a, b in ranges]
     assert max(sizes) - min(sizes) <= 1
+
+
+class _TwoRanks(RowGroup):
+    def __init__(self, rank: int) -> None:
+        self.rank, self.world_size = rank, 2
+
+
+def test_each_rank_reads_only_its_block_of_a_sharded_set(tmp_path, monkeypatch):
+    from kec.feature_shards import ShardedFeatureSet, save_feature_shards
+    from kec.features import load_features
+
+    X = np.arange(70, dtype=np.float32).reshape(35, 2)
+    save_feature_shards(tmp_path / "s", X, ids=[str(i) for i in range(35)], kind="image",
+                        encoder={"kind": "test"}, shard_rows=10)
+    fs = load_features(tmp_path / "s")
+    read: list[int] = []
+    real = ShardedFeatureSet.shard_array
+    monkeypatch.setattr(ShardedFeatureSet, "shard_array",
+                        lambda self, i: read.append(i) or real(self, i))
+    np.testing.assert_array_equal(block_of(fs, _TwoRanks(1)), X[17:35])
+    assert sorted(set(read)) == [1, 2, 3]  # rows 17..34 live in shards 1, 2, 3
+    np.testing.assert_array_equal(block_of(X, _TwoRanks(0)), X[:17])
+    with pytest.raises(ClusteringInputError, match="at least one row"):
+        block_of(X[:1], _TwoRanks(0))
 
 
 @settings(max_examples=50, deadline=None)
