@@ -8,28 +8,46 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install system-deps knowledge test lint bench efficacy docs-screenshot clean
+.PHONY: install wordnet foldoc system-deps knowledge test lint bench efficacy docs-screenshot clean
 
+# pip runs without -q: on 2 cores the install takes about 18 minutes (llama-cpp-python
+# compiles for about 4), and its progress lines show that it is working.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH_PINS)
+	$(PIP) install -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
 
-# Debian packages: WordNet 3.0 (offline noun vocabulary) and Chromium (report screenshot
-# tests). Installed when missing and we are root with apt-get; tests skip without them.
-system-deps:
-	@if [ ! -f /usr/share/wordnet/data.noun ] || ! command -v chromium >/dev/null 2>&1; then \
+# Debian packages, installed when missing and we are root with apt-get: WordNet 3.0 (the
+# offline noun vocabulary: label grouping, names and fallback glosses of `kec knowledge
+# build`) and Chromium (report screenshot tests). Tests skip without them.
+wordnet:
+	@if [ ! -f /usr/share/wordnet/data.noun ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      wordnet-base wordnet-sense-index chromium; \
-	  else echo "note: install Debian's wordnet-base wordnet-sense-index chromium for all tests"; fi; \
+	      wordnet-base wordnet-sense-index; \
+	  else echo "note: install Debian's wordnet-base wordnet-sense-index (WordNet 3.0)"; fi; \
 	fi
 
-knowledge: install
+# FOLDOC (Debian dict-foldoc): the text of the `kec bench foldoc` efficacy benchmark.
+foldoc:
+	@if [ ! -f /usr/share/dictd/foldoc.index ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dict-foldoc; \
+	  else echo "note: install Debian's dict-foldoc (the FOLDOC efficacy benchmark)"; fi; \
+	fi
+
+system-deps: wordnet foldoc
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "note: install Debian's chromium for the report screenshot test"; fi; \
+	fi
+
+knowledge: install wordnet
 	$(VENV)/bin/kec knowledge build --labels examples/cifar10.labels.txt --out cifar10.knowledge.json --allow-failures
 	$(VENV)/bin/kec knowledge show cifar10.knowledge.json
 
@@ -48,7 +66,8 @@ bench: install
 
 # The efficacy benchmark at full size (WordNet glosses, MiniLM, offline): README's table.
 efficacy: install system-deps
-	$(VENV)/bin/kec bench wordnet-glosses --out bench-efficacy
+	$(VENV)/bin/kec bench wordnet-glosses --out bench-efficacy/wordnet-glosses
+	$(VENV)/bin/kec bench foldoc --out bench-efficacy/foldoc
 
 docs-screenshot: install
 	KEC_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/report/test_screenshot.py -q

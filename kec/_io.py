@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from kec.errors import OutputPathError
+from kec.errors import KecError, OutputPathError
 
 
 def canonical_json(obj: Any) -> str:
@@ -29,6 +29,31 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut into lines at ``\n`` only, the ``\r`` of a ``\r\n`` ending dropped.
+
+    Unlike :meth:`str.splitlines`, form feeds, vertical tabs, ``\x1c``-``\x1e``, U+0085,
+    U+2028 and U+2029 stay inside their line, so line numbers match ``wc -l`` and editors.
+    A final newline does not start an empty last line.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text_file(path: str | os.PathLike[str], what: str,
+                   error: type[KecError] = KecError) -> str:
+    """The UTF-8 text of ``path``; a missing or unreadable file is ``error`` with one line
+    naming ``what`` it is (``"labels file"``, ``"URL file"``)."""
+    try:
+        return Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None
 
 
 def current_umask() -> int:
@@ -53,10 +78,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     a plain ``open(path, "w")`` would give, ``0o666 & ~umask`` (``mkstemp`` alone would
     leave it ``0o600`` whatever the umask).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise OutputPathError(f"{path} is a directory; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_files(Path(path).parent, {Path(path).name: data})
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """``data`` in a fsynced temporary file beside ``path`` (mode ``0o666 & ~umask``)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):
@@ -65,10 +91,39 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_files(folder: str | os.PathLike[str], files: dict[str, bytes]) -> None:
+    """Write several files of ``folder`` together: all new, or (on any error) all old.
+
+    Every file is first written in full to a temporary file beside it and fsynced; only
+    when all of them are written are they renamed into place, one ``os.replace`` each.
+    A write error (a full disk, a file-size limit) therefore changes nothing: the
+    temporary files are removed and the files keep their old content. What remains is the
+    instant between the renames, which readers that need both files detect by a content
+    hash (see :func:`kec.report.result.write_result`).
+    """
+    folder = Path(folder)
+    paths = {name: folder / name for name in files}
+    for path in paths.values():
+        if path.is_dir():
+            raise OutputPathError(f"{path} is a directory; give a file name to write")
+    folder.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, path in paths.items():
+            staged.append((_staged(path, files[name]), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -83,6 +138,27 @@ def dump_json(obj: Any) -> str:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, dump_json(obj))
+
+
+def probe_writable(path: str | os.PathLike[str]) -> None:
+    """Create and delete a file in the folder that will hold ``path`` (its nearest existing
+    ancestor when missing): the one test of writability that also holds for root, on
+    read-only mounts and on pseudo file systems such as ``/proc``.
+
+    Raises
+    ------
+    OutputPathError
+        The file cannot be created.
+    """
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(prefix=".kec-write-test.", dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {folder}: "
+                              f"{exc.strerror or exc}") from None
 
 
 def check_output_path(path: str | os.PathLike[str],

@@ -46,6 +46,8 @@ MAX_HEADER_LIST_BYTES = 32 * 1024 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 MAX_LIST_TENSOR_BYTES = 2 * 1024 * 1024 * 1024
 FEATURE_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+#: the index file of a sharded feature set (a folder; see :mod:`kec.feature_shards`)
+SHARD_INDEX = "index.json"
 
 
 class FeatureFileError(KecError):
@@ -138,6 +140,26 @@ def _check_strings(values: Sequence[Any], name: str, n: int) -> list[str]:
     return out
 
 
+def safetensors_bytes(tensors: dict[str, np.ndarray], meta: Mapping[str, Any],
+                      ids: list[str], labels: list[str] | None) -> bytes:
+    """A safetensors file: ``tensors`` plus ``meta`` as JSON strings, with the id and label
+    lists in the header, or in uint8 tensors ``ids_json`` / ``labels_json`` when their
+    JSON is longer than :data:`MAX_HEADER_LIST_BYTES`."""
+    from safetensors.numpy import save
+
+    tensors, meta = dict(tensors), dict(meta)
+    for name, values in (("ids", ids), ("labels", labels)):
+        text = json.dumps(values, ensure_ascii=False)
+        if len(text) > MAX_HEADER_LIST_BYTES:
+            logger.info("%s list is %d bytes of JSON: stored as tensor %s_json", name,
+                        len(text), name)
+            tensors[f"{name}_json"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        else:
+            meta[name] = values
+    header = {k: json.dumps(v, ensure_ascii=False, sort_keys=True) for k, v in meta.items()}
+    return save(tensors, metadata=header)
+
+
 def save_features(
     path: str | os.PathLike[str],
     features: np.ndarray,
@@ -174,8 +196,6 @@ def save_features(
     ValueError
         Bad shapes, lengths or kind.
     """
-    from safetensors.numpy import save
-
     from kec import __version__
 
     feats = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
@@ -199,16 +219,7 @@ def save_features(
         "dim": int(feats.shape[1]),
         "extra": dict(extra or {}),
     }
-    for name, values in (("ids", ids_list), ("labels", labels_list)):
-        text = json.dumps(values, ensure_ascii=False)
-        if len(text) > MAX_HEADER_LIST_BYTES:
-            logger.info("%s list is %d bytes of JSON: stored as tensor %s_json", name,
-                        len(text), name)
-            tensors[f"{name}_json"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        else:
-            meta[name] = values
-    header = {k: json.dumps(v, ensure_ascii=False, sort_keys=True) for k, v in meta.items()}
-    atomic_write_bytes(path, save(tensors, metadata=header))
+    atomic_write_bytes(path, safetensors_bytes(tensors, meta, ids_list, labels_list))
     logger.info("wrote %d %s features (d=%d) to %s", n, kind, feats.shape[1], path)
     return Path(path)
 
@@ -348,16 +359,88 @@ def _plain(v: Any) -> bool:
         isinstance(v, list) and len(v) < 8 and all(isinstance(x, (str, int)) for x in v))
 
 
+def read_feature_header(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, Any], tuple[list[str] | None, list[str] | None], int]:
+    """The checked header of a feature file (or shard), without reading the features.
+
+    Returns
+    -------
+    info : dict
+        The ``features`` tensor's ``dtype``, ``shape`` (2-D) and ``data_offsets``.
+    meta : dict
+        The decoded metadata, without ``ids`` and ``labels``.
+    lists : (ids, labels)
+        Each a list of one string per row, or ``None`` when absent.
+    data_start : int
+        File offset of the tensor data.
+
+    Raises
+    ------
+    NotAFeatureFileError, MissingMetadataError
+        As :func:`load_features`; the metadata ``n`` and ``dim``, when present, must
+        match the tensor.
+    """
+    header, raw_meta, data_start = read_header(path)
+    if FEATURES_KEY not in header:
+        raise NotAFeatureFileError(
+            f"{path} is a safetensors file but not a kec feature file "
+            f"(no {FEATURES_KEY!r} tensor; tensors: {sorted(header)[:5]})"
+        )
+    info = header[FEATURES_KEY]
+    if info["dtype"] not in FEATURE_DTYPES:
+        raise NotAFeatureFileError(f"{path}: features have dtype {info['dtype']}, expected "
+                                   "a float type")
+    shape = info["shape"]
+    if len(shape) != 2:
+        raise NotAFeatureFileError(f"{path}: features have shape {tuple(shape)}, expected 2-D")
+    if not raw_meta:
+        raise MissingMetadataError(f"{path} has no metadata; write it with kec.features")
+    meta = _decode_header(path, raw_meta)
+    lists = []
+    for name in ("ids", "labels"):
+        values = _read_list(path, header, data_start, meta, name)
+        lists.append(None if values is None else _check_list(path, values, name, shape[0]))
+    for key, value in (("n", shape[0]), ("dim", shape[1])):
+        if key in meta and meta[key] != value:
+            raise MissingMetadataError(f"{path}: metadata says {key}={meta[key]!r} but the "
+                                       f"features tensor has {key}={value}")
+    return info, meta, (lists[0], lists[1]), data_start
+
+
+def check_kind(path: str | os.PathLike[str], found: Any, wanted: str | None) -> None:
+    """Raise unless ``found`` is a known kind and, with ``wanted``, the one expected
+    (``"image"`` accepts a text collection's ``"items"`` too: both can be clustered)."""
+    if found not in KINDS:
+        raise NotAFeatureFileError(f"{path}: unknown feature kind {found!r}")
+    if wanted is not None and found != wanted and not (wanted == "image"
+                                                      and found in ITEM_KINDS):
+        raise WrongFeatureKindError(f"{path} holds {found} features, expected {wanted}")
+
+
+def feature_set_sha256(path: str | os.PathLike[str]) -> str:
+    """Content hash of a feature file, or of a sharded set (a folder): the SHA-256 of its
+    ``index.json``, which records every shard's own SHA-256."""
+    from kec._io import sha256_file
+
+    path = Path(path)
+    return sha256_file(path / SHARD_INDEX if path.is_dir() else path)
+
+
 def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> FeatureSet:
     """Read and validate a feature file written by :func:`save_features`.
 
     The header (tensor shapes, dtypes and byte ranges against the file size, metadata,
     the id and label lists) is checked before the feature matrix is read.
 
+    A folder (or its ``index.json``) is read as a sharded feature set
+    (:func:`kec.feature_shards.load_feature_shards`): the same interface, rows
+    memory-mapped shard by shard.
+
     Parameters
     ----------
     path : path-like
-        The ``.safetensors`` file.
+        The ``.safetensors`` file, or the folder of a sharded set.
     kind : {"image", "text", "items"}, optional
         Expected kind; a file of the other kind raises :class:`WrongFeatureKindError`.
 
@@ -377,46 +460,22 @@ def load_features(path: str | os.PathLike[str], *, kind: str | None = None) -> F
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir() or path.name == SHARD_INDEX:
+        from kec.feature_shards import load_feature_shards
+
+        return load_feature_shards(path, kind=kind)
     if not path.is_file():
         raise NotAFeatureFileError(f"{path}: no such feature file")
-    header, raw_meta, data_start = read_header(path)
-    if FEATURES_KEY not in header:
-        raise NotAFeatureFileError(
-            f"{path} is a safetensors file but not a kec feature file "
-            f"(no {FEATURES_KEY!r} tensor; tensors: {sorted(header)[:5]})"
-        )
-    info = header[FEATURES_KEY]
-    if info["dtype"] not in FEATURE_DTYPES:
-        raise NotAFeatureFileError(f"{path}: features have dtype {info['dtype']}, expected "
-                                   "a float type")
-    shape = info["shape"]
-    if len(shape) != 2:
-        raise NotAFeatureFileError(f"{path}: features have shape {tuple(shape)}, expected 2-D")
-    n = shape[0]
-    if not raw_meta:
-        raise MissingMetadataError(f"{path} has no metadata; write it with kec.features")
-    meta = _decode_header(path, raw_meta)
+    _, meta, lists, _ = read_feature_header(path)
     missing = [k for k in REQUIRED_METADATA if k not in meta]
-    ids = _read_list(path, header, data_start, meta, "ids")
-    labels = _read_list(path, header, data_start, meta, "labels")
+    ids, labels = lists
     if ids is None:
         missing.append("ids")
     if missing:
         raise MissingMetadataError(f"{path} lacks metadata: {', '.join(missing)}")
-    if meta["kind"] not in KINDS:
-        raise NotAFeatureFileError(f"{path}: unknown feature kind {meta['kind']!r}")
-    if kind is not None and meta["kind"] != kind and not (
-            kind == "image" and meta["kind"] in ITEM_KINDS):
-        raise WrongFeatureKindError(f"{path} holds {meta['kind']} features, expected {kind}")
+    check_kind(path, meta["kind"], kind)
     if not isinstance(meta["encoder"], dict):
         raise MissingMetadataError(f"{path}: metadata 'encoder' is not an object")
-    ids = _check_list(path, ids, "ids", n)
-    if labels is not None:
-        labels = _check_list(path, labels, "labels", n)
-    for key, value in (("n", n), ("dim", shape[1])):
-        if key in meta and meta[key] != value:
-            raise MissingMetadataError(f"{path}: metadata says {key}={meta[key]!r} but the "
-                                       f"features tensor has {key}={value}")
 
     try:
         with safe_open(str(path), framework="np") as fh:

@@ -75,7 +75,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -692,6 +693,23 @@ _MISBEHAVIOURS = frozenset({"empty_choices", "html", "deep", "deep_body", "conte
                             "die"})
 
 
+def prompt_key(body: dict[str, Any]) -> str:
+    """One key per prompt: the request's messages as canonical JSON."""
+    return json.dumps(body.get("messages", []), sort_keys=True)
+
+
+def requests_per_prompt(servers: Iterable[FaultServer], action: str | None = None
+                        ) -> Counter[str]:
+    """How many requests each prompt made, all ``servers`` together (only those that got
+    ``action`` when given, e.g. ``"ok"`` for the ones answered)."""
+    counts: Counter[str] = Counter()
+    for fs in servers:
+        with fs._lock:
+            counts.update(prompt_key(r.body) for r in fs.requests
+                          if action is None or r.action == action)
+    return counts
+
+
 def fault_server_factory() -> tuple[Callable[..., FaultServer], Callable[[], None]]:
     """``(make, stop_all)``: ``make(**kwargs)`` starts a :class:`FaultServer`; ``stop_all``
     stops every server made. For fixtures that let one test start several servers."""
@@ -723,4 +741,6 @@ __all__ = [
     "instance_for",
     "llama_server",
     "llama_server_available",
+    "prompt_key",
+    "requests_per_prompt",
 ]

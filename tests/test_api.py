@@ -191,3 +191,16 @@ def test_every_cited_section_of_docs_methods_exists():
     assert len(cited) > 10
     missing = {sec: where for sec, where in cited.items() if sec not in sections}
     assert not missing, f"cited but absent from docs/methods.md: {missing}"
+
+
+def test_a_missing_knowledge_path_is_a_file_not_found_error(tmp_path):
+    import numpy as np
+
+    import kec
+    from kec.errors import KecError
+
+    for error in (FileNotFoundError, KecError):
+        with pytest.raises(error, match="file not found"):
+            kec.load_knowledge(tmp_path / "missing.json")
+        with pytest.raises(error, match="file not found"):
+            kec.KEC(2).fit(np.eye(4, 8, dtype=np.float32), knowledge=tmp_path / "missing.json")

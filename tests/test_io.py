@@ -141,3 +141,21 @@ def test_commands_refuse_a_bad_out_before_working(tmp_path: Path,
             assert err.startswith("kec: error: output") and "Traceback" not in err, what
         assert fs.count == 0  # no LLM call was made for a build that could not be saved
     assert a_file.read_text() == "x" and not any(a_dir.iterdir())
+
+
+def test_split_lines_cuts_at_newline_only():
+    from kec._io import split_lines
+
+    assert split_lines("a\fb\r\nc\u2028d\n\ne\x85") == ["a\fb", "c\u2028d", "", "e\x85"]
+    assert split_lines("") == [] and split_lines("\n") == [""]
+
+
+def test_probe_writable_creates_nothing_and_refuses_what_cannot_be_written(tmp_path):
+    from kec._io import probe_writable
+    from kec.errors import OutputPathError
+
+    probe_writable(tmp_path / "new" / "deeper" / "out.safetensors")
+    assert list(tmp_path.iterdir()) == []
+    if Path("/proc/self").is_dir():
+        with pytest.raises(OutputPathError, match="cannot write /proc/x"):
+            probe_writable("/proc/x")

@@ -9,7 +9,11 @@ killed at any point resumes with zero repeated calls.
 Runs that share a cache take a per-key advisory file lock (:meth:`ResponseCache.lock`,
 ``<dir>/.locks/<k[:2]>/<k>.lock``, ``fcntl.flock``) around each request, so two builds
 started at once make each paid request once: the second waits and reads the first's
-answer. The lock is released by the kernel if a run dies.
+answer. The lock is released by the kernel if a run dies. The holder removes the lock
+file before it lets go; a run that locked a file which was removed meanwhile sees that
+the path no longer names its file, and locks again. The 256 folders ``.locks/<k[:2]>``
+stay: removing them too let two runs hold one key at once under gVisor (a stress test
+of 24,000 locks found 11 overlaps with folder removal, none without).
 """
 
 from __future__ import annotations
@@ -114,21 +118,23 @@ class ResponseCache:
         if self.directory is None or fcntl is None:
             return contextlib.nullcontext()
         path = self.directory / ".locks" / key[:2] / f"{key}.lock"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:  # a read-only cache: no sharing to protect
-            logger.debug("no lock for cache key %s: %s", key, exc)
-            return contextlib.nullcontext()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return _held(fd)
+        while True:
+            try:
+                fd = _open_lock_file(path)
+            except OSError as exc:  # a read-only cache: no sharing to protect
+                logger.debug("no lock for cache key %s: %s", key, exc)
+                return contextlib.nullcontext()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            if _names(path, fd):
+                return _held(fd, path)
+            os.close(fd)  # the holder before us removed this file: lock the new one
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         if self.directory is None:
@@ -141,10 +147,30 @@ class ResponseCache:
         return sum(1 for _ in self.directory.glob("*/*.json"))
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open (creating) the lock file at ``path`` and its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the open file ``fd`` (it was not removed)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 @contextlib.contextmanager
-def _held(fd: int) -> Iterator[None]:
+def _held(fd: int, path: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        # remove the file while still holding it: a run waiting on this file gets the
+        # lock next, sees the path is gone and locks a fresh file instead
+        with contextlib.suppress(OSError):
+            path.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -7,8 +7,10 @@ works offline with no server and no key. Any other GGUF file path works too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +65,19 @@ class LlamaCppBackend(Backend):
         llama.cpp's repetition penalty. 1.1 is what llama.cpp's server uses by default;
         without it (1.0) small models loop ("apple", "apple", ...) until ``max_tokens`` and
         the JSON is cut off. Part of :meth:`identity`, so it keys the cache.
+    extra_buffers : bool
+        llama.cpp's extra CPU buffer types (weight repacking, Intel AMX tiles). Off by
+        default: where the CPU reports AMX but the kernel does not grant the tile state
+        (sandboxes such as gVisor), llama.cpp's AMX matrix product crashes the process
+        with SIGSEGV on the first prompt longer than one token; the embedded 135M model
+        gains nothing measurable from them.
     """
 
     name = "llamacpp"
 
     def __init__(self, model: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, seed: int = 0, repeat_penalty: float = 1.1):
+                 n_gpu_layers: int = 0, seed: int = 0, repeat_penalty: float = 1.1,
+                 extra_buffers: bool = False):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -78,13 +87,16 @@ class LlamaCppBackend(Backend):
         self.model = EMBEDDED_MODEL if model in (None, "", EMBEDDED_MODEL) else str(self.path)
         self.n_ctx = n_ctx
         self.repeat_penalty = float(repeat_penalty)
+        self.extra_buffers = bool(extra_buffers)
         logger.info("loading %s (n_ctx=%d)", self.path, n_ctx)
-        self._llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
-                          n_gpu_layers=n_gpu_layers, seed=seed, verbose=False)
+        with _model_defaults(use_extra_bufts=self.extra_buffers):
+            self._llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads,
+                              n_gpu_layers=n_gpu_layers, seed=seed, verbose=False)
 
     @classmethod
     def from_options(cls, **options: Any) -> LlamaCppBackend:
-        allowed = {"model", "n_ctx", "n_threads", "n_gpu_layers", "seed", "repeat_penalty"}
+        allowed = {"model", "n_ctx", "n_threads", "n_gpu_layers", "seed", "repeat_penalty",
+                   "extra_buffers"}
         return cls(**{k: v for k, v in options.items() if k in allowed})
 
     def identity(self) -> dict[str, Any]:
@@ -92,6 +104,7 @@ class LlamaCppBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity(), "file": self.path.name, "n_ctx": self.n_ctx,
+                "extra_buffers": self.extra_buffers,
                 "structured_output": "json_object+schema (grammar-constrained)"}
 
     def _complete_one(self, request: ChatRequest) -> ChatResult:
@@ -119,3 +132,29 @@ class LlamaCppBackend(Backend):
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None and hasattr(llm, "close"):
             llm.close()
+
+
+@contextlib.contextmanager
+def _model_defaults(**fields: object) -> Iterator[None]:
+    """Set fields of llama.cpp's model parameters that ``Llama()`` takes no keyword for.
+
+    ``Llama.__init__`` starts from ``llama_model_default_params()``; for the duration of
+    the block that function returns parameters with ``fields`` set (fields this
+    llama-cpp-python version does not have are skipped).
+    """
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def patched() -> object:
+        params = original()
+        for name, value in fields.items():
+            if hasattr(params, name):
+                setattr(params, name, value)
+        return params
+
+    lib.llama_model_default_params = patched
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original

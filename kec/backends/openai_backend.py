@@ -30,17 +30,27 @@ A bad server cannot crash or exhaust kec:
   :meth:`OpenAIBackend.complete` raises :class:`~kec.errors.EndpointDownError`, and every
   answer received before stays cached.
 
+Several base URLs make a pool of replicas serving one model (:mod:`kec.backends.replica_pool`):
+each attempt goes to the replica with the fewest requests in flight; a replica that fails
+``eject_after`` attempts in a row leaves the rotation and is probed again after ``cooldown``
+seconds; a request whose replica fails is retried on another one. The breaker opens only
+when every replica is out of rotation and ``breaker_threshold`` attempts in a row failed.
+The answers of a pool are keyed without any URL (one cache key per prompt, whichever
+replica answered), so a build resumes on any set of replicas; :meth:`describe` records how
+many answers each replica gave.
+
 The API key is read from the environment variable named by ``api_key_env`` and goes
 nowhere but the ``Authorization`` header: not into :meth:`identity`, :meth:`describe`,
 logs, error texts or answers (a server that echoes it gets it scrubbed to ``***``).
 :meth:`identity` holds the base URL without credentials, so answers cached from one
-endpoint are never served as another endpoint's.
+endpoint are never served as another endpoint's (a pool's replicas are one endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import functools
 import json
@@ -51,10 +61,17 @@ import re
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kec.backends.base import Backend, ChatRequest, ChatResult, ResultCallback
-from kec.errors import BackendError, EndpointDownError
+from kec.backends.replica_pool import (
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_EJECT_AFTER,
+    Replica,
+    ReplicaPool,
+    check_urls,
+)
+from kec.errors import BackendError, EndpointDownError, KecError
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +87,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 DEFAULT_BREAKER_THRESHOLD = 8
 _SNIPPET = 80
 _NOT_SENT = "not sent: the endpoint is down (circuit breaker open)"
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class ResponseTooLargeError(Exception):
@@ -105,8 +123,9 @@ class OpenAIBackend(Backend):
     ----------
     model : str
         Model name sent with every request.
-    base_url : str or None
-        Endpoint root, e.g. ``http://127.0.0.1:8000/v1``; ``None`` means OpenAI.
+    base_url : str, sequence of str, or None
+        Endpoint root, e.g. ``http://127.0.0.1:8000/v1``; ``None`` means OpenAI. Several
+        URLs make a pool of replicas of one model.
     api_key_env : str
         Environment variable holding the API key. Without it a non-OpenAI ``base_url``
         gets the placeholder key ``"EMPTY"``; OpenAI itself raises :class:`BackendError`.
@@ -131,18 +150,25 @@ class OpenAIBackend(Backend):
     breaker_threshold : int
         Consecutive attempts that could not reach the endpoint (connection errors,
         timeouts, protocol errors) after which the run stops with
-        :class:`~kec.errors.EndpointDownError`; ``0`` disables the breaker.
+        :class:`~kec.errors.EndpointDownError`; ``0`` disables the breaker. With a pool,
+        the breaker opens only while every replica is out of rotation.
+    eject_after : int
+        Pool: failed attempts in a row that take a replica out of rotation (at most
+        ``breaker_threshold``).
+    cooldown : float
+        Pool: seconds before an ejected replica is probed again.
     """
 
     name = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None,
+    def __init__(self, model: str, base_url: str | Sequence[str] | None = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
                  timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 1.0,
                  backoff_max: float = 30.0, structured_output: str = "auto",
                  seed: int | None = None,
                  max_response_bytes: int | None = None,
-                 breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD):
+                 breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
+                 eject_after: int = DEFAULT_EJECT_AFTER, cooldown: float = DEFAULT_COOLDOWN_S):
         try:
             import openai  # noqa: F401
         except ImportError:
@@ -167,8 +193,16 @@ class OpenAIBackend(Backend):
             raise BackendError("openai backend: max_response_bytes must be >= 1024")
         if breaker_threshold < 0:
             raise BackendError("openai backend: breaker_threshold must be >= 0")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+        try:  # None, or an empty list: OpenAI itself
+            self.base_urls: tuple[str, ...] = tuple(check_urls(u for u in urls if u))
+            if breaker_threshold:
+                eject_after = min(eject_after, breaker_threshold)
+            self._pool = ReplicaPool(self.base_urls or (OPENAI_URL,), eject_after, cooldown)
+        except KecError as exc:
+            raise BackendError(f"openai backend: {exc}") from None
         self.model = str(model)
-        self.base_url = base_url.rstrip("/") if base_url else None
+        self.base_url = self.base_urls[0] if self.base_urls else None
         self.api_key_env = api_key_env
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
@@ -178,7 +212,6 @@ class OpenAIBackend(Backend):
         self.structured_output = structured_output
         self.max_response_bytes = int(max_response_bytes)
         self.breaker_threshold = int(breaker_threshold)
-        self._consecutive_down = 0
         self._breaker_open: str | None = None  # why the breaker opened
         self._rng = random.Random(seed)
         # the locked structured-output mode; set at once unless "auto"
@@ -203,7 +236,7 @@ class OpenAIBackend(Backend):
     def from_options(cls, **options: Any) -> OpenAIBackend:
         allowed = {"model", "base_url", "api_key_env", "concurrency", "timeout", "max_retries",
                    "backoff_base", "backoff_max", "structured_output", "seed",
-                   "max_response_bytes", "breaker_threshold"}
+                   "max_response_bytes", "breaker_threshold", "eject_after", "cooldown"}
         unknown = set(options) - allowed
         if unknown:
             logger.info("openai backend ignores options %s", sorted(unknown))
@@ -211,24 +244,25 @@ class OpenAIBackend(Backend):
 
     # -- provenance -----------------------------------------------------------------------
     def _is_openai(self) -> bool:
-        if self.base_url is None:
-            return True
-        host = urlsplit(self.base_url).hostname or ""
-        return host == "openai.com" or host.endswith(".openai.com")
+        hosts = [urlsplit(u).hostname or "" for u in self.base_urls] or ["api.openai.com"]
+        return any(h == "openai.com" or h.endswith(".openai.com") for h in hosts)
+
+    @property
+    def is_pool(self) -> bool:
+        """Whether several base URLs (replicas of one model) were given."""
+        return len(self.base_urls) > 1
 
     def _public_url(self) -> str:
-        """The base URL without any user:password part."""
-        if self.base_url is None:
-            return "https://api.openai.com/v1"
-        parts = urlsplit(self.base_url)
-        netloc = parts.hostname or ""
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        """The base URL without any user:password part (a pool: every replica's)."""
+        return ", ".join(r.public for r in self._pool.replicas)
 
     def identity(self) -> dict[str, Any]:
         """Backend, model and endpoint (without credentials): the same model name at
-        another server is another source of answers."""
+        another server is another source of answers. A pool's replicas serve one model,
+        so its identity holds no URL: each prompt has one cache key, whichever replica
+        answered, and a build resumes on any set of replicas."""
+        if self.is_pool:
+            return {**super().identity(), "endpoint": "replica pool"}
         return {**super().identity(), "base_url": self._public_url()}
 
     @property
@@ -248,6 +282,8 @@ class OpenAIBackend(Backend):
                "timeout_s": self.timeout, "max_retries": self.max_retries}
         if self._mode_note and self.structured_output == "auto":
             out["structured_output_rejected"] = self._mode_note
+        if self.is_pool:  # which replica answered how many requests
+            out["replicas"] = self._pool.stats()
         return out
 
     def _scrub(self, text: str) -> str:
@@ -265,21 +301,23 @@ class OpenAIBackend(Backend):
         """Whether the circuit breaker stopped calls to the endpoint."""
         return self._breaker_open is not None
 
-    def _note_down(self, message: str) -> None:
-        self._consecutive_down += 1
+    def _note_down(self, replica: Replica, message: str) -> None:
+        pool = self._pool
+        pool.unreachable(replica, message)
         if (self.breaker_threshold and self._breaker_open is None
-                and self._consecutive_down >= self.breaker_threshold):
-            self._breaker_open = (f"{self._consecutive_down} consecutive requests to "
-                                  f"{self._public_url()} failed (last: {message})")
+                and pool.down_streak >= self.breaker_threshold and pool.all_down()):
+            where = (f"every replica ({self._public_url()})" if self.is_pool
+                     else self._public_url())
+            self._breaker_open = (f"{pool.down_streak} consecutive requests to {where} "
+                                  f"failed (last: {message})")
             logger.error("openai backend: circuit breaker open: %s", self._breaker_open)
-
-    def _note_up(self) -> None:
-        self._consecutive_down = 0
 
     def _raise_if_open(self) -> None:
         if self._breaker_open is not None:
+            what = (f"every LLM endpoint is down ({len(self._pool)} replicas)" if self.is_pool
+                    else "LLM endpoint is down")
             raise EndpointDownError(
-                f"LLM endpoint is down: {self._breaker_open}; stopped calling it. Answers "
+                f"{what}: {self._breaker_open}; stopped calling it. Answers "
                 "received so far are cached: run the same command again once the server "
                 "is back (check --base-url)")
 
@@ -310,7 +348,8 @@ class OpenAIBackend(Backend):
 
     async def acomplete(self, requests: Sequence[ChatRequest],
                         on_result: ResultCallback | None = None) -> list[ChatResult]:
-        """Async form of :meth:`complete` (one client per call, closed at the end).
+        """Async form of :meth:`complete` (one client per replica and call, closed at the
+        end).
 
         Raises
         ------
@@ -324,13 +363,15 @@ class OpenAIBackend(Backend):
         semaphore = asyncio.Semaphore(self.concurrency)
         probe_lock = asyncio.Lock()
         t0 = time.monotonic()
-        async with AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                               max_retries=0, timeout=self.timeout + 5.0,
-                               http_client=self._http_client()) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {r.url: await stack.enter_async_context(AsyncOpenAI(
+                api_key=self._api_key, base_url=r.url if self.base_urls else None,
+                max_retries=0, timeout=self.timeout + 5.0, http_client=self._http_client()))
+                for r in self._pool.replicas}
 
             async def run_one(i: int, request: ChatRequest) -> None:
                 async with semaphore:
-                    res = await self._with_retries(client, i, request, probe_lock)
+                    res = await self._with_retries(clients, i, request, probe_lock)
                 results[i] = res
                 if on_result is not None and res.error != _NOT_SENT:
                     on_result(i, res)
@@ -340,25 +381,22 @@ class OpenAIBackend(Backend):
         failed = sum(not r.ok for r in done)
         logger.info("openai backend: %d request(s) in %.1f s, %d failed", len(done),
                     time.monotonic() - t0, failed)
+        if self.is_pool:
+            logger.info("answers so far per replica: %s", ", ".join(
+                f"{r.public} {r.answered}" for r in self._pool.replicas))
         self._raise_if_open()
         return done
 
     # -- one request ----------------------------------------------------------------------
-    async def _with_retries(self, client: Any, i: int, request: ChatRequest,
+    async def _with_retries(self, clients: dict[str, Any], i: int, request: ChatRequest,
                             probe_lock: asyncio.Lock) -> ChatResult:
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
             if self._breaker_open is not None:
                 return ChatResult(text=None, error=_NOT_SENT)
             try:
-                result = await self._attempt(client, i, request, probe_lock)
-                self._note_up()
-                return result
-            except _Failure as f:
-                if isinstance(f, _Unreachable):
-                    self._note_down(f.message)
-                else:
-                    self._note_up()  # the server answered: it is up
+                return await self._attempt(clients, i, request, probe_lock)
+            except _Failure as f:  # the replica's health is noted in _call
                 if self._breaker_open is not None:
                     return ChatResult(text=None, error=self._scrub(
                         f"{f.message} (circuit breaker open)"))
@@ -386,20 +424,21 @@ class OpenAIBackend(Backend):
         delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return delay * (0.5 + 0.5 * self._rng.random())
 
-    async def _attempt(self, client: Any, i: int, request: ChatRequest,
+    async def _attempt(self, clients: dict[str, Any], i: int, request: ChatRequest,
                        probe_lock: asyncio.Lock) -> ChatResult:
         if request.schema is None:
-            return await self._call(client, request, "none")
+            return await self._call(clients, request, "none")
         if self._mode is not None:
-            return await self._call(client, request, self._mode)
+            return await self._call(clients, request, self._mode)
         async with probe_lock:  # the first request probes, the others wait for it
             if self._mode is not None:  # decided while this one waited
                 mode = self._mode
             else:
-                return await self._probe(client, i, request)
-        return await self._call(client, request, mode)
+                return await self._probe(clients, i, request)
+        return await self._call(clients, request, mode)
 
-    async def _probe(self, client: Any, i: int, request: ChatRequest) -> ChatResult:
+    async def _probe(self, clients: dict[str, Any], i: int, request: ChatRequest
+                     ) -> ChatResult:
         """Try json_schema -> json_object -> none on this request; lock the first that
         answers. If every form fails, nothing is learnt: the last failure is raised (the
         server fails whatever the format) and the next attempt probes again."""
@@ -407,7 +446,7 @@ class OpenAIBackend(Backend):
         last: _Failure | None = None
         for mode in _PROBE_ORDER:
             try:
-                result = await self._call(client, request, mode)
+                result = await self._call(clients, request, mode)
             except _Failure as f:
                 status = f.status
                 if status in _FORMAT_REJECTED:
@@ -431,7 +470,26 @@ class OpenAIBackend(Backend):
                     "output stays undecided", i, "; ".join(rejected))
         raise last
 
-    async def _call(self, client: Any, request: ChatRequest, mode: str) -> ChatResult:
+    async def _call(self, clients: dict[str, Any], request: ChatRequest, mode: str
+                    ) -> ChatResult:
+        """One HTTP attempt on the replica the pool picks; its outcome is noted there."""
+        replica = self._pool.acquire()
+        try:
+            result = await self._request(clients[replica.url], replica.public, request, mode)
+        except _Unreachable as f:
+            self._note_down(replica, f.message)
+            raise
+        except _Failure:
+            self._pool.reached(replica, answered=False)  # the server answered: it is up
+            raise
+        finally:
+            self._pool.release(replica)
+        self._pool.reached(replica, answered=True)
+        logger.debug("answer from %s", replica.public)
+        return result
+
+    async def _request(self, client: Any, url: str, request: ChatRequest, mode: str
+                       ) -> ChatResult:
         import openai
 
         p = request.params
@@ -483,41 +541,41 @@ class OpenAIBackend(Backend):
         except Exception as exc:  # httpx.ResponseNotRead and friends: treat as transport
             raise _Unreachable(self._scrub(f"connection error ({type(exc).__name__}: {exc})"),
                                retryable=True) from None
-        completion = self._completion(body, http.headers.get("content-type", ""))
+        completion = self._completion(body, http.headers.get("content-type", ""), url)
         return self._result(completion, p.max_tokens)
 
-    def _protocol_error(self, what: str, body: bytes) -> _Unreachable:
+    def _protocol_error(self, what: str, body: bytes, url: str) -> _Unreachable:
         """Not retried, and counted by the circuit breaker: a server that answers this
         way will not answer any request properly."""
         snippet = " ".join(body[:_SNIPPET].decode("utf-8", "replace").split())
         tail = f"; body starts {snippet!r}" if snippet else ""
         return _Unreachable(self._scrub(
-            f"protocol error: {what}; the server at {self._public_url()} does not speak the "
+            f"protocol error: {what}; the server at {url} does not speak the "
             f"OpenAI chat-completions API (is --base-url its API root, e.g. "
             f"http://HOST:PORT/v1?){tail}"), retryable=False)
 
-    def _completion(self, body: bytes, content_type: str) -> dict[str, Any]:
+    def _completion(self, body: bytes, content_type: str, url: str) -> dict[str, Any]:
         """The body as a chat-completion dict, or a protocol error saying what is wrong."""
         ctype = content_type.split(";")[0].strip().lower()
         if ctype and "json" not in ctype:
             raise self._protocol_error(f"HTTP 200 with Content-Type {ctype!r}, not JSON",
-                                       body)
+                                       body, url)
         try:
             data = json.loads(body)
         except RecursionError:
-            raise self._protocol_error("the JSON body is nested too deeply", b"") from None
+            raise self._protocol_error("the JSON body is nested too deeply", b"", url) from None
         except ValueError:
-            raise self._protocol_error("HTTP 200 whose body is not JSON", body) from None
+            raise self._protocol_error("HTTP 200 whose body is not JSON", body, url) from None
         if not isinstance(data, dict):
             raise self._protocol_error(f"the body is a JSON {type(data).__name__}, not an "
-                                       "object", body)
+                                       "object", body, url)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             what = "an empty 'choices' list" if choices == [] else "no 'choices' list"
-            raise self._protocol_error(f"a completion with {what}", body)
+            raise self._protocol_error(f"a completion with {what}", body, url)
         if not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"),
                                                                dict):
-            raise self._protocol_error("choices[0] has no 'message' object", body)
+            raise self._protocol_error("choices[0] has no 'message' object", body, url)
         return data
 
     def _result(self, data: dict[str, Any], max_tokens: int) -> ChatResult:

@@ -1,34 +1,23 @@
-"""``kec bench wordnet-glosses``: does knowledge help, and does it never hurt?
+"""``kec bench wordnet-glosses|foldoc``: does knowledge help, on every seed, and never hurt?
 
-An offline efficacy benchmark on real text (WordNet 3.0 glosses, see
-:mod:`kec.datasets.wordnet_glosses`) embedded by a real text encoder (all-MiniLM-L6-v2 by
-default). For each regime (``clean``, ``nuisance``) it runs every method at every seed,
-with each kind of knowledge:
-
-``reference``
-    the hand-written knowledge file shipped with kec
-    (``kec/bench/data/wordnet_glosses.reference.knowledge.json``);
-``embedded``
-    knowledge built by the embedded default LLM (SmolLM2-135M via llama.cpp) from the
-    scaffold's label groups of that regime. kec ships the file it built once
-    (``wordnet_glosses.<regime>.embedded.knowledge.json``); ``rebuild_knowledge`` builds it
-    again from this run's scaffold (LLM answers cached under ``out/llm-cache``).
-
+Offline efficacy benchmarks on real text (:mod:`kec.bench.efficacy_data`: WordNet
+glosses in a clean and a nuisance regime, FOLDOC definitions in their natural topics)
+embedded by a real text encoder (all-MiniLM-L6-v2 by default). For each regime it runs
+every method at every seed, the knowledge methods with each kind of knowledge
+(``reference``, ``embedded``, ``wrong``, ``random``: see :mod:`kec.bench.efficacy_data`),
 plus the zero-shot line (every item to its most similar reference concept), and writes
-``summary.md`` (mean ± std of ACC/NMI/ARI), ``results.csv``, ``bench.json`` and a check
-of the targets (``targets`` in ``bench.json``). Every embedding is cached on disk under
-``out/cache`` (keyed on the encoder and the text), so a second run only re-clusters.
+``summary.md`` (mean ± std, worst seed and every seed's ACC), ``results.csv``,
+``bench.json`` and a check of the targets (:func:`kec.bench.efficacy_report.check_targets`).
+Every embedding is cached on disk under ``out/cache`` (keyed on the encoder and the
+text), so a second run only re-clusters.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -36,42 +25,61 @@ import numpy as np
 
 from kec import __version__
 from kec._io import atomic_write_text, write_json
+from kec.bench.efficacy_data import (
+    DATASETS,
+    KNOWLEDGE_KINDS,
+    EfficacyDataset,
+    data_file,
+    efficacy_dataset,
+    random_knowledge,
+)
+from kec.bench.efficacy_report import (
+    KNOWLEDGE_METHODS,
+    aggregate,
+    check_targets,
+    markdown,
+    rows_csv,
+)
 from kec.errors import KecError
 
 logger = logging.getLogger(__name__)
 
 DATASET = "wordnet-glosses"
 METHODS = ("kmeans", "tac", "cae", "kec", "kec+cae")
-KNOWLEDGE_METHODS = ("kec", "kec+cae")
-KNOWLEDGE_KINDS = ("reference", "embedded")
-REGIMES = ("clean", "nuisance")
-#: full size (README command) and the reduced size CI runs
-FULL = {"per_class": 100, "vocab_limit": None}
-QUICK = {"per_class": 50, "vocab_limit": 4000}
+REGIMES = DATASETS[DATASET].regimes
+#: full size (README command) and the reduced size CI runs, of ``wordnet-glosses``
+FULL = DATASETS[DATASET].full
+QUICK = DATASETS[DATASET].quick
+SEEDS = (0, 1, 2, 3, 4)
+
+__all__ = ["FULL", "KNOWLEDGE_KINDS", "KNOWLEDGE_METHODS", "METHODS", "QUICK", "SEEDS",
+           "EfficacyBench", "EfficacyConfig", "aggregate", "check_targets", "data_file",
+           "embedded_knowledge_path", "markdown", "reference_knowledge_path",
+           "run_efficacy"]
 
 
-def data_file(name: str) -> Path:
-    """A file shipped in ``kec/bench/data``."""
-    return Path(str(files("kec.bench").joinpath("data", name)))
+def reference_knowledge_path(dataset: str = DATASET) -> Path:
+    return efficacy_dataset(dataset).reference_path()
 
 
-def reference_knowledge_path() -> Path:
-    return data_file("wordnet_glosses.reference.knowledge.json")
-
-
-def embedded_knowledge_path(regime: str) -> Path:
-    return data_file(f"wordnet_glosses.{regime}.embedded.knowledge.json")
+def embedded_knowledge_path(regime: str, dataset: str = DATASET) -> Path:
+    return efficacy_dataset(dataset).embedded_path(regime)
 
 
 @dataclass
 class EfficacyConfig:
-    """Parameters of one efficacy run (recorded in ``bench.json``)."""
+    """Parameters of one efficacy run (recorded in ``bench.json``).
+
+    ``per_class``, ``vocab_limit`` and ``regimes`` left at ``None`` take the dataset's
+    full size and all its regimes.
+    """
 
     out: Path = Path("bench-efficacy")
-    per_class: int = FULL["per_class"]
-    vocab_limit: int | None = FULL["vocab_limit"]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    regimes: tuple[str, ...] = REGIMES
+    dataset: str = DATASET
+    per_class: int | None = None
+    vocab_limit: int | None = None
+    seeds: tuple[int, ...] = SEEDS
+    regimes: tuple[str, ...] | None = None
     methods: tuple[str, ...] = METHODS
     knowledge: tuple[str, ...] = KNOWLEDGE_KINDS
     encoder: str = "minilm"
@@ -80,19 +88,35 @@ class EfficacyConfig:
     device: str = "auto"
     progress: bool = True
 
+    @property
+    def spec(self) -> EfficacyDataset:
+        return efficacy_dataset(self.dataset)
+
+    def resolved(self) -> EfficacyConfig:
+        """A copy with the dataset's defaults filled in."""
+        spec = self.spec
+        return EfficacyConfig(**{
+            **asdict(self), "out": self.out, "dataset": spec.name,
+            "per_class": spec.full["per_class"] if self.per_class is None else self.per_class,
+            "vocab_limit": (spec.full["vocab_limit"] if self.vocab_limit is None
+                            else self.vocab_limit),
+            "regimes": spec.regimes if self.regimes is None else self.regimes})
+
     def validate(self) -> None:
-        for name, values, allowed in (("methods", self.methods, METHODS),
-                                      ("regimes", self.regimes, REGIMES),
-                                      ("knowledge", self.knowledge, KNOWLEDGE_KINDS)):
+        spec = self.spec
+        for name, values, allowed in (
+                ("methods", self.methods, METHODS),
+                ("regimes", self.regimes or spec.regimes, spec.regimes),
+                ("knowledge", self.knowledge, KNOWLEDGE_KINDS)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
-                raise KecError(f"unknown {name} {', '.join(bad) or '(none)'}; choose from "
-                               f"{', '.join(allowed)}")
+                raise KecError(f"unknown {name} {', '.join(bad) or '(none)'} for "
+                               f"{spec.name}; choose from {', '.join(allowed)}")
         if not self.seeds:
             raise KecError("give at least one seed")
         if self.device not in ("auto", "cpu", "cuda"):
             raise KecError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.per_class < 5:
+        if self.per_class is not None and self.per_class < 5:
             raise KecError(f"--per-class must be >= 5, got {self.per_class}")
         if self.vocab_limit is not None and self.vocab_limit < 100:
             raise KecError(f"--vocab-limit must be >= 100, got {self.vocab_limit}")
@@ -112,18 +136,14 @@ class _Regime:
     knowledge: dict[str, Any] = field(default_factory=dict)  # kind -> KnowledgeFeatures
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std()) if a.size > 1 else 0.0
-
-
 class EfficacyBench:
     """Run an :class:`EfficacyConfig` step by step (each step reusable alone)."""
 
     def __init__(self, config: EfficacyConfig,
                  encoder_factory: Callable[[str], Any] | None = None) -> None:
         config.validate()
-        self.cfg = config
+        self.cfg = config.resolved()
+        self.spec = self.cfg.spec
         self.out = Path(config.out)
         self.timings: dict[str, float] = {}
         self._encoder_factory = encoder_factory
@@ -170,8 +190,8 @@ class EfficacyBench:
 
     def _knowledge_features(self, doc: dict[str, Any], source: str) -> Any:
         """As ``kec cluster`` does by default: lint, drop what lint flags, embed."""
-        from kec.api import lint_and_drop
         from kec.cluster.knowledge_features import knowledge_features
+        from kec.knowledge.lint import lint_and_drop
 
         doc, lint = lint_and_drop(doc, self.encoder())
         self.lint[source] = {"dropped": len(lint["dropped"]), "counts": lint["counts"]}
@@ -182,7 +202,7 @@ class EfficacyBench:
         """The embedded LLM's knowledge for ``regime``: shipped, or built from the scaffold."""
         from kec.knowledge.document import load_knowledge, save_knowledge
 
-        shipped = embedded_knowledge_path(regime)
+        shipped = self.spec.embedded_path(regime)
         if not self.cfg.rebuild_knowledge and shipped.is_file():
             return load_knowledge(shipped), str(shipped)
         path = self.out / "knowledge" / f"{regime}.embedded.knowledge.json"
@@ -201,26 +221,45 @@ class EfficacyBench:
                                        cache_dir=self.out / "llm-cache",
                                        progress=self.cfg.progress)
             doc = builder.build(groups=[g["labels"] for g in groups["groups"]],
-                                source=f"{DATASET}:{regime}:scaffold")
+                                source=f"{self.spec.name}:{regime}:scaffold")
         save_knowledge(doc, path)
         self._timed("build_knowledge", start)
         return doc, str(path)
 
+    def _fixed_documents(self, n_classes: int) -> dict[str, tuple[dict[str, Any], str]]:
+        """The reference, wrong and random knowledge documents (the same for every regime)."""
+        from kec.knowledge.document import load_knowledge, save_knowledge
+
+        docs: dict[str, tuple[dict[str, Any], str]] = {}
+        if "reference" in self.cfg.knowledge:
+            path = self.spec.reference_path()
+            docs["reference"] = (load_knowledge(path), str(path))
+        if "wrong" in self.cfg.knowledge:
+            path = self.spec.wrong_path()
+            docs["wrong"] = (load_knowledge(path), str(path))
+        if "random" in self.cfg.knowledge:
+            doc = random_knowledge(n_classes, self.wordnet(), seed=0, source=self.spec.name)
+            path = self.out / "knowledge" / "random.knowledge.json"
+            save_knowledge(doc, path)
+            docs["random"] = (doc, str(path))
+        return docs
+
+    def _needs_nouns(self) -> bool:
+        return any(m in ("tac", "cae") for m in self.cfg.methods) or (
+            "embedded" in self.cfg.knowledge and (self.cfg.rebuild_knowledge or not all(
+                self.spec.embedded_path(r).is_file() for r in self.cfg.regimes)))
+
     def prepare(self) -> tuple[list[_Regime], np.ndarray, list[str], dict[str, Any]]:
         """Items, features, vocabulary and knowledge of every regime."""
-        from kec.datasets.wordnet_glosses import gloss_vocabulary, load_wordnet_glosses
-        from kec.knowledge.document import load_knowledge
+        from kec.datasets.wordnet_glosses import gloss_vocabulary
 
-        wn = self.wordnet()
-        regimes: list[_Regime] = []
-        collections = {}
+        need_nouns = self._needs_nouns()
+        wn = self.wordnet() if need_nouns or self.spec.name == "wordnet-glosses" else None
         start = time.perf_counter()
-        for name in self.cfg.regimes:
-            collections[name] = load_wordnet_glosses(name, per_class=self.cfg.per_class, wn=wn)
+        collections = {name: self.spec.load(name, self.cfg.per_class, wn)
+                       for name in self.cfg.regimes}
         self._timed("load", start)
         first = next(iter(collections.values()))
-        need_nouns = any(m in ("tac", "cae") for m in self.cfg.methods) or (
-            "embedded" in self.cfg.knowledge and self.cfg.rebuild_knowledge)
         vocab: list[str] = []
         nouns = np.zeros((0, 1), dtype=np.float32)
         if need_nouns:
@@ -228,37 +267,31 @@ class EfficacyBench:
             vocab = gloss_vocabulary(first, wn=wn, limit=self.cfg.vocab_limit)
             self._timed("vocabulary", start)
             nouns = self._encode(vocab, "nouns")
-        ref_doc = load_knowledge(reference_knowledge_path())
-        sources: dict[str, Any] = {"reference": str(reference_knowledge_path())}
+        docs = self._fixed_documents(len(first.class_names))
+        sources: dict[str, Any] = {kind: src for kind, (_, src) in docs.items()}
+        regimes: list[_Regime] = []
         for name, col in collections.items():
             X = self._encode(col.texts, f"items_{name}")
             reg = _Regime(name, X, col.targets, col.class_names)
             start = time.perf_counter()
-            if "reference" in self.cfg.knowledge:
-                reg.knowledge["reference"] = self._knowledge_features(ref_doc, "reference")
+            for kind, (doc, src) in docs.items():
+                reg.knowledge[kind] = self._knowledge_features(doc, src)
             if "embedded" in self.cfg.knowledge:
-                if not self.cfg.rebuild_knowledge and not embedded_knowledge_path(name).is_file():
-                    logger.warning("kec ships no embedded-LLM knowledge for the %s regime: "
-                                   "skipped (--rebuild-knowledge builds it)", name)
-                    sources[f"embedded_{name}"] = None
-                else:
-                    doc, src = self.embedded_knowledge(name, X, nouns, vocab,
-                                                       len(col.class_names))
-                    reg.knowledge["embedded"] = self._knowledge_features(doc, src)
-                    sources[f"embedded_{name}"] = src
+                doc, src = self.embedded_knowledge(name, X, nouns, vocab, len(col.class_names))
+                reg.knowledge["embedded"] = self._knowledge_features(doc, src)
+                sources[f"embedded_{name}"] = src
             self._timed("embed_knowledge", start)
             regimes.append(reg)
         return regimes, nouns, vocab, sources
 
     def zero_shot(self, reg: _Regime) -> dict[str, float]:
         """Every item to its most similar reference concept (name + description)."""
+        from kec.cluster._checks import l2_normalize_rows
         from kec.cluster.metrics import evaluate
         from kec.knowledge.document import load_knowledge
 
         kf = reg.knowledge.get("reference") or self._knowledge_features(
-            load_knowledge(reference_knowledge_path()), "reference")
-        from kec.cluster._checks import l2_normalize_rows
-
+            load_knowledge(self.spec.reference_path()), "reference")
         pred = (reg.X @ l2_normalize_rows(kf.zeta.copy()).T).argmax(axis=1)
         m = evaluate(reg.y, pred)
         return {k: 100 * float(m[k]) for k in ("acc", "nmi", "ari")}
@@ -286,10 +319,20 @@ class EfficacyBench:
                    **{k: 100 * float(m[k]) for k in ("acc", "nmi", "ari")})
         guard = res.info.get("guard")
         if guard:
-            row["guard"] = guard["mode"]
-            row["corroboration"] = guard["corroboration"]
-            row["agreement"] = guard["agreement"]
+            row.update(guard=guard["mode"], agreement=guard["agreement"],
+                       trust=guard.get("trust"), corroboration=guard["corroboration"])
         return row
+
+    def _jobs(self, regimes: list[_Regime]) -> list[tuple[str, _Regime, str | None, int]]:
+        jobs = []
+        for reg in regimes:
+            for method in self.cfg.methods:
+                kinds: list[str | None] = ([k for k in self.cfg.knowledge if k in reg.knowledge]
+                                           if method in KNOWLEDGE_METHODS else [None])
+                for kind in kinds:
+                    for seed in self.cfg.seeds:
+                        jobs.append((method, reg, kind, seed))
+        return jobs
 
     def run(self) -> dict[str, Any]:
         """Every regime x method x knowledge x seed; tables and ``bench.json``."""
@@ -298,26 +341,19 @@ class EfficacyBench:
         total = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         regimes, nouns, vocab, sources = self.prepare()
+        zero_shot = {reg.name: self.zero_shot(reg) for reg in regimes
+                     if "reference" in reg.knowledge}
         rows: list[dict[str, Any]] = []
-        zero_shot = {}
-        jobs = []
-        for reg in regimes:
-            zero_shot[reg.name] = self.zero_shot(reg)
-            for method in self.cfg.methods:
-                kinds: list[str | None] = ([k for k in self.cfg.knowledge if k in reg.knowledge]
-                                           if method in KNOWLEDGE_METHODS else [None])
-                for kind in kinds:
-                    for seed in self.cfg.seeds:
-                        jobs.append((method, reg, kind, seed))
         start = time.perf_counter()
-        for method, reg, kind, seed in tqdm(jobs, desc="clustering", unit="run",
-                                             disable=not self.cfg.progress, leave=False):
+        for method, reg, kind, seed in tqdm(self._jobs(regimes), desc="clustering",
+                                             unit="run", disable=not self.cfg.progress,
+                                             leave=False):
             rows.append(self.run_one(method, reg, kind, nouns, seed))
         self._timed("cluster", start)
         summary = aggregate(rows)
-        targets = check_targets(summary, zero_shot)
+        targets = check_targets(summary, zero_shot, real_text=self.spec.real_text)
         self._timed("total", total)
-        record = {"dataset": DATASET, "kec_version": __version__,
+        record = {"dataset": self.spec.name, "kec_version": __version__,
                   "config": self.cfg.to_dict(),
                   "sizes": {r.name: {"items": int(r.X.shape[0]),
                                      "classes": len(r.class_names)} for r in regimes},
@@ -327,124 +363,9 @@ class EfficacyBench:
                   "summary": summary,
                   "targets": targets, "results": rows, "timings": self.timings}
         write_json(self.out / "bench.json", record)
-        atomic_write_text(self.out / "results.csv", _csv(rows))
+        atomic_write_text(self.out / "results.csv", rows_csv(rows))
         atomic_write_text(self.out / "summary.md", markdown(record))
         return record
-
-
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (regime, method, knowledge)."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["regime"], r["method"], r["knowledge"]), []).append(r)
-    out = []
-    for (regime, method, kind), rs in groups.items():
-        ok = [r for r in rs if r.get("status") == "ok"]
-        entry: dict[str, Any] = {"regime": regime, "method": method, "knowledge": kind,
-                                 "seeds": len(ok), "status": "ok" if ok else "failed"}
-        for m in ("acc", "nmi", "ari"):
-            if ok:
-                entry[m], entry[f"{m}_std"] = _stats([r[m] for r in ok])
-        modes = sorted({r["guard"] for r in ok if r.get("guard")})
-        if modes:
-            entry["guard"] = "/".join(modes)
-        out.append(entry)
-    return out
-
-
-def _find(summary: list[dict[str, Any]], regime: str, method: str,
-          kind: str) -> dict[str, Any] | None:
-    for e in summary:
-        if (e["regime"], e["method"], e["knowledge"]) == (regime, method, kind) \
-                and e["status"] == "ok":
-            return e
-    return None
-
-
-def check_targets(summary: list[dict[str, Any]],
-                  zero_shot: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """The efficacy targets (issue: knowledge never hurts; good knowledge helps).
-
-    - clean: every knowledge method with every knowledge >= k-means - 1 in ACC and NMI;
-    - nuisance: kec+cae with the reference knowledge >= zero-shot + 3 ACC, and with the
-      embedded LLM's knowledge >= k-means + 25 ACC.
-    """
-    out: list[dict[str, Any]] = []
-    km = _find(summary, "clean", "kmeans", "-")
-    for kind in KNOWLEDGE_KINDS:
-        for method in KNOWLEDGE_METHODS:
-            e = _find(summary, "clean", method, kind)
-            if km is None or e is None:
-                continue
-            for metric in ("acc", "nmi"):
-                out.append({"target": f"clean: {method} ({kind}) {metric.upper()} >= "
-                                      f"k-means - 1",
-                            "value": round(e[metric], 2),
-                            "bound": round(km[metric] - 1, 2),
-                            "met": bool(e[metric] >= km[metric] - 1)})
-    e = _find(summary, "nuisance", "kec+cae", "reference")
-    if e is not None and "nuisance" in zero_shot:
-        bound = zero_shot["nuisance"]["acc"] + 3
-        out.append({"target": "nuisance: kec+cae (reference) ACC >= zero-shot + 3",
-                    "value": round(e["acc"], 2), "bound": round(bound, 2),
-                    "met": bool(e["acc"] >= bound)})
-    e = _find(summary, "nuisance", "kec+cae", "embedded")
-    kmn = _find(summary, "nuisance", "kmeans", "-")
-    if e is not None and kmn is not None:
-        bound = kmn["acc"] + 25
-        out.append({"target": "nuisance: kec+cae (embedded) ACC >= k-means + 25",
-                    "value": round(e["acc"], 2), "bound": round(bound, 2),
-                    "met": bool(e["acc"] >= bound)})
-    return out
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    cols = ["regime", "method", "knowledge", "seed", "status", "acc", "nmi", "ari",
-            "seconds", "guard", "agreement", "corroboration", "note"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
-def _cell(e: dict[str, Any] | None, m: str) -> str:
-    if e is None or m not in e:
-        return "–"
-    return f"{e[m]:.1f} ± {e[f'{m}_std']:.1f}"
-
-
-def markdown(record: dict[str, Any]) -> str:
-    """The README table: per regime, every method and knowledge, mean ± std."""
-    cfg = record["config"]
-    lines = [f"## Efficacy: {DATASET} ({', '.join(record['sizes'])}; seeds "
-             f"{', '.join(str(s) for s in cfg['seeds'])}; kec {record['kec_version']})", ""]
-    for regime, size in record["sizes"].items():
-        lines.append(f"### {regime} ({size['items']} items, {size['classes']} classes)")
-        lines.append("")
-        lines.append("| method | knowledge | ACC | NMI | ARI | guarded mode |")
-        lines.append("|---|---|---|---|---|---|")
-        zs = record["zero_shot"].get(regime)
-        if zs:
-            lines.append(f"| zero-shot | reference | {zs['acc']:.1f} | {zs['nmi']:.1f} | "
-                         f"{zs['ari']:.1f} | |")
-        for e in record["summary"]:
-            if e["regime"] != regime:
-                continue
-            lines.append(f"| {e['method']} | {e['knowledge']} | {_cell(e, 'acc')} | "
-                         f"{_cell(e, 'nmi')} | {_cell(e, 'ari')} | {e.get('guard', '')} |")
-        lines.append("")
-    if record["targets"]:
-        lines.append("### Targets")
-        lines.append("")
-        lines.append("| target | value | bound | met |")
-        lines.append("|---|---|---|---|")
-        for t in record["targets"]:
-            lines.append(f"| {t['target']} | {t['value']:.1f} | {t['bound']:.1f} | "
-                         f"{'yes' if t['met'] else 'NO'} |")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def run_efficacy(config: EfficacyConfig) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -18,6 +20,54 @@ from typing import Any
 #: stated here so that the parser need not import :mod:`kec.backends`).
 LLM_CACHE_HELP = ("LLM answer cache (default: $KEC_CACHE_DIR/llm, else "
                   "$XDG_CACHE_HOME/kec/llm, else ~/.cache/kec/llm)")
+
+
+def seed_arg(text: str) -> int:
+    """``--seed``: an integer in ``[0, 2**32 - 1]`` (:data:`kec.cluster._checks.MAX_SEED`),
+    refused at parse time otherwise, before any work."""
+    from kec.cluster._checks import MAX_SEED  # numpy: only once a seed is parsed
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def seeds_arg(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated seeds, each as :func:`seed_arg` takes it."""
+    return tuple(seed_arg(x.strip()) for x in text.split(",") if x.strip())
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts and sizes: ``--batch-size``, ``--per-class``...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def quiet_third_party() -> None:
+    """Silence the progress bars other libraries draw (``--quiet``): transformers'
+    "Loading weights" bar and huggingface_hub's, whether or not they are imported yet.
+
+    Sets ``HF_HUB_DISABLE_PROGRESS_BARS=1`` for this process (read when transformers is
+    imported) and switches the bars off in the modules already loaded.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 @cache

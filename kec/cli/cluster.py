@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from kec import __version__
 from kec._io import check_output_path, sha256_file
+from kec.cli._common import seed_arg
 from kec.cli.scaffold import describe_file, n_init_arg, overcluster_arg
 from kec.cluster.registry import CLUSTERERS, method_names, method_spec
-from kec.errors import KecError
+from kec.errors import InvalidKnowledgeError, KecError
 
 if TYPE_CHECKING:  # numpy and the clustering math are imported in cmd_cluster
     pass
@@ -60,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="final clustering algorithm (default: %(default)s)")
     p.add_argument("--n-init", type=n_init_arg, default="auto",
                    help="k-means restarts: integer or 'auto' (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="random seed, an integer in [0, 2**32 - 1] (default: %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where knowledge-text embeddings are cached, keyed on the encoder "
                         "and the text (default: $KEC_CACHE_DIR or ~/.cache/kec)")
@@ -154,6 +156,22 @@ def _load_text(path: Path, images: Any, what: str) -> Any:
 
 
 def _knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
+    """The knowledge file embedded for grounding, and its description for summary.json.
+
+    A file that is not valid knowledge (schema, no concepts...) is an input error of this
+    command: :class:`KecError` (exit 2) with the first problem on one line, not
+    ``InvalidKnowledgeError``'s exit 1 ("a check found a problem").
+    """
+    try:
+        return _embed_knowledge(args, images)
+    except InvalidKnowledgeError as exc:
+        first = exc.errors[0] if exc.errors else ("$", "invalid")
+        more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+        raise KecError(f"{args.knowledge} is not usable knowledge: {first[0]}: {first[1]}"
+                       f"{more}; see kec knowledge validate {args.knowledge}") from None
+
+
+def _embed_knowledge(args: argparse.Namespace, images: Any) -> tuple[Any, dict[str, Any]]:
     from kec.cluster.knowledge_features import NAME_TEMPLATE, knowledge_features
     from kec.features import encoder_differences
     from kec.knowledge.document import load_knowledge
@@ -325,6 +343,24 @@ def _matmul_dtypes(info: Any) -> set[str]:
     return set()
 
 
+def empty_cluster_warnings(sizes: Any, features: Any) -> list[str]:
+    """What to warn about a clustering with empty clusters (none when every cluster has a
+    member): how many are empty and, when that is the cause, how few distinct feature rows
+    there are."""
+    import numpy as np
+
+    empty = int(np.count_nonzero(np.asarray(sizes) == 0))
+    if not empty:
+        return []
+    k = len(sizes)
+    text = f"{empty} of the {k} clusters are empty"
+    distinct = len(np.unique(np.asarray(features), axis=0))
+    if distinct < k:
+        text += (f": the {len(features)} feature rows hold only {distinct} distinct "
+                 f"vector(s), fewer than --k {k}")
+    return [text + " (recorded in summary.json, 'warnings')"]
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -351,9 +387,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     metrics = evaluate(images.labels, result.labels) if images.labels is not None else None
     timings["evaluate"] = round(time.perf_counter() - t, 4)
     clusters = result.clusters
+    sizes = np.bincount(result.labels, minlength=args.k)
     if clusters is None:
-        sizes = np.bincount(result.labels, minlength=args.k)
         clusters = [{"cluster": c, "size": int(s)} for c, s in enumerate(sizes)]
+    warnings = empty_cluster_warnings(sizes, images.features)
+    for w in warnings:
+        _warn(w)
     timings["total"] = round(time.perf_counter() - t0, 4)
     summary = {
         "kind": RESULT_KIND,
@@ -369,6 +408,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                    "ot_matmul": sorted(_matmul_dtypes(result.info))},
         "metrics": metrics,
         "clusters": clusters,
+        "warnings": warnings,
         "info": result.info,
     }
     write_result(args.out, ids=images.ids, clusters=result.labels, labels=images.labels,

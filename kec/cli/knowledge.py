@@ -10,12 +10,14 @@ from pathlib import Path
 from kec._io import check_output_path
 from kec.cli._common import LLM_CACHE_HELP, backend_names
 from kec.errors import BuildFailuresError, InvalidKnowledgeError, KecError
+from kec.knowledge.answers import NAME_NOT_DRAWN
 from kec.knowledge.document import (
     diff_knowledge,
     dumps_knowledge,
     load_knowledge,
     merge_knowledge,
     read_knowledge_json,
+    record_line,
     save_knowledge,
     summarize,
     validation_errors,
@@ -43,11 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="LLM backend (llamacpp = embedded SmolLM2, offline)")
     b.add_argument("--model", default=None,
                    help="model for the backend (default: the backend's registry default)")
-    b.add_argument("--base-url", default=None, help="openai/langchain: endpoint URL")
+    b.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="openai/langchain: endpoint URL; openai: repeat it to spread the "
+                        "requests over replicas of one model (least load first, a failing "
+                        "replica leaves the rotation)")
+    b.add_argument("--base-url-file", type=Path, default=None, metavar="FILE",
+                   help="openai: more endpoint URLs, one per line (# comments allowed)")
     b.add_argument("--api-key-env", default=None,
                    help="openai/langchain: environment variable holding the API key "
                         "(default OPENAI_API_KEY); the key is never written anywhere")
-    b.add_argument("--concurrency", type=int, default=None, help="openai: requests in flight")
+    b.add_argument("--concurrency", type=int, default=None,
+                   help="openai: requests in flight; ray-llamacpp, ray-vllm: engine actors")
     b.add_argument("--timeout", type=float, default=None, help="openai: seconds per request")
     b.add_argument("--max-retries", type=int, default=None,
                    help="openai: transport retries (429/5xx/timeouts) with backoff")
@@ -70,9 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how labels that name the same kind of thing are found: WordNet "
                         "links + text similarity (auto: WordNet when installed) or text "
                         "similarity only; recorded in provenance.grouping")
-    b.add_argument("--sibling-hops", type=int, default=3,
-                   help="WordNet: join rare sibling terms (sparrow/finch/robin) whose "
-                        "common hypernym is this close (0 = never)")
+    b.add_argument("--sibling-hops", type=int, default=4,
+                   help="WordNet: join labels of the same kind (sparrow/finch/robin: "
+                        "bird), searching a label's kind this many hypernym steps up "
+                        "(0 = never)")
     b.add_argument("--pair-mass", type=float, default=0.8,
                    help="beta: cumulative softmax mass of each concept's pairs")
     b.add_argument("--pair-temperature", type=float, default=0.05,
@@ -104,7 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "placeholders and copies (one-letter answers, prompt words, the "
                     "concept's own name), attributes no closer to their concept than to "
                     "another, and pair attributes that do not separate their pair. "
-                    "Exit status: 0 nothing flagged, 1 something flagged, 2 error.")
+                    "Exit status: 0 nothing flagged, 1 something flagged, 2 error (a file "
+                    "that is not JSON or not a valid knowledge file included).")
     lt.add_argument("file", type=Path, help="knowledge file to lint")
     lt.add_argument("--encoder", default="minilm",
                     help="text encoder: minilm | sentence-transformers:NAME | "
@@ -128,7 +138,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--out", type=Path, required=True, help="merged knowledge file to write")
     m.set_defaults(func=cmd_merge)
 
-    d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ)")
+    d = ks.add_parser("diff", help="compare two knowledge files (exit 1 when they differ, "
+                                   "2 when one is not a valid knowledge file)")
     d.add_argument("a", type=Path, help="first knowledge file")
     d.add_argument("b", type=Path, help="second knowledge file")
     d.add_argument("--provenance", action="store_true",
@@ -144,6 +155,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from kec.prompts import BUILTIN_PROMPTS, load_prompt
 
     check_output_path(args.out, "file")
+    base_url = _base_url_option(args)
     if args.labels is not None:
         labels, groups, source = read_labels(args.labels), None, str(args.labels)
     else:
@@ -175,7 +187,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         encoder = create_text_encoder(args.text_encoder)
     backend_opts = {
         "model": args.model,
-        "base_url": args.base_url,
+        "base_url": base_url,
         "api_key_env": args.api_key_env,
         "concurrency": args.concurrency,
         "timeout": args.timeout,
@@ -192,23 +204,58 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
         doc = builder.build(labels=labels, groups=groups, source=source)
     save_knowledge(doc, args.out)
+    _report_build(doc, args)
+    return 0
+
+
+def _report_build(doc: dict, args: argparse.Namespace) -> None:
+    """The summary line and one short line per failed or filled-in item (raw answers
+    stay in the file's provenance); exit 3 only for requests that got no answer."""
     usage = doc["provenance"]["usage"]
     failures = doc["provenance"]["failures"]
+    fallbacks = doc["provenance"].get("fallbacks") or []
+    sources = {}
+    for f in fallbacks:
+        sources[f.get("fallback", "none")] = sources.get(f.get("fallback", "none"), 0) + 1
+    detail = ", ".join(f"{n} {src}" for src, n in sorted(sources.items()))
     print(
         f"wrote {args.out}: {len(doc['concepts'])} concepts, {len(doc['pairs'])} pairs; "
         f"LLM calls {usage['calls']} (+{usage['cached_calls']} cached, "
         f"{usage['repairs']} repairs, {usage.get('failed_calls', 0)} failed requests), "
-        f"tokens {usage['prompt_tokens']}+"
-        f"{usage['completion_tokens']}; failures {len(failures)}",
+        f"tokens {usage['prompt_tokens']}+{usage['completion_tokens']}; "
+        f"fallbacks {len(fallbacks)}" + (f" ({detail})" if detail else "")
+        + f"; failures {len(failures)}",
         file=sys.stderr,
     )
+    for f in fallbacks:
+        print(f"  {record_line(f, 'fallback')}", file=sys.stderr)
     for f in failures:
-        print(f"  failed: {f['prompt']} {f['item']}: {f['error']}", file=sys.stderr)
+        print(f"  {record_line(f, 'failed')}", file=sys.stderr)
+    invalid = [f for f in fallbacks if f.get("reason") != NAME_NOT_DRAWN]
+    if invalid:
+        print(f"  {len(invalid)} item(s) got only invalid answers and were filled honestly "
+              "(see provenance.fallbacks); a re-run asks for them again with new seeds",
+              file=sys.stderr)
     if failures and not args.allow_failures:
-        raise BuildFailuresError(f"{len(failures)} LLM answer(s) failed, so {args.out} is "
-                                 "incomplete (failed items fell back); re-run to retry them, "
-                                 "or pass --allow-failures to accept it")
-    return 0
+        raise BuildFailuresError(f"{len(failures)} LLM answer(s) failed: their requests got "
+                                 f"no answer, so {args.out} is incomplete (those items fell "
+                                 "back); re-run to retry them, or pass --allow-failures to "
+                                 "accept it")
+
+
+def _base_url_option(args: argparse.Namespace) -> str | list[str] | None:
+    """``--base-url`` (repeatable) and ``--base-url-file`` as the backend's ``base_url``:
+    one URL, a list of replicas (openai only), or ``None``."""
+    from kec.backends.replica_pool import check_urls, read_url_file
+
+    urls = list(args.base_url or [])
+    if args.base_url_file is not None:
+        urls += read_url_file(args.base_url_file)
+    urls = check_urls(urls)
+    if len(urls) > 1 and args.backend != "openai":
+        raise KecError(f"{len(urls)} endpoint URLs given: only --backend openai takes a pool "
+                       "of replicas")
+    return urls[0] if len(urls) == 1 else urls or None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -230,14 +277,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+class _UnusableInput(KecError):
+    """A knowledge file given to a command whose exit 1 means something else (lint:
+    flagged, diff: different): an input error, exit 2."""
+
+
+def _load_input(path: Path) -> dict:
+    try:
+        return load_knowledge(path)
+    except InvalidKnowledgeError as exc:
+        raise _UnusableInput(str(exc)) from None
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
     import json
 
     from kec.knowledge.lint import lint_knowledge
 
-    doc = load_knowledge(args.file)
+    doc = _load_input(args.file)
     encode = None
-    if args.encoder.lower() != "none":
+    if args.encoder.lower() != "none" and doc["concepts"]:  # nothing to embed: no encoder
         from kec.encoders import create_text_encoder
 
         encode = create_text_encoder(args.encoder).encode
@@ -268,7 +327,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    lines = diff_knowledge(load_knowledge(args.a), load_knowledge(args.b), args.provenance)
+    lines = diff_knowledge(_load_input(args.a), _load_input(args.b), args.provenance)
     for line in lines:
         print(line)
     return 1 if lines else 0

@@ -15,8 +15,11 @@ Exit codes: 0 success; 1 a check failed (``validate``, ``diff``, ``lint``) or an
 error; 2 a usage or input error (:class:`~kec.errors.KecError`); 3 ``knowledge build``
 finished but some LLM calls failed (:class:`~kec.errors.BuildFailuresError`, unless
 ``--allow-failures``); 4 the LLM endpoint is down and the circuit breaker stopped the
-run (:class:`~kec.errors.EndpointDownError`; answers received are cached); 130
-interrupted (Ctrl-C); 141 stdout was closed before the output was written.
+run (:class:`~kec.errors.EndpointDownError`; answers received are cached); 5
+``kec bench wordnet-glosses`` ran but a target was not met
+(:data:`kec.cli.bench.EXIT_TARGET_MISSED`, unless ``--no-check-targets``); 130
+interrupted (Ctrl-C); 141 stdout was closed before the output was written. Error lines
+are cut to about 1,000 characters (:func:`kec.errors.clip_lines`), whatever they quote.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from kec import __version__
-from kec.cli._common import use_formatter
-from kec.errors import KecError
+from kec.cli._common import quiet_third_party, use_formatter
+from kec.errors import KecError, clip_lines
 
 COMMAND_MODULES = (
     "kec.cli.knowledge",
@@ -45,8 +49,18 @@ COMMAND_MODULES = (
 )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors quote no value whole: an option given a
+    100 KB value is echoed cut (:func:`kec.errors.clip_lines`). Sub-command parsers are
+    made of the same class, so this holds for every command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {clip_lines(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="kec",
         description="Knowledge-enhanced image clustering: build LLM knowledge, cluster images.",
     )
@@ -70,9 +84,10 @@ _RESUMABLE = {("knowledge", "build"): "answers received so far are cached; run t
 
 
 def _say(message: str) -> None:
-    """One line on stderr, whatever state stderr is in."""
+    """One line on stderr, whatever state stderr is in, and never a huge one: the values
+    a message quotes are cut (:func:`kec.errors.clip_lines`)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        print(message, file=sys.stderr)
+        print(clip_lines(message), file=sys.stderr)
 
 
 def _silence_stdout() -> None:
@@ -111,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "quiet", False):
+        quiet_third_party()
     try:
         code = int(args.func(args) or 0)
         _flush_stdout()

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "exist; a PCA scatter of the features; the knowledge graph. The feature "
                     "and knowledge files the result names are found from any folder "
                     "(relative to the result folder or a folder above it); one that cannot "
-                    "be found is an error: give it with --features / --knowledge.")
+                    "be found is an error: give it with --features / --knowledge. The page "
+                    "names input files without their folders. A result folder whose "
+                    "assignments.csv is not the one its summary.json describes is refused.")
     p.add_argument("result", type=Path, help="a `kec cluster --out` (or bench run) folder")
     p.add_argument("--out", type=Path, required=True, help="HTML file to write")
     p.add_argument("--features", type=Path, default=None,
@@ -26,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="knowledge file for the graph (default: the one the summary names)")
     p.add_argument("--images", type=Path, default=None,
                    help="folder the image ids are relative to, if the feature file does "
-                        "not say where the images are")
+                        "not say where the images are; images are opened only inside "
+                        "this folder or the one the feature file records, never from an "
+                        "absolute or '..' id outside them")
     p.add_argument("--max-clusters", type=int, default=100,
                    help="cluster cards shown, largest first")
     p.add_argument("--images-per-cluster", type=int, default=12,

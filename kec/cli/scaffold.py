@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kec._io import sha256_file, write_json
+from kec._io import write_json
 from kec.cluster.registry import method_spec
 from kec.errors import KecError
 
@@ -38,8 +38,10 @@ def n_init_arg(value: str) -> int | str:
 
 
 def describe_file(path: Path, feats: Any) -> dict[str, Any]:
-    """Provenance of a feature file for result documents."""
-    return {"path": str(path), "sha256": sha256_file(path), "n": len(feats),
+    """Provenance of a feature file (or sharded set) for result documents."""
+    from kec.features import feature_set_sha256
+
+    return {"path": str(path), "sha256": feature_set_sha256(path), "n": len(feats),
             "dim": feats.dim, "kind": feats.kind, "encoder": feats.encoder}
 
 

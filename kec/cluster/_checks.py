@@ -89,6 +89,34 @@ def check_n_clusters(n_clusters: object, n_samples: int, name: str = "n_clusters
     return k
 
 
+MAX_SEED = 2**32 - 1
+"""Largest integer seed: numpy's legacy ``RandomState`` (used by scikit-learn's spectral
+clustering) takes ``[0, 2**32 - 1]``; kec checks that range for every clusterer."""
+
+
+def check_random_state(value: object, name: str = "random_state") -> object:
+    """Return ``value`` after checking that it can seed every clusterer.
+
+    Accepted: ``None``, an integer in ``[0, 2**32 - 1]``, or a numpy
+    ``Generator``/``RandomState``/``SeedSequence``/``BitGenerator`` (returned as given).
+
+    Raises
+    ------
+    ClusteringInputError
+        A negative or too large integer, a bool, or anything else.
+    """
+    if value is None or isinstance(value, (np.random.Generator, np.random.RandomState,
+                                           np.random.SeedSequence, np.random.BitGenerator)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ClusteringInputError(f"{name} must be None, an integer in [0, 2**32 - 1] or a "
+                                   f"numpy.random.Generator, got {value!r}")
+    if not 0 <= int(value) <= MAX_SEED:
+        raise ClusteringInputError(f"{name} must be an integer in [0, 2**32 - 1] (or None), "
+                                   f"got {int(value)}")
+    return int(value)
+
+
 def check_positive(value: float, name: str) -> float:
     """Return ``value`` as float after checking it is finite and > 0."""
     v = float(value)

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from kec.cluster._checks import ClusteringInputError, as_features, check_n_clusters
+from kec.cluster._checks import (
+    ClusteringInputError,
+    as_features,
+    check_n_clusters,
+    check_random_state,
+)
 from kec.cluster.kmeans import SphericalKMeans, _normalize
 from kec.cluster.registry import CLUSTERERS
 
@@ -37,12 +42,24 @@ class _RowNormalized(ClusterMixin, BaseEstimator):
         raise NotImplementedError
 
     def fit(self, X: Any, y: Any = None) -> _RowNormalized:
-        """Cluster the L2-normalised rows of ``X``; sets ``labels_`` and ``estimator_``."""
+        """Cluster the L2-normalised rows of ``X``; sets ``labels_`` and ``estimator_``.
+
+        With ``n_clusters`` 1 or ``n_samples`` the partition is forced (one cluster, or
+        one sample per cluster): it is returned without the scikit-learn estimator
+        (``estimator_`` is ``None``), which cannot run there (spectral clustering's
+        eigensolver needs ``n_clusters < n_samples``, both need 2 samples).
+        """
         X = _normalize(as_features(X, "features"))
-        check_n_clusters(self.n_clusters, X.shape[0])
+        k = check_n_clusters(self.n_clusters, X.shape[0])
+        check_random_state(getattr(self, "random_state", None))
+        self.n_features_in_ = X.shape[1]
+        if k in (1, X.shape[0]):
+            self.estimator_ = None
+            self.labels_ = np.zeros(X.shape[0], np.int64) if k == 1 else \
+                np.arange(X.shape[0], dtype=np.int64)
+            return self
         self.estimator_ = self._make(X)
         self.labels_ = np.asarray(self.estimator_.fit_predict(X), dtype=np.int64)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def fit_predict(self, X: Any, y: Any = None, **kwargs: Any) -> np.ndarray:
@@ -163,6 +180,7 @@ def create_clusterer(
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) \
             or n_clusters < 1:
         raise ClusteringInputError(f"n_clusters must be an integer >= 1, got {n_clusters!r}")
+    check_random_state(random_state)
     if name == "kmeans":
         if device is not None:
             kwargs["device"] = device

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from kec.cluster._checks import ClusteringInputError
+from kec.cluster._checks import ClusteringInputError, check_random_state
 from kec.cluster.knowledge_features import KnowledgeFeatures, knowledge_features
 from kec.cluster.methods import MethodResult
 from kec.cluster.registry import check_inputs, resolve, unused_inputs
@@ -266,8 +266,10 @@ class _MethodEstimator(ClusterMixin, BaseEstimator):
         Raises
         ------
         ClusteringInputError
-            A required input is missing (the message names it), or an input is invalid.
+            A required input is missing (the message names it), an input is invalid, or
+            ``random_state`` is not None, an integer in [0, 2**32 - 1] or a Generator.
         """
+        check_random_state(self.random_state)
         given = {"nouns": nouns, "captions": captions, "knowledge": knowledge}
         provided = {k for k, v in given.items() if v is not None}
         check_inputs(self._method, provided)
@@ -468,6 +470,11 @@ class KEC(_MethodEstimator):
         Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
     corroboration_threshold, agreement_threshold : float
         Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
+    agreement_margin, objective_tolerance, anchor_weight : float
+        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
+        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
+        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
+        its clusters' centres with weight ``trust * anchor_weight``.
     normalize_parts : bool
         L2-normalise :math:`x_i` and :math:`\kappa_i` before joining them.
     clusterer, random_state, clusterer_params, keep_features
@@ -497,6 +504,9 @@ class KEC(_MethodEstimator):
         beta: float = 0.25,
         corroboration_threshold: float = 0.2,
         agreement_threshold: float = 0.5,
+        agreement_margin: float = 0.1,
+        objective_tolerance: float = 0.05,
+        anchor_weight: float = 0.1,
         clusterer: str = "kmeans",
         random_state: int | None = 0,
         clusterer_params: dict[str, Any] | None = None,
@@ -516,6 +526,9 @@ class KEC(_MethodEstimator):
         self.beta = beta
         self.corroboration_threshold = corroboration_threshold
         self.agreement_threshold = agreement_threshold
+        self.agreement_margin = agreement_margin
+        self.objective_tolerance = objective_tolerance
+        self.anchor_weight = anchor_weight
         self.clusterer = clusterer
         self.random_state = random_state
         self.clusterer_params = clusterer_params
@@ -660,6 +673,11 @@ class KECCAE(_MethodEstimator):
         Weight of the knowledge views in guarded fusion's ``nuisance`` mode.
     corroboration_threshold, agreement_threshold : float
         Guarded fusion's thresholds (docs/methods.md §4.3, :mod:`kec.cluster.guard`).
+    agreement_margin, objective_tolerance, anchor_weight : float
+        Guarded fusion's graded trust: trust ramps from 0 at ``agreement_threshold -
+        agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
+        up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
+        its clusters' centres with weight ``trust * anchor_weight``.
     fusion_mode : {"sum", "concat"}
         For ``fusion="adaptive"``.
     n_overclusters, rule, n_classes, top_k, overcluster_params
@@ -695,6 +713,9 @@ class KECCAE(_MethodEstimator):
         beta: float = 0.25,
         corroboration_threshold: float = 0.2,
         agreement_threshold: float = 0.5,
+        agreement_margin: float = 0.1,
+        objective_tolerance: float = 0.05,
+        anchor_weight: float = 0.1,
         n_overclusters: int | None = None,
         rule: str | int = "auto",
         n_classes: int | None = None,
@@ -723,6 +744,9 @@ class KECCAE(_MethodEstimator):
         self.beta = beta
         self.corroboration_threshold = corroboration_threshold
         self.agreement_threshold = agreement_threshold
+        self.agreement_margin = agreement_margin
+        self.objective_tolerance = objective_tolerance
+        self.anchor_weight = anchor_weight
         self.n_overclusters = n_overclusters
         self.rule = rule
         self.n_classes = n_classes

@@ -57,6 +57,13 @@ from kec.cluster.backend import as_backend_array, dtype_name, get_backend, is_to
 
 MODES = ("data", "refine", "nuisance")
 DEFAULT_AGREEMENT = 0.5
+"""Agreement at and above which the knowledge is fully trusted (:math:`\\theta_x`)."""
+DEFAULT_AGREEMENT_MARGIN = 0.1
+"""Trust ramps from 0 at :math:`\\theta_x - m` to 1 at :math:`\\theta_x` (:math:`m`)."""
+DEFAULT_OBJECTIVE_TOLERANCE = 0.05
+"""Share of the data's objective that fully trusted knowledge may cost (:math:`\\epsilon`)."""
+DEFAULT_ANCHOR_WEIGHT = 0.1
+"""Pull of a cluster's knowledge direction on its centre at full trust (:math:`\\lambda`)."""
 DEFAULT_CORROBORATION = 0.2
 DEFAULT_BETA = 0.25
 MIN_PER_CLUSTER = 5
@@ -81,7 +88,11 @@ class GuardDecision:
     residual, residual_labels : numpy.ndarray or None
         :math:`x^\\perp` and :math:`P_r` when measured.
     info : dict
-        JSON-ready summary (thresholds and scores).
+        JSON-ready summary (thresholds, scores, objectives and the reason).
+    trust : float
+        :math:`t \\in [0, 1]`, from the agreement (:func:`trust_weight`).
+    refined_labels : numpy.ndarray or None
+        The knowledge-anchored refinement when it was computed (kept in ``refine``).
     """
 
     mode: str
@@ -92,6 +103,8 @@ class GuardDecision:
     residual: np.ndarray | None = None
     residual_labels: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    trust: float = 0.0
+    refined_labels: np.ndarray | None = None
 
 
 def _kmeans(F: np.ndarray, k: int, random_state: int | None, n_init: Any,
@@ -152,17 +165,40 @@ def _assign(F: Any, centres: Any, bias: Any) -> Any:
     return nx.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def _counts(y: Any, n_clusters: int) -> Any:
+    """``(K,)`` float64 cluster sizes, on ``y``'s backend and device."""
+    if isinstance(y, np.ndarray):
+        return np.bincount(y, minlength=n_clusters).astype(np.float64)
+    return y.bincount(minlength=n_clusters).double()
+
+
 def lloyd_refine(
     F: np.ndarray, labels: np.ndarray, n_clusters: int, *, max_iter: int = 100,
+    anchors: np.ndarray | None = None, anchor_weight: float = 0.0,
     device: str | None = None,
 ) -> tuple[np.ndarray, int]:
     r"""Spherical Lloyd iterations on ``F`` started from the partition ``labels``.
 
+    Without anchors (``anchor_weight = 0``), plain spherical k-means:
+
     .. math::
         \mu_k = \mathrm{normalize}\Big(\sum_{i: y_i = k} f_i\Big), \qquad
-        y_i \leftarrow \arg\max_k f_i \cdot \mu_k
+        y_i \leftarrow \arg\max_k f_i \cdot \mu_k .
 
-    until no label changes or ``max_iter``. A cluster that empties keeps its last
+    With anchors :math:`A_k` (unit vectors in the space of ``F``) and weight
+    :math:`\lambda`, every member of cluster :math:`k` also pulls its centre towards
+    :math:`A_k`: the iterations are coordinate ascent on
+
+    .. math::
+        J(y, \mu) = \sum_i \big(f_i + \lambda A_{y_i}\big)\cdot\mu_{y_i}, \qquad
+        \mu_k = \mathrm{normalize}\big(S_k + \lambda n_k A_k\big), \qquad
+        y_i \leftarrow \arg\max_k\, f_i\cdot\mu_k + \lambda A_k\cdot\mu_k
+
+    (:math:`S_k`, :math:`n_k` the sum and size of cluster :math:`k`), so :math:`J` never
+    decreases and the iterations stop. Guarded fusion anchors cluster :math:`k` to the
+    direction its knowledge partition gave it (docs/methods.md §4.3).
+
+    Runs until no label changes or ``max_iter``. A cluster that empties keeps its last
     centre (it may win items back); a label that ``labels`` never uses stays unused.
     Runs on ``device`` (numpy on the CPU, torch on a GPU:
     :func:`kec.cluster.backend.as_backend_array`). Returns ``(labels, iterations)`` with
@@ -172,20 +208,34 @@ def lloyd_refine(
     y0 = np.asarray(labels, dtype=np.int64).copy()
     if y0.shape != (F.shape[0],) or (y0.size and (y0.min() < 0 or y0.max() >= n_clusters)):
         raise ClusteringInputError("labels must be (N,) ints in 0..n_clusters-1")
+    if not np.isfinite(anchor_weight) or anchor_weight < 0:
+        raise ClusteringInputError(f"anchor_weight must be >= 0, got {anchor_weight}")
     Fb = as_backend_array(F, device, "float32")
     nx = get_backend(Fb)
-    y = nx.asarray(y0, device=nx.device(Fb))
-    centres = nx.zeros((n_clusters, Fb.shape[1]), dtype="float32", device=nx.device(Fb))
+    dev = nx.device(Fb)
+    y = nx.asarray(y0, device=dev)
+    A = None
+    if anchors is not None and anchor_weight > 0:
+        A = np.asarray(anchors, dtype=np.float64)
+        if A.shape != (n_clusters, F.shape[1]):
+            raise ClusteringInputError(f"anchors must be ({n_clusters}, {F.shape[1]}), got "
+                                       f"{A.shape}")
+        A = nx.asarray(l2_normalize_rows(A) * float(anchor_weight), device=dev)
+    centres = nx.zeros((n_clusters, Fb.shape[1]), dtype="float32", device=dev)
     # a cluster without a centre yet (never filled) cannot win items
-    bias = nx.full(n_clusters, -np.inf, dtype="float32", device=nx.device(Fb))
+    bias = nx.full(n_clusters, -np.inf, dtype="float32", device=dev)
     it = 0
     while it < max_iter:
         it += 1
         sums = _cluster_sums(Fb, y, n_clusters)
+        if A is not None:
+            sums = sums + _counts(y, n_clusters)[:, None] * A
         norms = nx.norm(sums, axis=1)
         filled = norms > 0
-        centres[filled] = nx.astype(sums[filled] / norms[filled][:, None], "float32")
-        bias[filled] = 0.0
+        mu = sums[filled] / norms[filled][:, None]
+        centres[filled] = nx.astype(mu, "float32")
+        bias[filled] = nx.astype(nx.sum(A[filled] * mu, axis=1), "float32") \
+            if A is not None else 0.0
         new = _assign(Fb, centres, bias)
         if not nx.any(new != y):
             break
@@ -223,60 +273,165 @@ def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
     return l2_normalize_rows(X - (X @ Q) @ Q.T), rank
 
 
+def trust_weight(agreement: float, threshold: float = DEFAULT_AGREEMENT,
+                 margin: float = DEFAULT_AGREEMENT_MARGIN) -> float:
+    r"""How far the knowledge is trusted, from its agreement with the data.
+
+    .. math::
+        t = \mathrm{clip}\Big(\frac{s_{xc} - (\theta_x - m)}{m},\ 0,\ 1\Big)
+
+    0 below :math:`\theta_x - m`, 1 at and above :math:`\theta_x`, linear between
+    (``margin = 0``: a step at :math:`\theta_x`, the rule of kec 0.1.0).
+    """
+    if agreement >= threshold:
+        return 1.0
+    if margin <= 0 or agreement <= threshold - margin:
+        return 0.0
+    return float(np.clip((agreement - (threshold - margin)) / margin, 0.0, 1.0))
+
+
+def knowledge_anchors(concept: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    r"""``(K, d)`` unit direction of every cluster of the knowledge partition,
+    :math:`A_k = \mathrm{normalize}\big(\sum_{i: y_i = k} \hat c_i\big)` (zero rows for
+    unused labels)."""
+    sums = _cluster_sums(l2_normalize_rows(np.array(concept, dtype=np.float32)),
+                         np.asarray(labels, dtype=np.int64), int(n_clusters))
+    return l2_normalize_rows(sums)
+
+
+def _check_guard_params(margin: float, tolerance: float, anchor_weight: float) -> None:
+    for name, value in (("agreement_margin", margin), ("objective_tolerance", tolerance),
+                        ("anchor_weight", anchor_weight)):
+        if not np.isfinite(value) or value < 0:
+            raise ClusteringInputError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _try_knowledge(X: np.ndarray, concept: np.ndarray, p_c: np.ndarray, p_x: np.ndarray,
+                   k: int, trust: float, tolerance: float, anchor_weight: float,
+                   max_iter: int, info: dict[str, Any],
+                   device: str | None) -> np.ndarray | None:
+    """The knowledge-anchored refinement, or ``None`` when it costs the data too much."""
+    refined, it = lloyd_refine(X, p_c, k, max_iter=max_iter,
+                               anchors=knowledge_anchors(concept, p_c, k),
+                               anchor_weight=anchor_weight * trust, device=device)
+    o_k, o_x = spherical_objective(X, refined), spherical_objective(X, p_x)
+    loss = (o_x - o_k) / max(abs(o_x), 1e-12)
+    allowed = tolerance * trust
+    info["refinement"] = {"iterations": it, "anchor_weight": round(anchor_weight * trust, 4),
+                          "objective": round(o_k, 4), "kmeans_objective": round(o_x, 4),
+                          "loss": round(loss, 5), "allowed_loss": round(allowed, 5)}
+    if loss <= allowed:
+        info["refinement"]["kept"] = True
+        info["reason"] = (f"agreement {info['agreement']:.3f} gives trust {trust:.2f}; the "
+                          f"knowledge partition costs {100 * loss:.2f} % of the data's "
+                          f"objective, within the {100 * allowed:.2f} % that trust allows")
+        return refined
+    info["refinement"]["kept"] = False
+    info["reason"] = (f"agreement {info['agreement']:.3f} gives trust {trust:.2f}, but the "
+                      f"knowledge partition costs {100 * loss:.2f} % of the data's "
+                      f"objective, more than the {100 * allowed:.2f} % that trust allows")
+    return None
+
+
 def decide(
     X: np.ndarray,
     concept: np.ndarray,
     n_clusters: int,
     *,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
+    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
+    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
+    max_iter: int = 100,
     device: str | None = None,
 ) -> GuardDecision:
-    """Measure agreement (and, below its threshold, corroboration) and pick the mode.
+    r"""Measure how far the data supports the knowledge, and pick the mode.
+
+    1. :math:`P_x`, :math:`P_c`: k-means of the raw and of the grounded concept
+       features; agreement :math:`s_{xc} = \mathrm{NMI}^+(P_x, P_c)` and trust
+       :math:`t` (:func:`trust_weight`).
+    2. If :math:`t > 0`: Lloyd iterations on :math:`x` from :math:`P_c`, each cluster
+       anchored to its knowledge direction with weight :math:`t\lambda`
+       (:func:`lloyd_refine`, :func:`knowledge_anchors`). Kept (``refine``) when it
+       costs at most :math:`t\epsilon` of the objective of k-means on :math:`x`.
+    3. Otherwise, if :math:`s_{xc} < \theta_x`, the residual test: ``nuisance`` when
+       :math:`s_{rc} \ge \theta_r` and :math:`s_{rc} > s_{xc}`.
+    4. Otherwise ``data``.
 
     Parameters
     ----------
     X : numpy.ndarray
         ``(N, d)`` raw features.
     concept : numpy.ndarray
-        ``(N, d)`` grounded concept features :math:`c_i`.
+        ``(N, d_c)`` grounded concept features :math:`c_i`.
     n_clusters : int
         K.
-    agreement_threshold, corroboration_threshold : float
-        :math:`\\theta_x` and :math:`\\theta_r` (see the module docstring).
+    agreement_threshold, agreement_margin : float
+        :math:`\theta_x` and :math:`m` (full trust at :math:`\theta_x`, none below
+        :math:`\theta_x - m`).
+    objective_tolerance : float
+        :math:`\epsilon`, the share of the data's objective that fully trusted
+        knowledge may cost.
+    anchor_weight : float
+        :math:`\lambda`.
+    corroboration_threshold : float
+        :math:`\theta_r`.
     random_state, n_init, device
         Of the k-means runs (two or three).
+    max_iter : int
+        Of the Lloyd refinement.
     """
+    _check_guard_params(agreement_margin, objective_tolerance, anchor_weight)
     k = int(n_clusters)
     X = l2_normalize_rows(np.array(X, dtype=np.float32))
     p_c = _kmeans(l2_normalize_rows(np.array(concept, dtype=np.float32)), k, random_state,
                   n_init, device)
     p_x = _kmeans(X, k, random_state, n_init, device)
     agreement = nmi_above_chance(p_x, p_c, random_state=random_state)
-    info: dict[str, Any] = {"agreement": round(agreement, 4), "corroboration": None,
+    trust = trust_weight(agreement, agreement_threshold, agreement_margin)
+    info: dict[str, Any] = {"agreement": round(agreement, 4), "trust": round(trust, 4),
+                            "corroboration": None,
                             "agreement_threshold": agreement_threshold,
+                            "agreement_margin": agreement_margin,
+                            "objective_tolerance": objective_tolerance,
                             "corroboration_threshold": corroboration_threshold}
+    if trust > 0:
+        refined = _try_knowledge(X, concept, p_c, p_x, k, trust, objective_tolerance,
+                                 anchor_weight, max_iter, info, device)
+        if refined is not None:
+            info["mode"] = "refine"
+            return GuardDecision("refine", agreement, None, p_c, p_x, info=info,
+                                 trust=trust, refined_labels=refined)
+    else:
+        info["reason"] = (f"agreement {agreement:.3f} is below "
+                          f"{agreement_threshold - agreement_margin:.3f}: no trust")
     if agreement >= agreement_threshold:
-        info["mode"] = "refine"
-        return GuardDecision("refine", agreement, None, p_c, p_x, info=info)
+        info["mode"] = "data"
+        return GuardDecision("data", agreement, None, p_c, p_x, info=info, trust=trust)
     if X.shape[0] < MIN_PER_CLUSTER * k:
         info.update(mode="data", note=f"residual not measured ({X.shape[0]} items for "
                                       f"{k} clusters, fewer than {MIN_PER_CLUSTER} each)")
-        return GuardDecision("data", agreement, None, p_c, p_x, info=info)
+        return GuardDecision("data", agreement, None, p_c, p_x, info=info, trust=trust)
     # at most d/4 directions go: with K - 1 > d/4 the most separating ones
     residual, rank = nuisance_residual(X, p_x, k, max_rank=X.shape[1] // 4)
     if rank < 1:
         info.update(mode="data", note=f"residual not measured (no between-cluster "
                                       f"direction; d = {X.shape[1]})")
-        return GuardDecision("data", agreement, None, p_c, p_x, info=info)
+        return GuardDecision("data", agreement, None, p_c, p_x, info=info, trust=trust)
     p_r = _kmeans(residual, k, random_state, n_init, device)
     corroboration = nmi_above_chance(p_r, p_c, random_state=random_state)
     mode = ("nuisance" if corroboration >= corroboration_threshold
             and corroboration > agreement else "data")
     info.update(mode=mode, corroboration=round(corroboration, 4), nuisance_rank=rank)
-    return GuardDecision(mode, agreement, corroboration, p_c, p_x, residual, p_r, info)
+    if mode == "nuisance":
+        info["reason"] = (f"corroboration {corroboration:.3f} under the data's dominant "
+                          f"structure exceeds agreement {agreement:.3f} and "
+                          f"{corroboration_threshold}: that structure is a nuisance")
+    return GuardDecision(mode, agreement, corroboration, p_c, p_x, residual, p_r, info,
+                         trust=trust)
 
 
 def _refine_checked(F: np.ndarray, start: np.ndarray, kmeans_labels: np.ndarray,
@@ -302,6 +457,9 @@ def guarded_cluster(
     *,
     beta: float = DEFAULT_BETA,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
+    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
+    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
@@ -311,23 +469,25 @@ def guarded_cluster(
     r"""Cluster with the mode :func:`decide` picks; returns ``(labels, features, decision)``.
 
     ``features`` is the matrix the final partition is a Lloyd fixed point of (or the
-    k-means partition of): :math:`x` (``data``, ``refine``) or
-    :math:`[x^\perp ; \beta\hat c ; \beta\hat a]` (``nuisance``; without attributes
-    :math:`[x^\perp ; \beta\hat c]`).
+    k-means partition of): :math:`x` (``data``; ``refine``, where the fixed point is of
+    the anchored iterations) or :math:`[x^\perp ; \beta\hat c ; \beta\hat a]`
+    (``nuisance``; without attributes :math:`[x^\perp ; \beta\hat c]`).
     """
     if beta < 0 or not np.isfinite(beta):
         raise ClusteringInputError(f"beta must be a finite number >= 0, got {beta}")
     dec = decide(X, concept, n_clusters, agreement_threshold=agreement_threshold,
+                 agreement_margin=agreement_margin, objective_tolerance=objective_tolerance,
+                 anchor_weight=anchor_weight,
                  corroboration_threshold=corroboration_threshold,
-                 random_state=random_state, n_init=n_init, device=device)
+                 random_state=random_state, n_init=n_init, max_iter=max_iter, device=device)
     X = l2_normalize_rows(np.array(X, dtype=np.float32))
     if dec.mode == "data":
-        dec.info["iterations"] = 0
+        dec.info.setdefault("iterations", 0)
         return dec.data_labels, X, dec
     if dec.mode == "refine":
-        labels = _refine_checked(X, dec.knowledge_labels, dec.data_labels, n_clusters,
-                                 max_iter, dec.info, device)
-        return labels, X, dec
+        assert dec.refined_labels is not None
+        dec.info["kept"] = "refined"
+        return dec.refined_labels, X, dec
     assert dec.residual is not None and dec.residual_labels is not None
     start = _refine_checked(dec.residual, dec.knowledge_labels, dec.residual_labels,
                             n_clusters, max_iter, dec.info, device)

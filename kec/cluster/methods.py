@@ -44,8 +44,11 @@ from kec.cluster.grounding import (
 )
 from kec.cluster.guard import (
     DEFAULT_AGREEMENT,
+    DEFAULT_AGREEMENT_MARGIN,
+    DEFAULT_ANCHOR_WEIGHT,
     DEFAULT_BETA,
     DEFAULT_CORROBORATION,
+    DEFAULT_OBJECTIVE_TOLERANCE,
     guarded_cluster,
 )
 from kec.cluster.knowledge_features import KnowledgeFeatures
@@ -268,6 +271,9 @@ def run_kec(
     beta: float = DEFAULT_BETA,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
+    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
+    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
     clusterer: str = "kmeans",
     random_state: int | None = 0,
     clusterer_params: dict[str, Any] | None = None,
@@ -305,7 +311,9 @@ def run_kec(
             labels, feats, dec = guarded_cluster(
                 X, g.concept, attr_view, k, beta=beta,
                 corroboration_threshold=corroboration_threshold,
-                agreement_threshold=agreement_threshold, random_state=random_state,
+                agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
+                objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
         cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
@@ -319,7 +327,9 @@ def run_kec(
               "clusterer": cinfo}
     if fusion == "guarded":
         params.update(beta=beta, corroboration_threshold=corroboration_threshold,
-                      agreement_threshold=agreement_threshold)
+                      agreement_threshold=agreement_threshold,
+                      agreement_margin=agreement_margin,
+                      objective_tolerance=objective_tolerance, anchor_weight=anchor_weight)
     return MethodResult("kec", labels, stages.timings, params, clusters, info=info,
                         features=feats if keep_features else None)
 
@@ -405,6 +415,9 @@ def run_kec_cae(
     beta: float = DEFAULT_BETA,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     agreement_threshold: float = DEFAULT_AGREEMENT,
+    agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
+    objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
+    anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
     n_overclusters: int | None = None,
     rule: str | int = "auto",
     n_classes: int | None = None,
@@ -481,7 +494,9 @@ def run_kec_cae(
             labels, fused, dec = guarded_cluster(
                 X, g.concept, g.attribute, k, beta=beta,
                 corroboration_threshold=corroboration_threshold,
-                agreement_threshold=agreement_threshold, random_state=random_state,
+                agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
+                objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
         cinfo = {"name": "guarded", "mode": dec.mode, "random_state": random_state}
@@ -507,7 +522,10 @@ def run_kec_cae(
               "attribute_mode": attribute_mode, "pair_attributes": pair_attributes,
               "fusion": fusion, "fusion_mode": fusion_mode, "gamma": gamma,
               "beta": beta, "corroboration_threshold": corroboration_threshold,
-              "agreement_threshold": agreement_threshold, "nouns": nouns is not None,
+              "agreement_threshold": agreement_threshold,
+              "agreement_margin": agreement_margin,
+              "objective_tolerance": objective_tolerance, "anchor_weight": anchor_weight,
+              "nouns": nouns is not None,
               "captions": caption_source, "top_k": top_k,
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),
               "clusterer": cinfo}

@@ -58,7 +58,8 @@ _SCAFFOLD = {"n_overclusters": None, "rule": "auto", "n_classes": None, "top_k":
              "overcluster_params": None}
 _OT = {"reg": 0.01, "ot_method": "auto", "ot_params": None, "gamma": 0.01}
 _NAMING = {"n_names": 3, "n_attributes": 3}
-_GUARD = {"beta": 0.25, "corroboration_threshold": 0.2, "agreement_threshold": 0.5}
+_GUARD = {"beta": 0.25, "corroboration_threshold": 0.2, "agreement_threshold": 0.5,
+          "agreement_margin": 0.1, "objective_tolerance": 0.05, "anchor_weight": 0.1}
 
 #: Names of the final clusterers (:func:`kec.cluster.clusterers.create_clusterer`).
 CLUSTERERS: tuple[str, ...] = ("kmeans", "spectral", "agglomerative")

@@ -28,10 +28,17 @@ _WHERE = {
     "spec_from_description": "factory",
     "ImageEmbeddings": "images", "ImageSource": "images", "ImageSourceError": "images",
     "NotARegularFileError": "images", "default_num_workers": "images",
-    "embed_images": "images", "find_images": "images", "images_from_file_list": "images",
+    "embed_images": "images", "find_images": "images", "find_tar_shards": "images",
+    "images_from_file_list": "images",
     "images_from_folder": "images", "iterate_image_batches": "images",
     "read_regular_file": "images",
     "SentenceTransformerTextEncoder": "sbert", "embedded_minilm_path": "sbert",
+    "CollectionError": "collection", "TextCollection": "collection",
+    "encode_collection": "collection", "read_collection": "collection",
+    "TarMember": "webdataset", "images_from_tars": "webdataset",
+    "tar_samples": "webdataset",
+    "RayEngineError": "ray_engine", "embed_collection_ray": "ray_engine",
+    "embed_images_ray": "ray_engine",
     "TemplateError": "templates", "TemplateSet": "templates",
     "list_template_sets": "templates", "resolve_templates": "templates",
 }
@@ -43,36 +50,47 @@ __all__ = [
     "ClipImageEncoder",
     "ClipModel",
     "ClipTextEncoder",
+    "CollectionError",
     "EmbeddingCheckpoint",
     "EncoderSpecError",
     "ImageEmbeddings",
     "ImageSource",
     "ImageSourceError",
     "NotARegularFileError",
+    "RayEngineError",
     "SentenceTransformerTextEncoder",
+    "TarMember",
     "TemplateError",
     "TemplateSet",
+    "TextCollection",
     "TextEncoder",
     "autocast_for",
     "checkpoint_dir_for",
     "create_image_encoder",
     "create_text_encoder",
     "default_num_workers",
+    "embed_collection_ray",
     "embed_images",
+    "embed_images_ray",
     "embedded_minilm_path",
+    "encode_collection",
     "find_images",
+    "find_tar_shards",
     "images_from_file_list",
     "images_from_folder",
+    "images_from_tars",
     "input_dtype",
     "iterate_image_batches",
     "l2_normalize",
     "list_template_sets",
     "load_clip",
     "parse_text_encoder_spec",
+    "read_collection",
     "read_regular_file",
     "resolve_device",
     "resolve_templates",
     "spec_from_description",
+    "tar_samples",
 ]
 
 
@@ -104,6 +122,12 @@ if TYPE_CHECKING:  # static analysers see the real names
         input_dtype,
         load_clip,
     )
+    from kec.encoders.collection import (
+        CollectionError,
+        TextCollection,
+        encode_collection,
+        read_collection,
+    )
     from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
     from kec.encoders.factory import (
         EncoderSpecError,
@@ -120,10 +144,16 @@ if TYPE_CHECKING:  # static analysers see the real names
         default_num_workers,
         embed_images,
         find_images,
+        find_tar_shards,
         images_from_file_list,
         images_from_folder,
         iterate_image_batches,
         read_regular_file,
+    )
+    from kec.encoders.ray_engine import (
+        RayEngineError,
+        embed_collection_ray,
+        embed_images_ray,
     )
     from kec.encoders.sbert import SentenceTransformerTextEncoder, embedded_minilm_path
     from kec.encoders.templates import (
@@ -132,3 +162,4 @@ if TYPE_CHECKING:  # static analysers see the real names
         list_template_sets,
         resolve_templates,
     )
+    from kec.encoders.webdataset import TarMember, images_from_tars, tar_samples

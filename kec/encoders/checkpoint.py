@@ -3,11 +3,13 @@
 A checkpoint is a folder (conventionally ``OUT.partial``) holding ``manifest.json`` (the
 encoder's ``describe()``: model, weights, precision, preprocessing) and numbered chunk
 files ``chunk-NNNNNN.safetensors``: each holds a ``features`` tensor and, in its header,
-the ``ids`` and ``sha256`` (content hash of the image file) of its rows.
+the ``ids`` and ``sha256`` (content hash of the item: the image file's bytes, or a
+collection item's text) of its rows.
 
-When the same command runs again, an image whose id is in the checkpoint **and** whose
-file still has the recorded content hash takes its feature row from the checkpoint instead
+When the same command runs again, an item whose id is in the checkpoint **and** whose
+content still has the recorded hash takes its feature row from the checkpoint instead
 of being decoded and encoded again. A checkpoint written by another encoder is discarded.
+``kec embed images`` and ``kec embed collection`` both use it.
 Chunks are written atomically, so an interrupted write leaves the previous chunks usable.
 """
 
@@ -60,7 +62,7 @@ class EmbeddingCheckpoint:
     flush_seconds : float
         Also write a chunk when the last one is older than this.
     resume : bool
-        ``False`` empties the folder first: every image is encoded again.
+        ``False`` empties the folder first: every item is encoded again.
 
     Attributes
     ----------
@@ -149,9 +151,9 @@ class EmbeddingCheckpoint:
             out.append(hit[0] if hit is not None else None)
         return out
 
-    def get(self, image_id: str, sha256: str) -> np.ndarray | None:
-        """The saved row for ``image_id`` if its content hash is ``sha256``, else ``None``."""
-        hit = self._rows.get(image_id)
+    def get(self, item_id: str, sha256: str) -> np.ndarray | None:
+        """The saved row for ``item_id`` if its content hash is ``sha256``, else ``None``."""
+        hit = self._rows.get(item_id)
         if hit is None or hit[0] != sha256:
             return None
         return hit[1]

@@ -345,6 +345,7 @@ class ClipImageEncoder:
         progress: bool = False,
         ids: Sequence[str] | None = None,
         checkpoint: EmbeddingCheckpoint | None = None,
+        breaks: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
         """Encode image files; unreadable ones are skipped, logged and returned.
 
@@ -362,6 +363,8 @@ class ClipImageEncoder:
         checkpoint : EmbeddingCheckpoint, optional
             Rows saved by an earlier run are reused when the file's content hash still
             matches; new rows are saved to it as batches complete (also on Ctrl-C).
+        breaks : sequence of int, optional
+            Indices where a new batch starts (WebDataset shard boundaries).
 
         Returns
         -------
@@ -393,6 +396,7 @@ class ClipImageEncoder:
                 pin_memory=self.clip.device.startswith("cuda"),
                 hashes=checkpoint is not None,
                 known=known,
+                breaks=breaks,
             ):
                 for idx, msg in item.errors:
                     logger.warning("skipping unreadable image %s: %s", paths[idx], msg)

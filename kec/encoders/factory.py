@@ -32,7 +32,7 @@ from kec.encoders.clip import (
 from kec.encoders.defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from kec.encoders.sbert import MINILM_NAME, SentenceTransformerTextEncoder, load_minilm
 from kec.encoders.templates import TemplateSet, resolve_templates
-from kec.errors import KecError
+from kec.errors import KecError, quoted, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,11 @@ __all__ = [
 Templates = str | Sequence[str] | TemplateSet | None
 
 
-class EncoderSpecError(KecError):
-    """A text encoder spec string cannot be parsed."""
+class EncoderSpecError(KecError, ValueError):
+    """A text encoder spec string cannot be parsed.
+
+    A :class:`ValueError` for library callers and a :class:`~kec.errors.KecError` for the
+    CLI (one line, exit 2)."""
 
 
 def parse_text_encoder_spec(spec: str | None) -> dict[str, Any]:
@@ -63,7 +66,7 @@ def parse_text_encoder_spec(spec: str | None) -> dict[str, Any]:
     kind = kind.strip().lower()
     if not sep or not rest.strip():
         raise EncoderSpecError(
-            f"bad text encoder spec {spec!r}: use 'minilm', "
+            f"bad text encoder spec {quoted(spec)}: use 'minilm', "
             "'sentence-transformers:NAME_OR_PATH' or 'clip:MODEL:PRETRAINED'"
         )
     if kind in ("sentence-transformers", "st", "sbert"):
@@ -74,11 +77,12 @@ def parse_text_encoder_spec(spec: str | None) -> dict[str, Any]:
         model, sep, pretrained = rest.partition(":")
         if not sep:
             raise EncoderSpecError(
-                f"bad clip spec {spec!r}: give the weights too, e.g. "
-                f"'clip:{model}:openai' or 'clip:{model}:none' for random weights"
+                f"bad clip spec {quoted(spec)}: give the weights too, e.g. "
+                f"'clip:{shorten(model)}:openai' or 'clip:{shorten(model)}:none' for random "
+                "weights"
             )
         return {"kind": CLIP_KIND, "model": model, "pretrained": normalize_pretrained(pretrained)}
-    raise EncoderSpecError(f"unknown text encoder kind {kind!r} in spec {spec!r}")
+    raise EncoderSpecError(f"unknown text encoder kind {quoted(kind)} in spec {quoted(spec)}")
 
 
 def create_text_encoder(

@@ -1,4 +1,5 @@
-"""Where images come from: a folder (class sub-folders give labels) or a list file.
+"""Where images come from: a folder (class sub-folders give labels), a list file, or
+WebDataset tar shards (:mod:`kec.encoders.webdataset`).
 
 A folder whose images all lie in sub-folders is labelled: an image's label is the name
 of the first-level sub-folder holding it (``root/dog/a.jpg`` -> ``dog``). A flat folder
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import os
 import stat
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kec._io import split_lines
 from kec.errors import KecError
 
 if TYPE_CHECKING:  # a type only: keeps this module light to import
@@ -48,24 +51,29 @@ class ImageSource:
 
     Attributes
     ----------
-    paths : list of pathlib.Path
-        Files to read.
+    paths : list of pathlib.Path or TarMember
+        Files to read, or members of WebDataset shards
+        (:class:`kec.encoders.webdataset.TarMember`).
     ids : list of str
-        Stable identifiers: the path relative to the folder (POSIX separators), or the
-        path as written in the list file.
+        Stable identifiers: the path relative to the folder (POSIX separators), the
+        path as written in the list file, or ``SHARD/KEY`` for a WebDataset sample.
     labels : list of str or None
         Ground-truth labels, when known.
     origin : str
-        ``"folder"`` or ``"file-list"``.
+        ``"folder"``, ``"file-list"`` or ``"webdataset"``.
+    breaks : list of int or None
+        Item indices where a new batch must start (the first sample of each WebDataset
+        shard), so that a shard read by one Ray task gives the same batches.
     location : str
         The folder or list file.
     """
 
-    paths: list[Path]
+    paths: list[Any]
     ids: list[str]
     labels: list[str] | None
     origin: str
     location: str
+    breaks: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -211,7 +219,7 @@ def images_from_file_list(list_file: str | os.PathLike[str]) -> ImageSource:
     ids: list[str] = []
     paths: list[Path] = []
     labels: list[str | None] = []
-    for line in text.splitlines():
+    for line in split_lines(text):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -234,17 +242,67 @@ def images_from_file_list(list_file: str | os.PathLike[str]) -> ImageSource:
 def find_images(
     source: str | os.PathLike[str] | None = None, *, file_list: str | os.PathLike[str] | None = None
 ) -> ImageSource:
-    """A folder (``source``) or a list file (``file_list``, or ``source`` when it is a file)."""
+    """A folder (``source``), a list file (``file_list``, or ``source`` when it is a file),
+    or WebDataset tar shards: a ``.tar`` file, a brace pattern (``s-{000..099}.tar``) or
+    a folder of ``.tar`` files (see :mod:`kec.encoders.webdataset`).
+
+    Raises
+    ------
+    ImageSourceError
+        Nothing there, no image, or a folder holding both images and tar shards.
+    """
+    from kec.encoders.webdataset import images_from_tars
+
     if (source is None) == (file_list is None):
         raise ImageSourceError("give either an image folder or a list file, not both/neither")
     if file_list is not None:
         return images_from_file_list(file_list)
     assert source is not None
+    shards = find_tar_shards(source)
+    if shards is not None:
+        tars, base = shards
+        return images_from_tars(tars, location=str(source), base=base)
     if Path(source).is_file():
         return images_from_file_list(source)
     if not Path(source).exists():
         raise ImageSourceError(f"{source} does not exist")
     return images_from_folder(source)
+
+
+def find_tar_shards(source: str | os.PathLike[str]) -> tuple[list[Path], Path | None] | None:
+    """The WebDataset shards ``source`` names, without reading them (see
+    :func:`kec.encoders.webdataset.tar_source`), or ``None`` when it names none.
+
+    Raises
+    ------
+    ImageSourceError
+        A pattern names a missing shard, or a folder holds both images and tar shards.
+    """
+    from kec.encoders.webdataset import tar_source
+
+    shards = tar_source(source)
+    if shards is not None and shards[1] is not None and _walk(shards[1]):
+        raise ImageSourceError(f"{source} holds both image files and .tar shards; give "
+                               "a folder of images or a folder of WebDataset shards")
+    return shards
+
+
+def read_image_bytes(ref: Any) -> bytes:
+    """The bytes of an image reference: a path (:func:`read_regular_file`) or anything with
+    a ``read()`` method (a :class:`~kec.encoders.webdataset.TarMember`)."""
+    if isinstance(ref, (str, os.PathLike)):
+        return read_regular_file(ref)
+    return ref.read()
+
+
+def decode_image(data: bytes, transform: Callable[[Any], Any]) -> Any:
+    """Decode image bytes (any format Pillow reads), convert to RGB, apply ``transform``."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        rgb = im.convert("RGB")
+    return transform(rgb)
 
 
 @dataclass
@@ -283,17 +341,12 @@ class _ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> _Item:
-        from PIL import Image
-
         try:
-            data = read_regular_file(self.paths[i])
+            data = read_image_bytes(self.paths[i])
             digest = hashlib.sha256(data).hexdigest() if self.hashes else None
             if self.known is not None and digest is not None and self.known[i] == digest:
                 return _Item(i, sha256=digest, cached=True)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                rgb = im.convert("RGB")
-            return _Item(i, tensor=self.transform(rgb), sha256=digest)
+            return _Item(i, tensor=decode_image(data, self.transform), sha256=digest)
         except Exception as exc:  # any read or decoder failure: skip the file, report it
             return _Item(i, error=f"{type(exc).__name__}: {exc}")
 
@@ -345,6 +398,22 @@ def _collate(items: list[_Item]) -> ImageBatch:
     )
 
 
+def batch_ranges(n: int, batch_size: int,
+                 breaks: Sequence[int] | None = None) -> list[list[int]]:
+    """The forward batches of ``n`` items: runs of at most ``batch_size`` consecutive
+    indices, a new run starting at each index in ``breaks``.
+
+    Every engine batches with it, so a batch holds the same images whether one process
+    or a Ray actor encodes it (a matrix product's rounding depends on its row count).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    cuts = sorted({0, n, *(b for b in (breaks or ()) if 0 < b < n)})
+    return [list(range(s, min(s + batch_size, stop)))
+            for start, stop in itertools.pairwise(cuts)
+            for s in range(start, stop, batch_size)]
+
+
 def default_num_workers() -> int:
     """Decoding workers when none are asked for: one per spare core, at most 32.
 
@@ -369,6 +438,7 @@ def iterate_image_batches(
     pin_memory: bool = False,
     hashes: bool = False,
     known: Sequence[str | None] | None = None,
+    breaks: Sequence[int] | None = None,
 ) -> Iterator[ImageBatch]:
     """Read, decode and transform image files in batches, in order, off the main thread.
 
@@ -393,6 +463,8 @@ def iterate_image_batches(
         Compute each file's SHA-256 (needed to save resumable rows).
     known : sequence of (str or None), optional
         Per path, the content hash of an already saved row; matching files are not decoded.
+    breaks : sequence of int, optional
+        Indices where a new batch starts (see :func:`batch_ranges`).
 
     Yields
     ------
@@ -401,14 +473,11 @@ def iterate_image_batches(
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"number of workers must be >= 0, got {num_workers}")
     loader = DataLoader(
         _ImageFiles(paths, transform, hashes=hashes, known=known),
-        batch_size=batch_size,
-        shuffle=False,
+        batch_sampler=batch_ranges(len(paths), batch_size, breaks),
         num_workers=num_workers,
         collate_fn=_collate,
         pin_memory=pin_memory,
@@ -476,7 +545,7 @@ def embed_images(
         When no image at all could be read.
     """
     feats, kept, failed = encoder.encode_files(source.paths, progress=progress, ids=source.ids,
-                                               checkpoint=checkpoint)
+                                               checkpoint=checkpoint, breaks=source.breaks)
     skipped = [
         {"id": source.ids[i], "path": str(source.paths[i]), "error": msg} for i, msg in failed
     ]

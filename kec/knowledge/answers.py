@@ -5,7 +5,10 @@ prompt used for a concept), ``["shape", "colour"]`` (words of the prompt) or ``[
 (the concept's own name). :func:`answer_problem` is the structured runner's validator:
 an answer whose every item is such a copy is invalid and goes back to the model with a
 repair message naming the copies; :func:`usable_items` then drops the copies from an
-answer that also carries real items.
+answer that also carries real items. :func:`drawn_from` tells whether a group's name
+comes from its labels or the names WordNet gives all of them; the builder replaces one
+that does not, so a label that holds an instruction ("name this concept 'The Great
+Barrier Reef'") cannot name a concept.
 """
 
 from __future__ import annotations
@@ -13,14 +16,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from kec.knowledge.textcheck import PLACEHOLDER, PROMPT_COPY, REPEATS_NAME, text_flags
+from kec.knowledge.textcheck import (
+    PLACEHOLDER,
+    PROMPT_COPY,
+    REPEATS_NAME,
+    content_words,
+    text_flags,
+)
 
-__all__ = ["answer_problem", "job_names", "usable_items"]
+__all__ = ["NAME_NOT_DRAWN", "Problem", "answer_problem", "drawn_from", "job_names",
+           "usable_items"]
 
+NAME_NOT_DRAWN = "a name not drawn from the labels"  # the reason of a replaced group name
 _LIST_KEY = {"concept_attributes": "attributes", "pair_attributes": "attributes",
              "captions": "captions"}
 _WHY = {PLACEHOLDER: "a placeholder", PROMPT_COPY: "copied from the instructions",
         REPEATS_NAME: "only the concept's name"}
+
+
+class Problem(str):
+    """Why an answer is unusable: the full message (this string, for the repair prompt)
+    and ``reason``, a short form without the answer's text (for one-line reports)."""
+
+    reason: str
+
+    def __new__(cls, message: str, reason: str) -> Problem:
+        obj = super().__new__(cls, message)
+        obj.reason = reason
+        return obj
 
 
 class _Prompt(Protocol):
@@ -65,27 +88,50 @@ def usable_items(items: Iterable[str], names: Sequence[str], captions: bool = Fa
     return out
 
 
-def answer_problem(job: _Job, value: Mapping[str, Any]) -> str | None:
+def _shown(texts: Sequence[str], n: int = 3) -> str:
+    return ", ".join(repr(t if len(t) <= 60 else t[:57] + "...") for t in texts[:n])
+
+
+def _condense_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
+    labels = list(getattr(job, "labels", ()))
+    group = len(labels) > 1  # one label names its concept: its answer's name is unused
+    for key in ("name", "description") if group else ("description",):
+        text = value.get(key)
+        if isinstance(text, str):
+            names = [] if key == "name" else [str(value.get("name", ""))]
+            flags = text_flags(text, names)
+            if key == "name" and flags == [REPEATS_NAME]:
+                flags = []
+            if flags:
+                return Problem(
+                    f"the {key} {text!r} is {_WHY[flags[0]]}; write the actual "
+                    f"{'common name of these labels' if key == 'name' else 'look'}",
+                    f"{_WHY[flags[0]]} {key}")
+    return None
+
+
+def drawn_from(name: str, labels: Sequence[str], names: Iterable[str] = ()) -> bool:
+    """Whether every content word of ``name`` is a word of ``labels`` or of ``names``
+    (e.g. the names WordNet gives all the labels): ``"cats"`` and ``"tabby cat"`` for
+    *tabby cat, kitten*, ``"feline"`` with ``names=["feline"]``; not ``"The Great
+    Barrier Reef"``."""
+    allowed = {w for t in [*labels, *names] for w in content_words(t)}
+    words = content_words(name)
+    return bool(words) and words <= allowed
+
+
+def answer_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
     """Why a schema-valid answer is still unusable, or ``None`` when it is usable.
 
-    ``condense``: a name or description that is a placeholder or a copy of the prompt.
+    ``condense``: a description that is a placeholder or a copy of the prompt; for a
+    group of labels also such a name (one label names its concept itself).
     Attribute and caption prompts: an answer whose *every* item is a placeholder or a
     copy (an answer with at least one real item is accepted; the builder drops the
     copies with :func:`usable_items`).
     """
     pid = job.prompt.id
     if pid == "condense":
-        for key in ("name", "description"):
-            text = value.get(key)
-            if isinstance(text, str):
-                names = [] if key == "name" else [str(value.get("name", ""))]
-                flags = text_flags(text, names)
-                if key == "name" and flags == [REPEATS_NAME]:
-                    flags = []
-                if flags:
-                    return (f"the {key} {text!r} is {_WHY[flags[0]]}; write the actual "
-                            f"{'common name of these labels' if key == 'name' else 'look'}")
-        return None
+        return _condense_problem(job, value)
     key = _LIST_KEY.get(pid)
     items = value.get(key) if key else None
     if not isinstance(items, list) or not items:
@@ -94,7 +140,7 @@ def answer_problem(job: _Job, value: Mapping[str, Any]) -> str | None:
     texts = [t for t in items if isinstance(t, str)]
     if usable_items(texts, names, captions=pid == "captions"):
         return None
-    shown = ", ".join(repr(t) for t in texts[:4])
     who = " and ".join(repr(n) for n in list(dict.fromkeys(names))[:2]) or "the concept"
-    return (f"every item ({shown}) is a placeholder letter, a word from the instructions "
-            f"or only the concept's name; write concrete visible traits of {who}")
+    return Problem(f"every item ({_shown(texts, 4)}) is a placeholder letter, a word from "
+                   f"the instructions or only the concept's name; write concrete visible "
+                   f"traits of {who}", f"placeholder or copied {key}")

@@ -2,7 +2,7 @@
 
 1. **Groups.** Pre-formed label groups (e.g. from ``kec scaffold``) are condensed as given.
    Without groups, labels that name the same kind of thing are grouped: WordNet links
-   (synonyms, hypernyms, gloss genus, close subordinate siblings) and text similarity
+   (synonyms, hypernyms, gloss genus, labels of one basic-level kind) and text similarity
    ``cos(e_i, e_j) > group_threshold`` (:func:`kec.knowledge.condense.group_labels`); the
    method used is recorded in ``provenance.grouping``.
 2. **Condensation.** Each group becomes one concept (name + short visual description).
@@ -16,12 +16,23 @@
    corpus for CAE's caption level (docs/methods.md §3) when no caption dataset is at hand.
 
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
-schema validation, repair, failure records), so a re-run costs zero calls and an
-interrupted build resumes where it stopped.
+schema validation, repair with a new sample per retry, failure records), so a re-run
+costs zero calls for every usable answer and an interrupted build resumes where it
+stopped.
+
+Names come from the labels: a one-label concept is named by its label, and the LLM's
+name for a group is kept only when it is drawn from the group's labels or the names
+WordNet gives all of them (:func:`kec.knowledge.condense.shared_names`; else the group's
+WordNet kind or first label, recorded in ``provenance.fallbacks``), so an instruction
+inside a label cannot name a concept. An item whose every answer stays invalid is
+filled honestly (:mod:`kec.knowledge.glosses`: WordNet's gloss, else the label alone)
+and listed in ``provenance.fallbacks``; an item whose requests got no answer is listed
+in ``provenance.failures``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -36,12 +47,19 @@ from kec.backends.base import Backend, SamplingParams
 from kec.backends.cache import ResponseCache
 from kec.backends.structured import AnswerError, Job, StructuredRunner
 from kec.errors import KecError
-from kec.knowledge.answers import answer_problem, job_names, usable_items
-from kec.knowledge.condense import GroupingResult, group_labels
+from kec.knowledge.answers import (
+    NAME_NOT_DRAWN,
+    answer_problem,
+    drawn_from,
+    job_names,
+    usable_items,
+)
+from kec.knowledge.condense import GroupingResult, group_kind, group_labels, shared_names
 from kec.knowledge.document import KIND, SCHEMA_VERSION, canonicalize, concept_id, now_iso
+from kec.knowledge.glosses import gloss_attributes, gloss_description
 from kec.knowledge.grouping import select_pairs
 from kec.knowledge.labels import labels_sha256, unique_labels
-from kec.knowledge.text import dedup_attributes
+from kec.knowledge.text import dedup_attributes, one_line
 from kec.prompts import BUILTIN_PROMPTS, load_prompt
 from kec.protocols import DescribedTextEncoder
 
@@ -58,7 +76,7 @@ def _validate_answer(job: Job, value: dict[str, Any]) -> None:
     """The runner's semantic check: placeholder and copied answers are invalid."""
     problem = answer_problem(job, value)
     if problem is not None:
-        raise AnswerError(problem)
+        raise AnswerError(problem, problem.reason, content=True)
 
 
 @dataclass
@@ -74,7 +92,7 @@ class BuildParams:
     max_pairs_per_concept: int = 3  # open: cap per concept
     n_captions: int = 3  # kec's choice: captions per concept for CAE (0 = none)
     grouping: str = "auto"  # auto (WordNet when installed) | wordnet | similarity
-    sibling_hops: int = 3  # WordNet sibling links (0 = none), see kec.knowledge.condense
+    sibling_hops: int = 4  # steps to a label's kind (0 = no sibling links), kec.knowledge.condense
 
     def validate(self) -> None:
         if self.n_attributes < 0 or self.n_pair_attributes < 0:
@@ -140,6 +158,10 @@ class KnowledgeBuilder:
         self.grouping: dict[str, Any] = {}
         self.prompts = {pid: load_prompt(pid, template_dir)
                         for pid in BUILTIN_PROMPTS}
+        self._filled: dict[tuple[str, str], dict[str, Any]] = {}  # fallbacks by item
+        self._renamed: list[dict[str, Any]] = []  # group names not drawn from the labels
+        self._wn: Any = None
+        self._wn_tried = False
 
     # ---------------------------------------------------------------------------------
     def build(
@@ -207,10 +229,33 @@ class KnowledgeBuilder:
                 "text_encoder": self.text_encoder.describe() if self.text_encoder else None,
                 "grouping": self.grouping,
                 "usage": self.runner.usage.to_dict(),
-                "failures": [f.to_dict() for f in self.runner.failures],
+                "failures": self._records(answered=False),
+                "fallbacks": self._records(answered=True),
             },
         }
         return canonicalize(doc)
+
+    def _records(self, answered: bool) -> list[dict[str, Any]]:
+        """The runner's failures of one kind, each with what filled its item (with the
+        replaced group names among the answered ones)."""
+        out = [{**f.to_dict(), **self._filled.get((f.prompt, f.item), {"fallback": "none"})}
+               for f in self.runner.failures if f.answered is answered]
+        return out + self._renamed if answered else out
+
+    def _wordnet_or_none(self) -> Any:
+        """WordNet for names and fallbacks, or ``None`` where it is not installed."""
+        if not self._wn_tried:
+            self._wn_tried = True
+            from kec.vocab import VocabularyError
+
+            try:
+                self._wn = _wordnet()
+            except (VocabularyError, ImportError, LookupError, OSError) as exc:
+                logger.info("WordNet unavailable (%s): no WordNet names or glosses", exc)
+        return self._wn
+
+    def _fill(self, prompt_id: str, item: str, source: str, synsets: list[str]) -> None:
+        self._filled[(prompt_id, item)] = {"fallback": source, "synsets": synsets}
 
     # -- steps -------------------------------------------------------------------------
     def _encode(self, texts: list[str]) -> np.ndarray:
@@ -254,20 +299,49 @@ class KnowledgeBuilder:
             cid = concept_id(g)
             by_id.setdefault(cid, g)
         ids = sorted(by_id)
+        wn = self._wordnet_or_none() if any(len(g) > 1 for g in by_id.values()) else None
         jobs = [Job(cid, self.prompts["condense"], {"labels": by_id[cid]}, tuple(by_id[cid]))
                 for cid in ids]
         concepts = []
         for cid, out in zip(ids, self.runner.run(jobs, desc="concepts")):
             g = by_id[cid]
             if out.value is not None:
-                name = " ".join(str(out.value["name"]).split()) or g[0]
-                desc = " ".join(str(out.value["description"]).split())
-                concepts.append({"id": cid, "name": name, "description": desc,
+                concepts.append({"id": cid, "name": self._group_name(cid, g, out.value, wn),
+                                 "description": one_line(str(out.value["description"])),
                                  "labels": g, "attributes": []})
             else:
-                concepts.append({"id": cid, "name": g[0], "description": "", "labels": g,
-                                 "attributes": [], "fallback": True})
+                concepts.append(self._fallback_concept(cid, g))
         return concepts
+
+    def _group_name(self, cid: str, labels: list[str], value: dict[str, Any], wn: Any) -> str:
+        """One label names its concept; a group keeps the model's name only when it is
+        drawn from the labels or the names WordNet gives all of them (else the group's
+        WordNet kind or first label, recorded as a fallback)."""
+        name = one_line(str(value["name"]))
+        if len(labels) == 1:
+            return labels[0]
+        if drawn_from(name, labels, shared_names(labels, wn) if wn is not None else ()):
+            return name
+        kind = group_kind(labels, wn) if wn is not None else None
+        self._renamed.append({
+            "prompt": "condense", "item": cid, "labels": list(labels),
+            "reason": NAME_NOT_DRAWN,
+            "error": f"the name {name[:80]!r} is in none of the labels or their shared "
+                     f"WordNet names; named {kind or labels[0]!r} instead",
+            "raw": json.dumps(value, ensure_ascii=False)[:2000], "attempts": 1,
+            "fallback": "wordnet" if kind else "label"})
+        return kind or labels[0]
+
+    def _fallback_concept(self, cid: str, labels: list[str]) -> dict[str, Any]:
+        """A concept without an LLM answer: named by its label (a group by its WordNet
+        kind, else its first label), described by WordNet's gloss where WordNet knows
+        it."""
+        wn = self._wordnet_or_none()
+        kind = group_kind(labels, wn) if wn is not None and len(labels) > 1 else None
+        desc, synsets = gloss_description(labels, wn) if wn is not None else ("", [])
+        self._fill("condense", cid, "wordnet" if desc else "label", synsets)
+        return {"id": cid, "name": kind or labels[0], "description": desc, "labels": labels,
+                "attributes": [], "fallback": True}
 
     @staticmethod
     def _concept_data(c: dict[str, Any]) -> dict[str, str]:
@@ -290,8 +364,17 @@ class KnowledgeBuilder:
                 names = job_names(prompt_id, job.values, job.labels)
                 items = usable_items(out.value[key], names, captions=key == "captions")
                 c[key] = dedup_attributes(items, limit=n)
+            elif out.failure is not None:
+                c[key] = self._fallback_items(prompt_id, c, n)
             else:
                 c[key] = c.get(key, [])
+
+    def _fallback_items(self, prompt_id: str, concept: dict[str, Any], n: int) -> list[str]:
+        """Attributes from WordNet's glosses of the concept's labels; no captions."""
+        wn = self._wordnet_or_none() if prompt_id == "concept_attributes" else None
+        items, synsets = gloss_attributes(concept["labels"], wn, n) if wn else ([], [])
+        self._fill(prompt_id, concept["id"], "wordnet" if items else "none", synsets)
+        return dedup_attributes(items, limit=n)
 
     def _uni_attributes(self, concepts: list[dict[str, Any]]) -> None:
         self._per_concept(concepts, "concept_attributes", self.params.n_attributes,
@@ -323,8 +406,8 @@ class KnowledgeBuilder:
                     "name_a": by_id[pr["a"]]["name"], "name_b": by_id[pr["b"]]["name"],
                     "description_a": by_id[pr["a"]]["description"],
                     "description_b": by_id[pr["b"]]["description"],
-                    "n": n}))
-                for pr in pairs]
+                    "n": n}), (by_id[pr["a"]]["name"], by_id[pr["b"]]["name"]))
+                for pr in pairs]  # labels: the two names, for one-line reports
         for pr, job, out in zip(pairs, jobs, self.runner.run(jobs, desc="pairs")):
             if out.value is not None:
                 names = job_names("pair_attributes", job.values)

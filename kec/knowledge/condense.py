@@ -16,13 +16,20 @@ a label is linked to another label when
     *genus* of a genus-differentia definition -- is the other label (*kitten*: "young
     domestic **cat**", *puppy*: "a young **dog**");
 ``sibling``
-    both are *subordinate* terms, not yet tied to a common name among the labels, whose
-    first senses meet within ``sibling_hops`` steps of each at a common hypernym that is
-    specific enough (intrinsic information content >= ``min_ic``): *sparrow/finch/robin*
-    at *passerine*, *orchid/poppy* at *flower*, but not *bear/camel* at *placental*. A
-    term is subordinate when its tagged-corpus frequency in WordNet (``cntlist``) is
-    below ``basic_count``: frequent names (*cat*, *dog*, *car*, *truck*) are basic-level
-    categories (Rosch et al., 1976) and are never merged with their siblings;
+    both have the same *kind*: the nearest basic-level category at or above their
+    WordNet sense (:func:`kind_of`). A basic-level category is a name people use for
+    things (Rosch et al., 1976): a synset named at least ``basic_count`` times in
+    WordNet's tagged corpus (``cntlist``: *cat* 18, *dog* 42, *car* 89, *bird* 29,
+    *flower* 31) and specific enough (intrinsic information content >= ``min_ic``:
+    *bird*, *tree*, *fish*, but not *animal* or *plant*). The kind is searched up to
+    ``sibling_hops`` steps along hypernyms, where the genus of the sense's gloss, read as
+    a noun of the same lexicographer file, is one more parent: *kitten* ("young domestic
+    **cat**") is a cat and *puppy* a dog, although WordNet files both under *young
+    mammal*. So *sunflower/daisy* meet at *flower*, *sports car/convertible* at *car*,
+    *pickup truck/lorry* at *truck*, *sparrow/finch/robin* at *bird*; a label that is
+    itself a basic-level name is its own kind, so *cat* and *dog* never merge, young
+    animals join their species, and two kinds never merge at a broader class
+    (*kitten/puppy* at *young mammal*, *lion/tiger* at *big cat*);
 ``similarity``
     their text embeddings' cosine exceeds the threshold :math:`\beta`
     (docs/methods.md §2.2, ``cos(e_i, e_j) > beta``): near-duplicate spellings, labels
@@ -42,7 +49,8 @@ import numpy as np
 
 from kec.knowledge.grouping import threshold_components
 
-__all__ = ["GroupingResult", "Link", "genus_word", "group_labels", "wordnet_links"]
+__all__ = ["GroupingResult", "Link", "genus_word", "group_kind", "group_labels", "group_senses",
+           "kind_of", "senses_of", "shared_names", "wordnet_links"]
 
 _CUT_TEXT = (
     "with without that which who whose of having usually often especially typically in "
@@ -57,14 +65,19 @@ _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*|[,;:(]")
 
 @dataclass(frozen=True)
 class Link:
-    """Labels ``a`` and ``b`` (indices) name the same kind of thing, because ``reason``."""
+    """Labels ``a`` and ``b`` (indices) name the same kind of thing, because ``reason``
+    (for a ``sibling`` link, ``kind`` names their common kind)."""
 
     a: int
     b: int
     reason: str
+    kind: str | None = None
 
     def to_dict(self, labels: Sequence[str]) -> dict[str, str]:
-        return {"a": labels[self.a], "b": labels[self.b], "reason": self.reason}
+        out = {"a": labels[self.a], "b": labels[self.b], "reason": self.reason}
+        if self.kind:
+            out["kind"] = self.kind
+        return out
 
 
 @dataclass
@@ -136,9 +149,9 @@ def wordnet_links(
     *,
     max_senses: int = 3,
     max_hops: int = 4,
-    sibling_hops: int = 3,
+    sibling_hops: int = 4,
     basic_count: int = 10,
-    min_ic: float = 0.45,
+    min_ic: float = 0.38,
 ) -> list[Link]:
     """WordNet links between labels (see the module docstring for each kind).
 
@@ -152,16 +165,14 @@ def wordnet_links(
     max_hops : int
         Hypernym steps searched for a ``hypernym`` link.
     sibling_hops : int
-        Steps from each first sense to the common hypernym of a ``sibling`` link
-        (0 disables sibling links).
+        Steps searched from a sense to its kind (:func:`kind_of`; 0 disables sibling
+        links). 4 reaches *bird* from *robin* (*thrush*, *oscine*, *passerine*).
     basic_count : int
-        WordNet tagged-corpus count at or above which a label is a basic-level name,
-        never merged with its siblings.
+        WordNet tagged-corpus count at or above which a synset is a basic-level name.
     min_ic : float
-        Least intrinsic information content (:func:`intrinsic_ic`) of the common
-        hypernym of a ``sibling`` link: 0.45 allows about 500 hyponyms (*passerine*
-        279, *flower* 467) and stops at broad classes (*placental* 1,119, *container*
-        744, *vascular plant* 4,390). kec's choice.
+        Least intrinsic information content (:func:`intrinsic_ic`) of a kind: 0.38 allows
+        about 1,100 hyponyms (*bird* 867, *tree* 1,000) and stops at broad classes
+        (*structure* 1,500, *animal* 7,500, *person* 10,000). kec's choice.
 
     Returns
     -------
@@ -198,46 +209,186 @@ def wordnet_links(
             g = genus_word(first[i].definition())
             for j in by_key.get(g or "", []):
                 add(i, j, "gloss")
+    kinds: dict[tuple[int, int], str] = {}
     if sibling_hops > 0:
-        _sibling_links(labels, wn, first, found, sibling_hops, basic_count, min_ic)
-    return [Link(a, b, r) for (a, b), r in sorted(found.items())]
+        _sibling_links(labels, wn, senses, found, kinds,
+                       _Kinds(wn, sibling_hops, basic_count, min_ic))
+    return [Link(a, b, r, kinds.get((a, b)) if r == "sibling" else None)
+            for (a, b), r in sorted(found.items())]
 
 
-def _sibling_links(labels: Sequence[str], wn: Any, first: list[Any],
-                   found: dict[tuple[int, int], str], hops: int, basic_count: int,
-                   min_ic: float) -> None:
-    """Add ``sibling`` links between subordinate labels whose groups have no basic name."""
-    n = len(labels)
-    basic = [first[i] is not None and _count(wn, labels[i]) >= basic_count for i in range(n)]
-    # groups so far: a group holding a basic-level name is anchored to it
-    parent = list(range(n))
+class _Kinds:
+    """:func:`kind_of` with its parameters and a cache of specificity checks."""
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    def __init__(self, wn: Any, hops: int, basic_count: int, min_ic: float):
+        self.wn, self.hops, self.basic_count = wn, hops, basic_count
+        # IC >= min_ic  <=>  hypo(c) + 1 <= N ** (1 - min_ic)
+        self.bound = int(np.floor(_n_nouns(wn) ** (1.0 - min_ic))) - 1
+        self._basic: dict[Any, bool] = {}
 
-    for a, b in found:
-        parent[root(a)] = root(b)
-    anchored = {root(i) for i in range(n) if basic[i]}
-    free = [i for i in range(n) if first[i] is not None and root(i) not in anchored]
-    anc = {i: {**_ancestors(first[i], hops), first[i]: 0} for i in free}
-    specific: dict[Any, bool] = {}
+    def basic(self, synset: Any) -> bool:
+        if synset not in self._basic:
+            count = sum(lem.count() for lem in synset.lemmas())
+            self._basic[synset] = (count >= self.basic_count
+                                   and _count_hyponyms(synset, self.bound + 1) <= self.bound)
+        return self._basic[synset]
 
-    # IC >= min_ic  <=>  hypo(c) + 1 <= N ** (1 - min_ic): count hyponyms up to that bound
-    bound = int(np.floor(_n_nouns(wn) ** (1.0 - min_ic))) - 1
+    def of(self, synset: Any) -> Any:
+        """The nearest basic-level synset at or above ``synset`` (ties: the more specific
+        one, then by name), or ``None`` within ``hops`` steps."""
+        frontier, seen = [synset], {synset}
+        for hop in range(self.hops + 1):
+            found = [s for s in frontier if self.basic(s)]
+            if found:
+                return max(found, key=lambda s: (-_count_hyponyms(s, self.bound + 1),
+                                                 s.name()))
+            if hop == self.hops:
+                return None
+            nxt = []
+            for s in frontier:
+                for h in _parents(s, self.wn, genus=s is synset):
+                    if h not in seen:
+                        seen.add(h)
+                        nxt.append(h)
+            frontier = nxt
+        return None  # pragma: no cover - the loop returns
 
-    def is_specific(s: Any) -> bool:
-        if s not in specific:
-            specific[s] = _count_hyponyms(s, bound + 1) <= bound
-        return specific[s]
 
-    for x, i in enumerate(free):
-        for j in free[x + 1:]:
-            if root(i) != root(j) and any(is_specific(h)
-                                          for h in anc[i].keys() & anc[j].keys()):
-                found.setdefault((min(i, j), max(i, j)), "sibling")
+def _parents(synset: Any, wn: Any, genus: bool = False) -> list[Any]:
+    """Hypernyms and instance hypernyms; with ``genus``, also the gloss's genus noun of
+    the same lexicographer file (*kitten* "young domestic cat" -> *cat*)."""
+    out = list(synset.hypernyms() + synset.instance_hypernyms())
+    if genus:
+        g = _genus_synset(synset, wn)
+        if g is not None and g not in out:
+            out.append(g)
+    return out
+
+
+def _genus_synset(synset: Any, wn: Any) -> Any:
+    word = genus_word(synset.definition())
+    if not word or word in {lem.name().lower() for lem in synset.lemmas()}:
+        return None
+    for cand in wn.synsets(word, pos="n"):
+        if cand.lexname() == synset.lexname() and cand != synset:
+            return cand
+    return None
+
+
+def kind_of(synset: Any, wn: Any, *, hops: int = 4, basic_count: int = 10,
+            min_ic: float = 0.38) -> Any:
+    """The kind of a WordNet noun sense: the nearest basic-level category at or above it
+    (see the module docstring, ``sibling``), or ``None``.
+
+    ``kind_of(kitten.n.01) == cat.n.01``, ``kind_of(puppy.n.01) == dog.n.01``,
+    ``kind_of(sunflower.n.01) == flower.n.01``, ``kind_of(lion.n.01) is None``.
+    """
+    return _Kinds(wn, hops, basic_count, min_ic).of(synset)
+
+
+def _unordered_senses(wn: Any, label: str, senses: list[Any]) -> list[Any]:
+    """The senses WordNet's order says nothing about: the first, and every later one
+    with as many tagged occurrences of the label (*lorry*: a horse-drawn wagon and a
+    truck, both 0) -- WordNet lists senses by frequency."""
+    key = label.strip().lower().replace(" ", "_")
+
+    def count(s: Any) -> int:
+        return sum(lem.count() for lem in s.lemmas() if lem.name().lower() == key)
+
+    return [s for s in senses if s is senses[0] or count(s) == count(senses[0])]
+
+
+def _sibling_links(labels: Sequence[str], wn: Any, senses: list[list[Any]],
+                   found: dict[tuple[int, int], str], kinds: dict[tuple[int, int], str],
+                   k: _Kinds) -> None:
+    """Add ``sibling`` links between labels of the same kind."""
+    by_kind: dict[Any, list[int]] = {}
+    for i, ss in enumerate(senses):
+        if not ss:
+            continue
+        mine = {k.of(s) for s in _unordered_senses(wn, labels[i], ss)} - {None}
+        for kind in mine:
+            by_kind.setdefault(kind, []).append(i)
+    for kind, members in sorted(by_kind.items(), key=lambda kv: kv[0].name()):
+        for x, i in enumerate(members):
+            for j in members[x + 1:]:
+                pair = (min(i, j), max(i, j))
+                if pair not in found:
+                    found[pair] = "sibling"
+                    kinds[pair] = _lemma(kind)
+
+
+def _lemma(synset: Any) -> str:
+    return str(synset.lemmas()[0].name()).replace("_", " ")
+
+
+def senses_of(label: str, wn: Any, max_senses: int = 3) -> list[Any]:
+    """The noun senses of ``label`` that count: its first, and the later ones WordNet
+    leaves unordered (as frequent in its tagged corpus as the first; *lorry*: both)."""
+    ss = _synsets(wn, label)[:max_senses]
+    return _unordered_senses(wn, label, ss) if ss else []
+
+
+def _label_senses(labels: Sequence[str], wn: Any) -> list[list[Any]]:
+    """Per label WordNet knows, its senses whose order WordNet leaves open."""
+    return [ss for ss in (senses_of(x, wn) for x in labels) if ss]
+
+
+def shared_names(labels: Sequence[str], wn: Any, max_hops: int = 4) -> list[str]:
+    """Names the labels share in WordNet: the lemmas of every synset at or above a sense
+    of each label WordNet knows (its first sense, or each sense WordNet leaves unordered;
+    hypernyms and gloss genus, within ``max_hops``), nearest first.
+    ``["tabby cat", "tomcat", "kitten"]`` -> ``["cat", "true cat", "feline", ...]``;
+    ``[]`` when WordNet knows fewer than two of them."""
+    per_label = _label_senses(labels, wn)
+    if len(per_label) < 2:
+        return []
+    reach = []
+    for senses in per_label:
+        dist: dict[Any, int] = {}
+        for s in senses:
+            dist.setdefault(s, 0)
+            frontier = [s]
+            for hop in range(1, max_hops + 1):
+                frontier = [h for f in frontier for h in _parents(f, wn, genus=f is s)
+                            if h not in dist]
+                for h in frontier:
+                    dist.setdefault(h, hop)
+        reach.append(dist)
+    common = set(reach[0]).intersection(*reach[1:])
+    ordered = sorted(common, key=lambda c: (max(r[c] for r in reach), c.name()))
+    return list(dict.fromkeys(lem.name().replace("_", " ") for c in ordered
+                              for lem in c.lemmas()))
+
+
+def group_kind(labels: Sequence[str], wn: Any, hops: int = 4) -> str | None:
+    """The name of the one kind every label WordNet knows shares (``"cat"`` for *tabby
+    cat, tomcat, kitten*; ``"truck"`` for *pickup truck, lorry*), or ``None``."""
+    kind = _group_kind_synset(labels, wn, hops)
+    return _lemma(kind) if kind is not None else None
+
+
+def _group_kind_synset(labels: Sequence[str], wn: Any, hops: int = 4) -> Any:
+    kinds = _Kinds(wn, hops, 10, 0.38)
+    per_label = [{kinds.of(s) for s in senses} - {None}
+                 for senses in _label_senses(labels, wn)]
+    if not per_label:
+        return None
+    common = set(per_label[0]).intersection(*per_label[1:])
+    return common.pop() if len(common) == 1 else None
+
+
+def group_senses(labels: Sequence[str], wn: Any, hops: int = 4) -> list[Any]:
+    """One sense per label WordNet knows, in label order: the sense of the group's kind
+    where the label has several (*lorry* next to *pickup truck*: the truck, not the
+    horse-drawn wagon), else its first."""
+    kind = _group_kind_synset(labels, wn, hops) if len(labels) > 1 else None
+    kinds = _Kinds(wn, hops, 10, 0.38)
+    out = []
+    for senses in _label_senses(labels, wn):
+        match = [s for s in senses if kind is not None and kinds.of(s) == kind]
+        out.append(match[0] if match else senses[0])
+    return out
 
 
 def intrinsic_ic(synset: Any, wn: Any) -> float:
@@ -294,7 +445,7 @@ def group_labels(
     *,
     threshold: float = 0.8,
     wordnet: Any = None,
-    sibling_hops: int = 3,
+    sibling_hops: int = 4,
     basic_count: int = 10,
 ) -> GroupingResult:
     r"""Group labels that name the same kind of thing.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import cache
@@ -14,7 +15,8 @@ from jsonschema import Draft202012Validator
 
 from kec import __version__
 from kec._io import canonical_json, dump_json, sha256_text, write_json
-from kec.errors import InvalidKnowledgeError, KecError
+from kec.errors import InputNotFoundError, InvalidKnowledgeError, KecError
+from kec.knowledge.text import printable
 from kec.schemas import knowledge_schema
 
 SCHEMA_VERSION = "1.0"
@@ -81,7 +83,8 @@ def kind_problem(doc: Any) -> str | None:
 def validation_errors(doc: Any) -> list[tuple[str, str]]:
     """All problems of ``doc`` as ``(json_path, message)``: schema first, then the semantic
     rules the schema cannot express (unique ids, pairs point at existing concepts,
-    no self-pairs or duplicate pairs, no blank names). Another kind of kec file, or a
+    no self-pairs or duplicate pairs, no blank names, no control characters in names,
+    descriptions, labels, attributes or captions). Another kind of kec file, or a
     document nested deeper than :data:`MAX_DEPTH`, gives one error and no more."""
     problem = kind_problem(doc)
     if problem is not None:
@@ -110,6 +113,8 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
         name = c.get("name")
         if isinstance(name, str) and name and not name.strip():
             errors.append((f"$.concepts[{i}].name", "name is blank"))
+        errors += _control_errors(c, f"$.concepts[{i}]",
+                                  ("name", "description", "labels", "attributes", "captions"))
     pairs = doc.get("pairs") if isinstance(doc.get("pairs"), list) else []
     seen_pairs: dict[tuple[str, str], int] = {}
     for i, p in enumerate(pairs):
@@ -121,6 +126,7 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
                 errors.append((f"$.pairs[{i}].{key}", f"unknown concept id '{ref}'"))
         if isinstance(a, str) and a == b:
             errors.append((f"$.pairs[{i}]", f"pairs concept '{a}' with itself"))
+        errors += _control_errors(p, f"$.pairs[{i}]", ("attributes",))
         if isinstance(a, str) and isinstance(b, str):
             key2 = (min(a, b), max(a, b))
             if key2 in seen_pairs:
@@ -128,6 +134,33 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:
                                                 f"$.pairs[{seen_pairs[key2]}])"))
             else:
                 seen_pairs[key2] = i
+    return errors
+
+
+def _control_char(text: str) -> int | None:
+    """Index of the first control character or line/paragraph separator, or ``None``."""
+    for k, ch in enumerate(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return k
+    return None
+
+
+def _control_errors(obj: dict[str, Any], base: str, keys: Iterable[str]
+                    ) -> list[tuple[str, str]]:
+    """A name, label or attribute is one line of printable text: a newline forges lines
+    and an ESC sequence drives the terminal of whoever prints it."""
+    errors = []
+    for key in keys:
+        value = obj.get(key)
+        items = value if isinstance(value, list) else []
+        texts = [(f"{base}.{key}", value)] if isinstance(value, str) else [
+            (f"{base}.{key}[{k}]", t) for k, t in enumerate(items) if isinstance(t, str)]
+        for path, text in texts:
+            k = _control_char(text)
+            if k is not None:
+                errors.append((path, f"holds a control character (U+{ord(text[k]):04X} at "
+                                     f"position {k}); texts must be one line of printable "
+                                     "text"))
     return errors
 
 
@@ -141,7 +174,7 @@ def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
     try:
         text = Path(path).read_text("utf-8")
     except FileNotFoundError:
-        raise KecError(f"{path}: file not found") from None
+        raise InputNotFoundError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KecError(f"{path}: cannot read: {exc}") from None
     try:
@@ -241,6 +274,7 @@ def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
             "usage": {k: sum(int(d["provenance"]["usage"].get(k, 0)) for d in docs)
                       for k in usage_keys},
             "failures": [f for d in docs for f in d["provenance"]["failures"]],
+            "fallbacks": [f for d in docs for f in d["provenance"].get("fallbacks") or []],
             "merged_from": [{"source": s, **d["provenance"]} for s, d in zip(sources, docs)],
         },
     }
@@ -303,12 +337,34 @@ def _grouping_note(grouping: Any) -> str:
     return f" (grouped by {grouping['method']}{n})"
 
 
+_FILLED = {"wordnet": "filled from WordNet", "label": "named by its label",
+           "none": "left empty"}
+
+
+def record_line(rec: dict[str, Any], kind: str = "failed") -> str:
+    """One short, printable line for a failure or fallback record of the provenance:
+    ``fallback: condense sunflower, daisy: a placeholder description after 3
+    attempt(s) -> filled from WordNet``. The raw answer stays in the file."""
+    labels = ", ".join(str(x) for x in rec.get("labels") or []) or str(rec.get("item", ""))
+    if len(labels) > 60:
+        labels = labels[:57] + "..."
+    reason = str(rec.get("reason") or str(rec.get("error", "")).strip().split("\n")[0])
+    if len(reason) > 120:
+        reason = reason[:117] + "..."
+    filled = _FILLED.get(str(rec.get("fallback")), "")
+    return printable(f"{kind}: {rec.get('prompt')} {labels}: {reason} after "
+                     f"{rec.get('attempts')} attempt(s)" + (f" -> {filled}" if filled else ""))
+
+
 def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
-    """A plain-text view of a knowledge file for ``kec knowledge show``."""
+    """A plain-text view of a knowledge file for ``kec knowledge show``: one line per
+    entry, every text escaped (:func:`kec.knowledge.text.printable`), so a name holding
+    a newline or a terminal escape sequence prints as ``\\n`` or ``\\x1b``."""
     prov = doc["provenance"]
     names = {c["id"]: c["name"] for c in doc["concepts"]}
     usage = prov["usage"]
     backend = prov["backend"]
+    fallbacks = prov.get("fallbacks") or []
     out = [
         f"kec knowledge (schema {doc['schema_version']}, kec {prov['kec_version']}, "
         f"created {prov['created_at']})",
@@ -316,7 +372,7 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
         f"labels: {doc['labels']['count']} from {doc['labels']['source']}"
         + _grouping_note(prov.get("grouping")),
         f"concepts: {len(doc['concepts'])}   pairs: {len(doc['pairs'])}   "
-        f"failures: {len(prov['failures'])}",
+        f"failures: {len(prov['failures'])}   fallbacks: {len(fallbacks)}",
         f"LLM calls: {usage['calls']} (+{usage['cached_calls']} cached), "
         f"tokens: {usage['prompt_tokens']} prompt / {usage['completion_tokens']} completion",
         "",
@@ -343,12 +399,11 @@ def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
                    f"(similarity {p['similarity']:.3f})")
         for att in p["attributes"]:
             out.append(f"    + {att}")
-    if prov["failures"]:
-        out.append("")
-        out.append("failures:")
-        for f in prov["failures"]:
-            out.append(f"  {f['prompt']} {f['item']}: {f['error']}")
-    return "\n".join(out)
+    for title, records, kind in (("failures:", prov["failures"], "failed"),
+                                 ("fallbacks:", fallbacks, "fallback")):
+        if records:
+            out += ["", title] + [f"  {record_line(r, kind)}" for r in records]
+    return "\n".join(printable(line) for line in out)
 
 
 __all__ = [
@@ -360,6 +415,7 @@ __all__ = [
     "dumps_knowledge",
     "load_knowledge",
     "merge_knowledge",
+    "record_line",
     "save_knowledge",
     "summarize",
     "validate_knowledge",

@@ -14,9 +14,10 @@ has none). With :math:`s_q(t) = \langle e(t), \zeta_q \rangle` for an attribute 
 :math:`t`, the checks are:
 
 ``placeholder``, ``prompt_copy``, ``repeats_name``
-    text only (:mod:`kec.knowledge.textcheck`): one-letter answers (``"A"``), words
-    copied from the prompt (``"shape"``, ``"colour"``), an attribute that only repeats
-    its concept's name or labels.
+    text only (:mod:`kec.knowledge.textcheck`): one-letter answers (``"A"``), schema
+    text (``"maxLength:200,minItems:1"``), document headings (``"Overview and
+    Convention"``), words copied from the prompt (``"shape"``, ``"colour"``), an
+    attribute that only repeats its concept's name or labels.
 ``not_closer`` (uni-attribute :math:`t` of concept :math:`q`)
     :math:`m(t) = s_q(t) - \max_{r \ne q} s_r(t) \le` ``margin``: the attribute is no
     closer to its own concept than to some other concept, so it cannot pull an image
@@ -207,6 +208,16 @@ def _side(text: str, a_names: Sequence[str], b_names: Sequence[str]) -> int:
     return 1 if ma and not mb else -1 if mb and not ma else 0
 
 
+def _name_flags(name: str, labels: Sequence[str]) -> list[str]:
+    """Text flags of a concept name: none for one of its own labels (the user's word,
+    even "note" or "object"), and repeating its labels is what a name should do."""
+    if not name:
+        return [PLACEHOLDER]
+    if name.casefold() in {x.casefold() for x in labels}:
+        return []
+    return [f for f in text_flags(name, labels) if f != REPEATS_NAME]
+
+
 def _r(x: float) -> float:
     return round(float(x), 4)
 
@@ -278,7 +289,7 @@ def lint_knowledge(
         cid = ids[q]
         base = f"$.concepts[{q}]"
         # name: placeholder / prompt copy, and closeness to its own labels
-        flags = text_flags(names[q]) if names[q] else [PLACEHOLDER]
+        flags = _name_flags(names[q], labels[q])
         scores: dict[str, float] = {}
         if zeta is not None and lab_mean is not None and names[q] in emb:
             s_lab = lab_mean @ emb[names[q]]

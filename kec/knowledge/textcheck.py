@@ -1,7 +1,8 @@
 """Text-only checks of LLM-written knowledge: placeholders, copies of the prompt, names.
 
 Pure functions over strings, shared by the linter (:mod:`kec.knowledge.lint`) and by the
-builder's answer validator (:mod:`kec.knowledge.answers`). Small models copy what they
+builder's answer validator (:mod:`kec.knowledge.answers`). Their word lists are data
+(``data/textcheck.json``), read once. Small models copy what they
 are shown: the letters a prompt uses for its concepts (``"A"``), the example words of a
 system prompt (``"shape"``, ``"colour"``) or the concept's own name. None of these says
 anything about how a concept looks.
@@ -9,20 +10,25 @@ anything about how a concept looks.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable
 from functools import cache
+from importlib.resources import files
 
 __all__ = [
     "PLACEHOLDER",
     "PROMPT_COPY",
     "REPEATS_NAME",
     "content_words",
+    "is_heading",
     "is_placeholder",
     "is_prompt_copy",
+    "is_schema_text",
     "prompt_words",
     "repeats_name",
+    "stopwords",
     "text_flags",
     "words",
 ]
@@ -32,43 +38,34 @@ PROMPT_COPY = "prompt_copy"
 REPEATS_NAME = "repeats_name"
 
 _WORD = re.compile(r"[^\W_]+")
-# function words: never content, whatever the text
-_STOP_TEXT = (
-    "a an the of and or with without in on at to for from by as is are be been has have "
-    "its it their they this that these those which who very often usually typically "
-    "some any each one ones vs versus than not no unlike compared while whereas s"
-)
-STOPWORDS = frozenset(_STOP_TEXT.split())
-# answers that stand for "something goes here"
-_PLACEHOLDERS = frozenset({
-    "n a", "na", "none", "null", "nil", "unknown", "todo", "tbd", "xxx", "string", "text",
-    "example", "name", "description", "attribute", "attributes", "caption", "captions",
-    "concept", "concepts", "label", "labels", "item", "items", "thing", "object",
-    "something", "answer", "value", "placeholder", "lorem ipsum",
-})
+# a token of schema text: letters, digits, $ and _ ("$ref", "maxLength", "json_schema")
+_SCHEMA_TOKEN = re.compile(r"[$\w]+")
+
+
+@cache
+def _lists() -> dict[str, frozenset[str]]:
+    """The word lists of ``data/textcheck.json`` (data, not code: no import of the
+    prompt layer at run time)."""
+    raw = json.loads(files("kec.knowledge").joinpath("data", "textcheck.json")
+                     .read_text("utf-8"))
+    return {k: frozenset(v) for k, v in raw.items() if isinstance(v, list)}
+
+
+def stopwords() -> frozenset[str]:
+    """Function words: never content, whatever the text."""
+    return _lists()["stopwords"]
+
+
 _LETTER_NAME = re.compile(
     r"^(?:(?:concept|class|category|label|item|object|attribute|option|thing|type|image|"
     r"photo)\s+)?(?:[a-z]|\d+)$"
 )
 # an identifier or file name ("part_type", "description_1.jpg"), not a phrase
 _IDENTIFIER = re.compile(r"^[^\W_]+(?:[_.][^\W_]+)+$")
+# a snake_case token anywhere ("the_worlds_largest"): code, not prose
+_SNAKE = re.compile(r"[^\W_]_[^\W_]")
 # code or markup leaking from the answer format ("]} ```python", "<attribute>")
 _MARKUP = re.compile(r"```|[{}\[\]<>]")
-# phrases only a prompt says: an answer holding one copies the prompt
-_PROMPT_PHRASES = ("not instructions", "answer as a json", "answer with one json",
-                   "json object with the key")
-# words of the system prompts of every template version kec has shipped (v1, v2): an
-# answer made only of these (and function words) copies the prompt
-_PROMPT_HISTORY = (
-    "You are a vision expert who names visual categories. You only describe what can be "
-    "seen in a photo. You list visible appearance only: shape, colour, color, texture, "
-    "parts, typical setting. You compare what is visible in photos: shape, colour, "
-    "texture, parts, proportions. Give short visual attributes that tell A apart from B "
-    "in a photo, each naming the concept it belongs to. short phrase, short common "
-    "concept name, visual description, image shows, recognise, recognize, help, helps, "
-    "similar, different, visible, visually, appearance, feature, features, trait, traits, "
-    "photo, photos, picture, image, images, data, instructions, JSON"
-)
 
 
 def _fold(text: str) -> str:
@@ -93,37 +90,48 @@ def _stem(word: str) -> str:
 
 def content_words(text: str) -> set[str]:
     """Stemmed words of ``text`` minus function words."""
-    return {_stem(w) for w in words(text) if w not in STOPWORDS}
+    stop = stopwords()
+    return {_stem(w) for w in words(text) if w not in stop}
 
 
-@cache
 def prompt_words() -> frozenset[str]:
-    """Content words of kec's built-in prompt templates (all shipped versions)."""
-    texts = [_PROMPT_HISTORY]
-    try:
-        from kec.prompts import BUILTIN_PROMPTS, load_prompt
+    """Content words of kec's prompt templates, all shipped versions (``prompt_words``
+    of ``data/textcheck.json``)."""
+    return _lists()["prompt_words"]
 
-        for pid in BUILTIN_PROMPTS:
-            for m in load_prompt(pid).messages:
-                texts.append(re.sub(r"\{\{.*?\}\}", " ", m["content"]))
-    except Exception:  # pragma: no cover - a broken template must not break linting
-        pass
-    return frozenset(w for t in texts for w in content_words(t))
+
+def is_schema_text(text: str) -> bool:
+    """Text copied from a JSON Schema: a schema keyword no prose uses
+    (``maxLength:200,minItems:1``, ``$ref``, ``additionalProperties``). A format key
+    before real content (``description: a striped cat``) is not flagged."""
+    keywords = {k.casefold() for k in _lists()["schema_keywords"]}
+    return any(tok.casefold() in keywords for tok in _SCHEMA_TOKEN.findall(text))
+
+
+def is_heading(text: str) -> bool:
+    """Every content word is a generic document-heading word (``"Overview and
+    Convention"``, ``"General notes"``, ``"Introduction"``): a section title, not a
+    trait."""
+    cw = content_words(text)
+    return bool(cw) and cw <= {_stem(w) for w in _lists()["heading_words"]}
 
 
 def is_placeholder(text: str) -> bool:
     """An empty, one-letter, ellipsis or "something goes here" answer (``"A"``,
     ``"concept B"``, ``"..."``, ``"N/A"``, ``"attribute"``), an identifier or file name
-    (``"part_type"``, ``"description_1.jpg"``) or code (``"]} ```python"``)."""
+    (``"part_type"``, ``"description_1.jpg"``, a ``snake_case`` word anywhere), code
+    (``"]} ```python"``), schema text (:func:`is_schema_text`) or a document heading
+    (:func:`is_heading`)."""
     toks = words(text)
     if not toks:
         return True  # only punctuation: "...", "-", "?"
     stripped = text.strip()
-    if _IDENTIFIER.match(stripped) or _MARKUP.search(stripped):
+    if (_IDENTIFIER.match(stripped) or _MARKUP.search(stripped) or _SNAKE.search(stripped)
+            or is_schema_text(stripped)):
         return True
     joined = " ".join(toks)
-    return (len("".join(toks)) <= 1 or joined in _PLACEHOLDERS
-            or bool(_LETTER_NAME.match(joined)))
+    return (len("".join(toks)) <= 1 or joined in _lists()["placeholders"]
+            or bool(_LETTER_NAME.match(joined)) or is_heading(stripped))
 
 
 def is_prompt_copy(text: str, extra: Iterable[str] = ()) -> bool:
@@ -153,7 +161,7 @@ def text_flags(text: str, names: Iterable[str] = ()) -> list[str]:
     if is_placeholder(text):
         return [PLACEHOLDER]
     folded = " ".join(words(text))
-    if any(phrase in folded for phrase in _PROMPT_PHRASES):
+    if any(phrase in folded for phrase in _lists()["prompt_phrases"]):
         return [PROMPT_COPY]
     cw = content_words(text)
     own = {w for n in names for w in content_words(n)}

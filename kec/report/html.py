@@ -24,7 +24,7 @@ from kec import __version__
 from kec._io import atomic_write_text
 from kec.report import plots
 from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
-from kec.report.result import ClusterResult, ResultError, load_result
+from kec.report.result import ClusterResult, MissingInputError, ResultError, load_result
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ font-size:12px}
 .card ul{margin:4px 0 8px 18px;padding:0;font-size:13px}
 .grid{display:flex;flex-wrap:wrap;gap:4px}
 .grid img{border-radius:4px;display:block}
+.texts{margin:4px 0 0 18px;padding:0;font-size:13px}
 .note{color:#777;font-size:13px}
 details{margin-top:8px}summary{cursor:pointer;color:#23395b;font-weight:600}
 """
@@ -135,6 +136,19 @@ def _table(rows: list[tuple[str, str]]) -> str:
                                for k, v in rows) + "</table>"
 
 
+def public(obj: Any) -> Any:
+    """``obj`` with every absolute path (``/home/me/x.json``, ``~/x``, ``C:\\x``) replaced
+    by its file name: a shared report names no local folder."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [public(v) for v in obj]
+    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")
+                                 or (len(obj) > 2 and obj[1:3] in (":\\", ":/"))):
+        return Path(obj.replace("\\", "/")).name
+    return obj
+
+
 def _run_section(result: ClusterResult, features_path: str | None,
                  knowledge_path: str | None) -> str:
     """Method, sizes and input files in view; parameters and timings folded."""
@@ -145,23 +159,24 @@ def _run_section(result: ClusterResult, features_path: str | None,
     ]
     for name, path in (("features file", features_path), ("knowledge file", knowledge_path)):
         if path:
-            rows.append((name, path))
+            rows.append((name, Path(path).name))
     parts = [f"<section><h2>Run</h2>{_table(rows)}"]
     s = result.summary
     for key in ("parameters", "timings", "info"):
         if isinstance(s.get(key), dict) and s[key]:
             flat: list[tuple[str, str]] = []
-            _flat("", s[key], flat)
+            _flat("", public(s[key]), flat)
             parts.append(f"<details><summary>{_e(key)}</summary>{_table(flat)}</details>")
     parts.append("</section>")
     return "".join(parts)
 
 
-def _cluster_card(result: ClusterResult, c: int, colour: str, thumbs: list[str]) -> str:
+def _cluster_card(result: ClusterResult, c: int, colour: str, thumbs: list[str],
+                  texts: list[str] | None = None, what: str = "images") -> str:
     ci = result.info[c]
     parts = [f'<div class="card" style="--c:{colour}">',
              f"<h3>#{c} · {_e(ci.title)}</h3>",
-             f'<div class="meta">{ci.size} images ({100 * ci.size / len(result):.1f}%)']
+             f'<div class="meta">{ci.size} {what} ({100 * ci.size / len(result):.1f}%)']
     if ci.majority_label is not None:
         parts.append(f" · majority label <b>{_e(ci.majority_label)}</b> "
                      f"({100 * (ci.majority_share or 0):.0f}%)")
@@ -175,7 +190,10 @@ def _cluster_card(result: ClusterResult, c: int, colour: str, thumbs: list[str])
         items = "".join(f"<li>{_e(a)}{'' if w is None else f' <small>({w:.2f})</small>'}</li>"
                         for a, w in ci.attributes[:5])
         parts.append(f"<ul>{items}</ul>")
-    if thumbs:
+    if texts is not None:
+        parts.append("<ol class='texts'>" + "".join(f"<li>{_e(t)}</li>" for t in texts)
+                     + "</ol>")
+    elif thumbs:
         imgs = "".join(f'<img src="{t}" alt="cluster {c} image">' for t in thumbs)
         parts.append(f'<div class="grid">{imgs}</div>')
     else:
@@ -233,7 +251,8 @@ def build_report(
     extra = (feature_set.metadata.get("extra") if feature_set is not None else None) or {}
     extra = _anchor_extra(extra, features_path)
     resolver = ImageResolver(images_root, extra)
-    images_located = bool(images_root or resolver.source_root or resolver.dataset_ref)
+    items = _holds_items(res, feature_set)
+    what = "items" if items else "images"
 
     names = {c: ci.name for c, ci in res.info.items() if ci.name}
     order = res.cluster_ids()
@@ -241,7 +260,7 @@ def build_report(
     colour_of = {c: _hex(colours[i]) for i, c in enumerate(sorted(res.info))}
     title = opts.title or f"kec · {res.method} · {res.folder.name}"
 
-    body: list[str] = [f"<header><h1>{_e(title)}</h1><p>{len(res)} images in "
+    body: list[str] = [f"<header><h1>{_e(title)}</h1><p>{len(res)} {what} in "
                        f"{len(res.info)} clusters · method {_e(res.method)} · "
                        f"kec {_e(__version__)}</p></header><main>"]
     metrics = _metrics(res)
@@ -267,18 +286,9 @@ def build_report(
         body.append(f"<section><h2>Overview</h2><div class='figs'>{''.join(figs)}</div>"
                     "</section>")
 
-    cards = []
-    n_thumbs = 0
-    for c in order[: opts.max_clusters]:
-        members = np.flatnonzero(res.clusters == c).tolist()
-        thumbs = []
-        for i in representatives(feats, members, opts.images_per_cluster):
-            im = resolver.open(res.ids[i])
-            if im is not None:
-                thumbs.append(thumbnail_data_uri(im, opts.thumb_size))
-        n_thumbs += len(thumbs)
-        cards.append(_cluster_card(res, c, colour_of[c], thumbs))
-    if images_located and resolver.failures and n_thumbs == 0:
+    cards, n_thumbs = _cards(res, order[: opts.max_clusters], colour_of, feats, resolver,
+                             opts, items)
+    if resolver.located and resolver.failures and n_thumbs == 0:
         where = (f"under {images_root}" if images_root else
                  f"under {resolver.source_root}" if resolver.source_root else
                  "in the dataset the feature file names")
@@ -290,10 +300,14 @@ def build_report(
         more = (f"<p class='note'>{len(order) - opts.max_clusters} smaller clusters not "
                 "shown (raise --max-clusters)</p>")
     rep = "closest to the cluster centre" if feats is not None else "first members"
-    body.append(f"<section><h2>Clusters</h2><p class='note'>largest first; images: {rep}"
+    body.append(f"<section><h2>Clusters</h2><p class='note'>largest first; {what}: {rep}"
                 f"</p><div class='clusters'>{''.join(cards)}</div>{more}</section>")
     if doc is not None:
         body.append(_knowledge_section(doc, names.values()))
+    if resolver.refused:
+        logger.warning("%d image ids lie outside the image folder and were not opened (a "
+                       "result folder from elsewhere?); give --images DIR to allow a folder",
+                       resolver.refused)
     if resolver.failures:
         logger.warning("%d images could not be found for thumbnails (try --images DIR)",
                        resolver.failures)
@@ -303,6 +317,46 @@ def build_report(
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def _holds_items(res: ClusterResult, feature_set: Any) -> bool:
+    """Whether the clustered rows are text items (``kec embed collection``), not images."""
+    if feature_set is not None:
+        return bool(feature_set.kind == "items")
+    recorded = res.summary.get("inputs", {})
+    features = recorded.get("features") if isinstance(recorded, dict) else None
+    return isinstance(features, dict) and features.get("kind") == "items"
+
+
+def item_text(item_id: str) -> str:
+    """The text of a collection item id ``<line>:<text>`` (the first 120 characters, see
+    :func:`kec.cli.embed.read_collection`); any other id as it is."""
+    head, sep, text = item_id.partition(":")
+    return text if sep and head.isdigit() else item_id
+
+
+def _cards(res: ClusterResult, shown: list[int], colour_of: dict[int, str],
+           feats: np.ndarray | None, resolver: ImageResolver, opts: ReportOptions,
+           items: bool) -> tuple[list[str], int]:
+    """One card per shown cluster, with its representative images (or, for text items,
+    its representative texts); and how many thumbnails were embedded."""
+    cards: list[str] = []
+    n_thumbs = 0
+    for c in shown:
+        members = np.flatnonzero(res.clusters == c).tolist()
+        chosen = representatives(feats, members, opts.images_per_cluster)
+        if items:
+            texts = [item_text(res.ids[i]) for i in chosen]
+            cards.append(_cluster_card(res, c, colour_of[c], [], texts, "items"))
+            continue
+        thumbs = []
+        for i in chosen if resolver.located else ():
+            im = resolver.open(res.ids[i])
+            if im is not None:
+                thumbs.append(thumbnail_data_uri(im, opts.thumb_size))
+        n_thumbs += len(thumbs)
+        cards.append(_cluster_card(res, c, colour_of[c], thumbs))
+    return cards, n_thumbs
+
+
 def _input_path(res: ClusterResult, key: str,
                 given: str | os.PathLike[str] | None) -> str | None:
     """The ``key`` input file: the one given, else the one the summary names, resolved
@@ -310,12 +364,14 @@ def _input_path(res: ClusterResult, key: str,
 
     Raises
     ------
+    MissingInputError
+        The given file does not exist (a ``ResultError`` and a ``FileNotFoundError``).
     ResultError
-        The given file does not exist, or the summary names one that cannot be found.
+        The summary names a file that cannot be found.
     """
     if given:
         if not Path(given).is_file():
-            raise ResultError(f"--{key} {given}: no such file")
+            raise MissingInputError(f"--{key} {given}: no such file")
         return str(given)
     ref = res.resolve_input(key)
     if ref is None:

@@ -15,18 +15,32 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+def inside(root: Path, image_id: str) -> Path | None:
+    """``root / image_id`` when it lies inside ``root`` once ``..`` and absolute ids are
+    resolved lexically, else ``None``: ``/etc/x.png`` or ``../../x.png`` never leave it."""
+    base = Path(os.path.abspath(root))
+    path = Path(os.path.normpath(base / image_id))
+    return path if base in path.parents else None
+
+
 class ImageResolver:
-    """Open an image by its result id.
+    """Open an image by its result id, only from the folders the images were recorded in
+    or the user names.
 
     Tried in order: ``images_root / id``; the dataset recorded in the feature file
     (``extra.dataset``, through :func:`kec.datasets.load_dataset`, which also serves
-    in-memory datasets such as CIFAR); the folder recorded as ``extra.source.location``;
-    the id as a path.
+    in-memory datasets such as CIFAR; an id is looked up in its index); the folder
+    recorded as ``extra.source.location`` (for a list file, the list's folder). A path
+    must lie inside its folder (:func:`inside`): a result folder received from someone
+    else cannot make the report embed ``/etc/...`` or ``~/private/...`` by naming it as an
+    id. Such ids are counted in ``refused`` and never opened; ids inside a folder that
+    cannot be found or read are counted in ``failures``.
 
     Parameters
     ----------
     images_root : path-like, optional
-        A folder the ids are relative to.
+        A folder the ids are relative to (``kec report --images DIR``); absolute ids are
+        opened when they lie inside it.
     feature_extra : dict, optional
         ``FeatureSet.metadata["extra"]`` of the image features.
     """
@@ -44,6 +58,12 @@ class ImageResolver:
         self._dataset: Any = None
         self._dataset_failed = False
         self.failures = 0
+        self.refused = 0
+
+    @property
+    def located(self) -> bool:
+        """Whether any folder or dataset is known to look images up in."""
+        return bool(self.images_root or self.source_root or self.dataset_ref)
 
     def _load_dataset(self) -> Any:
         if self._dataset is None and not self._dataset_failed and self.dataset_ref:
@@ -59,31 +79,47 @@ class ImageResolver:
                 self._dataset_failed = True
         return self._dataset
 
-    def open(self, image_id: str) -> Any | None:
-        """An RGB ``PIL.Image``, or ``None`` when the image cannot be found or read."""
-        from PIL import Image
+    def _roots(self) -> list[Path]:
+        roots = [self.images_root, self.source_root]
+        if self.dataset_ref and isinstance(self.dataset_ref.get("root"), str):
+            roots.append(Path(self.dataset_ref["root"]))
+        return [r for r in roots if r is not None]
 
-        candidates = []
-        if self.images_root is not None:
-            candidates.append(self.images_root / image_id)
-        ds = self._load_dataset()
+    def open(self, image_id: str) -> Any | None:
+        """An RGB ``PIL.Image``, or ``None`` when the image cannot be found or read, or
+        lies outside every known folder (then counted in ``refused``)."""
+        if self._roots() and all(inside(r, image_id) is None for r in self._roots()):
+            self.refused += 1
+            return None
+        first = inside(self.images_root, image_id) if self.images_root else None
+        image = _read_image(first) if first is not None else None
+        ds = self._load_dataset() if image is None else None
         if ds is not None:
             try:
                 return ds.load_image(ds.index_of(image_id))
             except (KeyError, OSError, ValueError) as exc:
                 logger.debug("dataset lookup of %s failed: %s", image_id, exc)
-        if self.source_root is not None:
-            candidates.append(self.source_root / image_id)
-        candidates.append(Path(image_id))
-        for path in candidates:
-            if path.is_file():
-                try:
-                    with Image.open(path) as im:
-                        im.load()
-                        return im.convert("RGB")
-                except OSError as exc:
-                    logger.debug("cannot read %s: %s", path, exc)
-        self.failures += 1
+        if image is None and self.source_root is not None:
+            path = inside(self.source_root, image_id)
+            image = _read_image(path) if path is not None else None
+        if image is None:
+            self.failures += 1
+        return image
+
+
+def _read_image(path: Path) -> Any | None:
+    """The RGB image at ``path``, or ``None`` when it is not a readable image file."""
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # PIL raises SyntaxError for some broken files, DecompressionBombError for huge ones
+        logger.debug("cannot read %s: %s", path, exc)
         return None
 
 

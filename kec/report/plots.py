@@ -1,11 +1,17 @@
-"""The report's figures, drawn with matplotlib (Agg) and returned as PNG bytes."""
+"""The report's figures, drawn with matplotlib (Agg) and returned as PNG bytes.
+
+Every string drawn (class labels, cluster and concept names) is user text, drawn as is:
+matplotlib's mathtext is off while a figure is made (:func:`_plain_text`), so that a name
+such as ``$\\foo$ cats`` is printed, not parsed as TeX (which raised ``ValueError``).
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +32,20 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+F = TypeVar("F", bound=Callable[..., bytes])
+
+
+def _plain_text(draw: F) -> F:
+    """Run ``draw`` with ``text.parse_math`` off (restored after, whatever happens)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> bytes:
+        with _pyplot().rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _png(fig: Any, dpi: int = 100) -> bytes:
@@ -69,6 +89,7 @@ def contingency(labels: Sequence[str], clusters: np.ndarray
     return table[:, order], classes, [cl_ids[j] for j in order]
 
 
+@_plain_text
 def confusion_png(labels: Sequence[str], clusters: np.ndarray,
                   cluster_names: dict[int, str] | None = None) -> bytes:
     """Heat map of the row-normalised class x cluster table (Hungarian-ordered columns)."""
@@ -122,6 +143,7 @@ def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, ratio
 
 
+@_plain_text
 def scatter_png(features: np.ndarray, clusters: np.ndarray,
                 cluster_names: dict[int, str] | None = None, seed: int = 0) -> bytes:
     """PCA scatter of the features, one colour per cluster."""
@@ -153,6 +175,7 @@ def scatter_png(features: np.ndarray, clusters: np.ndarray,
     return _png(fig)
 
 
+@_plain_text
 def knowledge_graph_png(doc: dict[str, Any], highlight: Sequence[str] = (), seed: int = 0
                         ) -> bytes:
     """Concepts as nodes, pairs (concepts with telling-apart attributes) as edges.

@@ -5,16 +5,30 @@
 attributes. The summary's layout is read leniently (a cluster list or a mapping, several
 key spellings), so reports keep working as the clustering output grows.
 
-Input paths in the summary (the feature file, the knowledge file) are stored as they were
-typed, relative to wherever ``kec cluster`` ran. :meth:`ClusterResult.resolve_input` finds
-them from anywhere: as absolute paths, relative to the result folder, to each folder above
-it, or to the current folder; when several candidates exist the one whose SHA-256 matches
-the summary wins. An input that cannot be found is reported, never silently dropped.
+Input paths in the summary (the feature file, the knowledge file) are stored relative to
+the result folder (:func:`write_result`; older summaries hold them as they were typed), so
+that a shared folder names no absolute local path. :meth:`ClusterResult.resolve_input`
+finds them from anywhere: as absolute paths, relative to the result folder, to each folder
+above it, or to the current folder; when several candidates exist the one whose SHA-256
+matches the summary wins. An input that cannot be found is reported, never silently
+dropped.
+
+The two files are one run: :func:`write_result` writes both or neither (a failed write
+leaves the old pair), and the summary records the SHA-256 of the ``assignments.csv`` it
+describes, which :func:`load_result` checks, so that a folder holding the assignments of
+one run and the summary of another is refused instead of reported with wrong names.
+
+Spreadsheet safety: a cell of ``assignments.csv`` that a spreadsheet would run as a formula
+(it starts with ``=``, ``+``, ``-``, ``@``, TAB or CR, as OWASP lists them) is written with
+a leading ``'``; so is a cell that starts with ``'`` itself, so that
+:func:`read_assignments` recovers every original value by removing that one quote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from kec.errors import KecError
+from kec.errors import InputNotFoundError, KecError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +61,67 @@ def summary_errors(summary: Any) -> list[str]:
     return [f"$.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in errors]
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_QUOTE = "'"
+
+
+def csv_cell(value: str) -> str:
+    """``value`` safe for a spreadsheet: a leading ``'`` before a formula start
+    (:data:`FORMULA_STARTS`) or before a ``'``; :func:`csv_value` undoes it."""
+    return _QUOTE + value if value.startswith((*FORMULA_STARTS, _QUOTE)) else value
+
+
+def csv_value(cell: str) -> str:
+    """The value :func:`csv_cell` wrote as ``cell``."""
+    if cell.startswith(_QUOTE) and cell[1:].startswith((*FORMULA_STARTS, _QUOTE)):
+        return cell[1:]
+    return cell
+
+
+def _field(cell: str) -> str:
+    """One CSV field as RFC 4180 quotes it: in double quotes (doubled inside) when it holds
+    a comma, a quote, CR or LF. (:mod:`csv` with ``lineterminator="\\n"`` leaves a CR
+    unquoted, which readers then take for the end of the row.)"""
+    if any(c in cell for c in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def assignments_csv(ids: list[str], clusters: np.ndarray, labels: list[str] | None) -> str:
+    """The text of ``assignments.csv``: ``id,cluster[,label]``, LF line ends, cells made
+    safe by :func:`csv_cell` and quoted by :func:`_field`."""
+    rows = ["id,cluster,label" if labels is not None else "id,cluster"]
+    for i, item in enumerate(ids):
+        cells = [_field(csv_cell(str(item))), str(int(clusters[i]))]
+        if labels is not None:
+            cells.append(_field(csv_cell(str(labels[i]))))
+        rows.append(",".join(cells))
+    return "\n".join(rows) + "\n"
+
+
+def portable_path(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` (POSIX separators), or its file name when no
+    relative path exists (another drive): a result folder names no absolute path."""
+    try:
+        return Path(os.path.relpath(Path(path).absolute(), folder.absolute())).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def _portable_inputs(inputs: Any, folder: Path) -> Any:
+    """``summary["inputs"]`` with every recorded file path made :func:`portable_path`."""
+    if not isinstance(inputs, dict):
+        return inputs
+    out = {}
+    for key, entry in inputs.items():
+        if isinstance(entry, dict):
+            entry = {k: portable_path(v, folder) if k in ("path", "from_knowledge")
+                     and isinstance(v, str) and v else v for k, v in entry.items()}
+        out[key] = entry
+    return out
+
+
 def write_result(
     folder: str | os.PathLike[str], *, ids: list[str], clusters: np.ndarray,
     labels: list[str] | None, summary: dict[str, Any],
@@ -54,41 +129,53 @@ def write_result(
     """The one writer of a result folder: ``assignments.csv`` and ``summary.json``.
 
     ``summary`` gets ``kind``, ``version`` and ``kec_version`` when missing and must then
-    match ``kec/schemas/summary.schema.json``; both files are written atomically.
+    match ``kec/schemas/summary.schema.json``. It also gets ``assignments``: the SHA-256
+    and row count of the ``assignments.csv`` written with it, which :func:`load_result`
+    checks. Its ``inputs`` paths are stored relative to ``folder``. Both files are written
+    together (:func:`kec._io.atomic_write_files`): a failed write leaves the old pair.
 
     Raises
     ------
     ResultError
         ``summary`` does not match the schema, or the lengths disagree.
     """
-    import io
-
     from kec import __version__
-    from kec._io import atomic_write_text, write_json
+    from kec._io import atomic_write_files, dump_json
 
+    folder = Path(folder)
     clusters = np.asarray(clusters, dtype=np.int64)
     if len(ids) != clusters.size or (labels is not None and len(labels) != clusters.size):
         raise ResultError(f"{len(ids)} ids, {clusters.size} assignments and "
                           f"{'no' if labels is None else len(labels)} labels disagree")
+    table = assignments_csv(ids, clusters, labels).encode("utf-8")
     summary = {"kind": RESULT_KIND, "version": RESULT_VERSION, "kec_version": __version__,
-               **summary}
+               **summary,
+               "assignments": {"file": ASSIGNMENTS, "rows": len(ids),
+                               "sha256": hashlib.sha256(table).hexdigest()}}
+    if "inputs" in summary:
+        summary["inputs"] = _portable_inputs(summary["inputs"], folder)
     problems = summary_errors(summary)
     if problems:
         raise ResultError("summary does not match summary.schema.json: "
                           + "; ".join(problems[:5]))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "cluster", "label"] if labels is not None else ["id", "cluster"])
-    for i, item in enumerate(ids):
-        w.writerow([item, int(clusters[i])] + ([labels[i]] if labels is not None else []))
-    folder = Path(folder)
-    atomic_write_text(folder / ASSIGNMENTS, buf.getvalue())
-    write_json(folder / SUMMARY, summary)
+    created = not folder.exists()
+    try:
+        atomic_write_files(folder, {ASSIGNMENTS: table,
+                                    SUMMARY: dump_json(summary).encode("utf-8")})
+    except BaseException:
+        if created:  # leave no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return folder
 
 
 class ResultError(KecError):
     """A result folder is missing or malformed, or an input it names cannot be found."""
+
+
+class MissingInputError(ResultError, InputNotFoundError):
+    """An input file given to the report does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass
@@ -298,7 +385,7 @@ def read_assignments(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarra
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ResultError(f"cannot read {path}: {exc}") from exc
     if not rows or "id" not in rows[0] or "cluster" not in rows[0]:
         raise ResultError(f"{path} needs a header with 'id' and 'cluster' and at least one row")
@@ -306,8 +393,22 @@ def read_assignments(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarra
         clusters = np.asarray([int(r["cluster"]) for r in rows], dtype=np.int64)
     except (TypeError, ValueError) as exc:
         raise ResultError(f"{path}: cluster column is not integer ({exc})") from exc
-    labels = [r.get("label") or "" for r in rows]
-    return [r["id"] for r in rows], clusters, labels if any(labels) else None
+    labels = [csv_value(r.get("label") or "") for r in rows]
+    return [csv_value(r["id"] or "") for r in rows], clusters, labels if any(labels) else None
+
+
+def _check_same_run(folder: Path, summary: dict[str, Any]) -> None:
+    """Refuse an ``assignments.csv`` that is not the one ``summary`` was written with."""
+    recorded = summary.get("assignments")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        return  # summaries older than the check, or hand-written ones
+    from kec._io import sha256_file
+
+    if sha256_file(folder / ASSIGNMENTS) != recorded["sha256"]:
+        raise ResultError(f"{folder / ASSIGNMENTS} is not the one {folder / SUMMARY} "
+                          "describes (another run wrote it, or it was edited): its SHA-256 "
+                          "differs from the summary's; run kec cluster again into a fresh "
+                          "--out folder")
 
 
 def load_result(folder: str | os.PathLike[str]) -> ClusterResult:
@@ -338,6 +439,7 @@ def load_result(folder: str | os.PathLike[str]) -> ClusterResult:
         if problems:
             raise ResultError(f"{folder / SUMMARY} is not a kec result summary: "
                               + "; ".join(problems[:5]))
+        _check_same_run(folder, summary)
     else:
         logger.warning("%s has no %s: no names, metrics or parameters", folder, SUMMARY)
     entries = _cluster_entries(summary)

@@ -73,3 +73,48 @@ def test_invalidate_removes_the_entry(tmp_path: Path) -> None:
     cache.invalidate(KEY)
     cache.invalidate(KEY)  # twice is fine
     assert cache.get(KEY) is None and len(cache) == 0
+
+
+def test_lock_files_are_removed_when_released(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    for key in (KEY, "cd" + "1" * 62):
+        lock = cache.lock(key)
+        assert lock is not None
+        with lock:
+            assert (tmp_path / ".locks" / key[:2] / f"{key}.lock").is_file()
+    assert not list((tmp_path / ".locks").rglob("*.lock"))  # the files are gone
+
+
+def _hammer(directory: str, marker: str, rounds: int, errors: multiprocessing.Queue) -> None:
+    import os
+
+    cache = ResponseCache(directory)
+    for _ in range(rounds):
+        lock = cache.lock(KEY, blocking=bool(_ % 2))
+        if lock is None:  # busy: wait for it like the runner does
+            lock = cache.lock(KEY, blocking=True)
+        with lock:
+            try:  # inside the lock nobody else may be inside
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                errors.put("two holders at once")
+                continue
+            time.sleep(0.0005)
+            os.unlink(marker)
+
+
+def test_removing_lock_files_keeps_the_lock_exclusive(tmp_path: Path) -> None:
+    """Four processes take and release one key 150 times each while the holder removes
+    the lock file every time: never two holders at once."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    marker = str(tmp_path / "inside")
+    procs = [ctx.Process(target=_hammer, args=(str(tmp_path / "c"), marker, 150, errors))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert errors.empty(), errors.get()
+    assert not list((tmp_path / "c" / ".locks").rglob("*.lock"))

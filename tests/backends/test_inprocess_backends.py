@@ -17,7 +17,8 @@ PARAMS = SamplingParams(temperature=0.0, max_tokens=80, seed=0)
 
 def test_registry_is_plain_data_and_names_every_backend():
     reg = available_backends()
-    assert set(reg) == {"llamacpp", "openai", "vllm", "transformers", "langchain"}
+    assert set(reg) == {"llamacpp", "openai", "vllm", "transformers", "langchain",
+                        "ray-llamacpp", "ray-vllm"}
     assert all({"class", "extra", "default_model", "summary"} <= set(v) for v in reg.values())
 
 
@@ -121,3 +122,26 @@ def test_vllm_backend_without_vllm_is_a_clear_error():
         pytest.skip("vllm installed")
     with pytest.raises(MissingDependencyError, match=r"kec\[vllm\]"):
         create_backend("vllm", model="x")
+
+
+@needs_llama
+def test_llamacpp_answers_a_long_prompt_without_extra_buffers(tmp_path):
+    """llama.cpp's AMX buffers crash (SIGSEGV) where the CPU reports AMX but the sandbox
+    does not grant it: the backend loads without extra buffer types, in a subprocess here
+    so that a crash fails this test instead of ending the session."""
+    import subprocess
+    import sys
+
+    code = (
+        "from kec.backends import create_backend\n"
+        "from kec.backends.base import ChatRequest, SamplingParams\n"
+        "b = create_backend('llamacpp')\n"
+        "assert b._llm.model_params.use_extra_bufts is False\n"
+        "msg = {'role': 'user', 'content': 'Describe a cat in one short sentence.'}\n"
+        "[r] = b.complete([ChatRequest((msg,), None, SamplingParams(max_tokens=8))])\n"
+        "assert r.ok and r.prompt_tokens > 5, r\n"
+        "assert b.describe()['extra_buffers'] is False\n"
+        "print('answered')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "answered" in proc.stdout, proc.stderr[-2000:]

@@ -93,7 +93,11 @@ def test_bench_writes_tables_runs_and_provenance(bench_out, capsys):
     run = json.loads((bench_out / "runs" / "kec_cae" / "seed0" / "summary.json").read_text())
     assert run["kind"] == "kec.cluster_result" and run["method"] == "kec+cae"
     assert all(c.get("name") for c in run["clusters"] if c["size"])
-    assert run["inputs"]["knowledge"]["path"] == str(Path(record["knowledge"]).resolve())
+    # recorded relative to the run folder (a shared folder names no absolute path)
+    run_dir = bench_out / "runs" / "kec_cae" / "seed0"
+    assert run["inputs"]["knowledge"]["path"] == "../../../knowledge.json"
+    assert (run_dir / run["inputs"]["knowledge"]["path"]).resolve() == \
+        Path(record["knowledge"]).resolve()
 
 
 def test_second_run_reuses_features_and_knowledge(bench_out, tmp_path):
@@ -179,3 +183,90 @@ def test_kmeans_alone_needs_no_nouns_and_no_model(bench_out, tmp_path):
     new = json.loads((out / "bench.json").read_text())
     assert set(new["timings"]) == {"load_dataset", "total"}  # nothing embedded
     assert [r["seed"] for r in new["results"]] == [3]
+
+
+def _code(argv: list[str]) -> int:
+    """The exit code of `kec ARGV` (argparse's usage errors included)."""
+    from kec.cli.main import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--seeds", "0,-1"], "a seed must be in [0, 4294967295]"),
+    (["--batch-size", "0"], "--batch-size: must be >= 1"),
+    (["--limit-per-class", "0"], "--limit-per-class: must be >= 1"),
+    (["--split", "nope"], "has no split 'nope'"),
+    (["--captions", "missing.txt"], "--captions missing.txt: no such file"),
+])
+def test_bad_arguments_fail_before_any_work_and_create_nothing(tmp_path, capsys, extra,
+                                                               says):
+    root, out = tmp_path / "data", tmp_path / "out"
+    assert _code(["bench", "synthetic", "--root", str(root), "--out", str(out), *MODEL,
+                  *extra]) == 2
+    assert says in capsys.readouterr().err
+    assert not root.exists() and not out.exists()
+
+
+def test_an_unknown_dataset_or_an_out_file_fail_before_anything_is_created(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _code(["bench", "no-such-set", "--root", str(tmp_path), "--out", str(out)]) == 2
+    assert "unknown dataset 'no-such-set'" in capsys.readouterr().err and not out.exists()
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    root = tmp_path / "data"
+    assert _code(["bench", "synthetic", "--root", str(root), "--out", str(taken),
+                  *MODEL]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert taken.read_text() == "mine" and not root.exists()
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--per-class", "0"], "--per-class: must be >= 1"),
+    (["--per-class", "3"], "--per-class must be >= 5, got 3"),
+    (["--seeds", "-1"], "a seed must be in"),
+    (["--vocab-limit", "0"], "--vocab-limit: must be >= 1"),
+])
+def test_the_efficacy_benchmark_checks_its_arguments_first(tmp_path, capsys, extra, says):
+    out = tmp_path / "out"
+    assert _code(["bench", "wordnet-glosses", "--out", str(out), *extra]) == 2
+    assert says in capsys.readouterr().err and not out.exists()
+
+
+def _record(met: list[bool], failed: bool = False) -> dict:
+    return {"results": [{"status": "failed" if failed else "ok"}],
+            "targets": [{"target": f"t{i}", "met": m} for i, m in enumerate(met)],
+            "timings": {"total": 1.0}}
+
+
+def test_the_efficacy_exit_code_reads_the_targets():
+    code = bench_cli.efficacy_exit_code
+    assert code(_record([True, True])) == 0
+    assert code(_record([True, False])) == bench_cli.EXIT_TARGET_MISSED == 5
+    assert code(_record([True, False]), check_targets=False) == 0
+    assert code(_record([False], failed=True)) == 1  # a failed run says more
+    assert code(_record([])) == 0
+
+
+@pytest.mark.parametrize("flags, expected", [([], 5), (["--no-check-targets"], 0)])
+def test_a_missed_target_exits_5_unless_told_not_to_check(tmp_path, capsys, monkeypatch,
+                                                          flags, expected):
+    """The benchmark itself (minutes) is replaced by a record with one missed target; what
+    is tested is the command's reading of ``record["targets"][i]["met"]``."""
+    import kec.bench.efficacy as efficacy
+
+    def run(config):
+        (config.out / "summary.md").parent.mkdir(parents=True, exist_ok=True)
+        (config.out / "summary.md").write_text("| table |\n")
+        return _record([True, False])
+
+    monkeypatch.setattr(efficacy, "run_efficacy", run)
+    out = tmp_path / "out"
+    assert _code(["bench", "wordnet-glosses", "--quick", "--out", str(out), *flags]) \
+        == expected
+    captured = capsys.readouterr()
+    assert "targets met: 1/2" in captured.out
+    assert ("1 target(s) not met (exit 5" in captured.err) == (expected == 5)

@@ -70,7 +70,7 @@ def test_cluster_writes_assignments_and_summary(files, method, capsys):
     assert summary["method"] == method and summary["parameters"]["k"] == 3
     assert summary["metrics"]["acc"] >= 0.9
     assert summary["timings"]["total"] >= summary["timings"]["cluster"] >= 0
-    assert summary["inputs"]["features"]["path"] == str(files["images"])
+    assert summary["inputs"]["features"]["path"] == "../images.safetensors"
     assert len(summary["clusters"]) == 3
     if method != "kmeans":
         assert summary["inputs"]["nouns"]["n"] == 14
@@ -125,7 +125,8 @@ def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"]["captions"]["count"] == 6
-    assert summary["inputs"]["captions"]["from_knowledge"] == str(with_captions)
+    # recorded relative to the result folder: no absolute local path in a shared folder
+    assert summary["inputs"]["captions"]["from_knowledge"] == "../k-captions.json"
     assert summary["metrics"]["acc"] >= 0.9
     assert "not used" not in capsys.readouterr().err
     # a knowledge file without captions cannot stand in for a caption corpus
@@ -197,3 +198,98 @@ def test_bad_numbers_fail_before_any_work(files, capsys, opt):
                "--nouns", str(files["nouns"]), *opt, "--out", str(out)])
     assert rc == 2 and not out.exists()
     assert f"{opt[0]} must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_bad_seed_is_refused_before_any_work(files, capsys, seed):
+    out = files["tmp"] / "never-written"
+    with pytest.raises(SystemExit) as exc:
+        main(["cluster", str(files["images"]), "--k", "3", "--seed", seed, "--out", str(out)])
+    assert exc.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--seed: a seed must be in [0, 4294967295]" in err and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("clusterer", ["spectral", "agglomerative"])
+@pytest.mark.parametrize("n", [1, 2, 60])
+def test_scikit_learn_clusterers_with_k_equal_to_n(files, tmp_path, capsys, clusterer, n):
+    path = files["images"]
+    if n < 60:
+        path = tmp_path / f"n{n}.safetensors"
+        save_features(path, np.eye(n, 16, dtype=np.float32),
+                      ids=[f"i{j}" for j in range(n)], kind="image", encoder=ENCODER)
+    out = tmp_path / "r"
+    assert main(["cluster", str(path), "--k", str(n), "--clusterer", clusterer,
+                 "--out", str(out)]) == 0
+    assert sorted(load_result(out).clusters.tolist()) == list(range(n))
+
+
+def test_a_run_that_cannot_write_its_summary_leaves_the_previous_run_whole(files, tmp_path):
+    """RLIMIT_FSIZE lets assignments.csv through but not summary.json: the folder must keep
+    the previous run's pair, never new assignments beside an old summary."""
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "result"
+    assert main(["cluster", str(files["images"]), "--k", "3", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = len(before["assignments.csv"]) + 64  # the CSV fits, the summary does not
+    assert len(before["summary.json"]) > limit
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kec", "cluster", str(files["images"]), "--k", "2",
+         "--seed", "5", "--out", str(out)], preexec_fn=cap, capture_output=True, text=True,
+        cwd=tmp_path, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin",
+                           "PYTHONDONTWRITEBYTECODE": "1"}, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("kec: error: ") and "File too large" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing mixed, no .tmp
+    assert load_result(out).summary["parameters"]["k"] == 3
+
+
+@pytest.mark.parametrize("change", ["no concepts", "not knowledge"])
+def test_unusable_knowledge_is_an_input_error(files, capsys, monkeypatch, change):
+    monkeypatch.setattr(cluster_cli, "make_text_encoder", lambda spec: files["enc"])
+    doc = json.loads(files["knowledge"].read_text())
+    if change == "no concepts":
+        doc["concepts"], doc["pairs"] = [], []
+    else:
+        doc = {"kind": "something else", "concepts": "none"}
+    bad = files["tmp"] / "bad.json"
+    bad.write_text(json.dumps(doc))
+    out = files["tmp"] / "never-written"
+    rc = main(["cluster", str(files["images"]), "--k", "3", "--method", "kec",
+               "--knowledge", str(bad), "--text-encoder", "hash", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"kec: error: {bad} is not usable knowledge: $")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_identical_features_warn_of_empty_clusters(tmp_path, capsys):
+    path = tmp_path / "same.safetensors"
+    save_features(path, np.ones((10, 16), np.float32), ids=[f"i{j}" for j in range(10)],
+                  kind="image", encoder=ENCODER)
+    out = tmp_path / "r"
+    assert main(["cluster", str(path), "--k", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    expected = ("2 of the 3 clusters are empty: the 10 feature rows hold only 1 distinct "
+                "vector(s), fewer than --k 3")
+    assert f"kec: warning: {expected}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["warnings"] == [expected + " (recorded in summary.json, 'warnings')"]
+    assert sorted(c["size"] for c in summary["clusters"]) == [0, 0, 10]
+
+
+def test_no_warning_when_every_cluster_has_members(files, tmp_path, capsys):
+    assert main(["cluster", str(files["images"]), "--k", "3", "--out",
+                 str(tmp_path / "r")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["warnings"] == []

@@ -206,3 +206,133 @@ def test_out_that_is_a_folder_fails_before_loading_a_model(tmp_path, photos, cap
                "--pretrained", "none", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc != 0 and "is a folder" in err and "No-Such-Model" not in err
+
+
+# -- kec embed collection (issue 17 items 3 and 5) ----------------------------------------
+
+@pytest.fixture()
+def minilm_8(minilm, monkeypatch):
+    """The session's MiniLM, batch size 8, returned by the factory the CLI calls; records
+    how many texts it encodes."""
+    import copy
+
+    enc = copy.copy(minilm)
+    enc.batch_size = 8
+    enc.encoded = []
+    real = enc.encode
+
+    def encode(texts, **kw):
+        enc.encoded.append(len(texts))
+        return real(texts, **kw)
+
+    enc.encode = encode
+    monkeypatch.setattr("kec.encoders.factory.create_text_encoder", lambda *a, **k: enc)
+    return enc
+
+
+def test_collection_lines_are_newline_lines_and_ids_do_not_shift(tmp_path, minilm_8):
+    texts = tmp_path / "tickets.txt"
+    texts.write_bytes("printer jams\tHW\r\nlogin\u2028fails\x1cagain\tSW\n\nwifi\fdrops\tHW\n"
+                      .encode())
+    out = tmp_path / "t.safetensors"
+    assert main(["embed", "collection", str(texts), "--out", str(out), "--quiet"]) == 0
+    fs = load_features(out, kind="items")
+    assert fs.ids == ["1:printer jams", "2:login fails again", "4:wifi drops"]
+    assert fs.labels == ["HW", "SW", "HW"]
+
+
+def test_collection_with_a_second_tab_exits_2_naming_the_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("kec.encoders.factory.create_text_encoder",
+                        lambda *a, **k: pytest.fail("the encoder was loaded"))
+    texts = tmp_path / "c.txt"
+    texts.write_text("ok\tA\nprinter\tjams\tHW\n")
+    out = tmp_path / "c.safetensors"
+    assert main(["embed", "collection", str(texts), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{texts}:2: 3 TAB-separated fields" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where, message", [
+    ("folder", "is a folder"),
+    ("under-file", "is a file, not a folder"),
+    ("proc", "cannot write"),
+])
+def test_collection_checks_out_before_loading_the_encoder(tmp_path, capsys, monkeypatch,
+                                                          where, message):
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    monkeypatch.setattr("kec.encoders.factory.create_text_encoder",
+                        lambda *a, **k: pytest.fail("the encoder was loaded"))
+    texts = tmp_path / "c.txt"
+    texts.write_text("a\nb\n")
+    (tmp_path / "file").write_text("x")
+    out = {"folder": tmp_path, "under-file": tmp_path / "file" / "o.safetensors",
+           "proc": Path("/proc/kec-cannot-write.safetensors")}[where]
+    assert main(["embed", "collection", str(texts), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ray-address", "auto"], "--ray-address needs --engine ray"),
+    (["--workers", "2"], "--workers is for --engine ray"),
+    (["--shard-rows", "0"], "--shard-rows must be >= 1"),
+    (["--checkpoint-rows", "-1"], "--checkpoint-rows must be >= 0"),
+    (["--engine", "ray", "--workers", "0"], "--workers must be >= 1"),
+])
+def test_collection_option_mixes_are_refused_before_any_work(tmp_path, capsys, monkeypatch,
+                                                             argv, message):
+    monkeypatch.setattr("kec.encoders.factory.create_text_encoder",
+                        lambda *a, **k: pytest.fail("the encoder was loaded"))
+    texts = tmp_path / "c.txt"
+    texts.write_text("a\nb\n")
+    rc = main(["embed", "collection", str(texts), "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def _chunks(folder: Path) -> int:
+    return len(list(folder.glob("chunk-*.safetensors"))) if folder.is_dir() else 0
+
+
+@pytest.mark.slow  # a second interpreter that loads MiniLM
+@pytest.mark.timeout(300)
+def test_a_killed_collection_encode_resumes_to_the_uninterrupted_result(
+        tmp_path, capsys, minilm_8):
+    """kill -9 a real ``kec embed collection`` mid-encode; the same command resumes, encodes
+    only the rows that were not saved, and writes what an uninterrupted run writes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    texts = tmp_path / "tickets.txt"
+    texts.write_text("".join(f"ticket {i}: {'printer jams' if i % 3 else 'login fails'} "
+                             f"{'again ' * (i % 4)}\t{'HW' if i % 3 else 'SW'}\n"
+                             for i in range(240)))
+    out = tmp_path / "t.safetensors"
+    partial = tmp_path / "t.safetensors.partial"
+    argv = ["embed", "collection", str(texts), "--out", str(out), "--batch-size", "8",
+            "--checkpoint-rows", "8", "--device", "cpu", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "kec", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while _chunks(partial) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = _chunks(partial)
+    assert saved >= 2 and not out.exists(), proc.stderr.read().decode()[-2000:]
+
+    assert main(argv) == 0  # the same command, in-process (MiniLM loaded once)
+    err = capsys.readouterr().err
+    assert f"resuming: {saved * 8} item feature(s)" in err
+    assert sum(minilm_8.encoded) == 240 - saved * 8 and not partial.exists()
+
+    fresh = tmp_path / "fresh.safetensors"
+    assert main([str(fresh) if a == str(out) else a for a in argv]) == 0
+    a, b = load_features(out), load_features(fresh)
+    assert a.ids == b.ids and a.labels == b.labels and len(a) == 240
+    np.testing.assert_array_equal(a.features, b.features)  # bit for bit

@@ -41,6 +41,9 @@ def test_report_cli_overrides_and_errors(result_dir, tmp_path):
     with pytest.raises(ResultError, match=r"--knowledge .*missing\.json: no such file"):
         _run(["report", str(result_dir), "--out", str(out), "--knowledge",
               str(tmp_path / "missing.json")])  # a missing input fails loudly (issue 9)
+    with pytest.raises(FileNotFoundError):  # ... and is a FileNotFoundError for the API
+        _run(["report", str(result_dir), "--out", str(out), "--features",
+              str(tmp_path / "missing.safetensors")])
     assert not out.exists()
     with pytest.raises(ResultError):
         _run(["report", str(tmp_path), "--out", str(out)])
@@ -75,3 +78,23 @@ def test_report_reads_kec_cluster_output(result_dir, tmp_path):
     html = page.read_text()
     assert "method kmeans" in html and html.count('<div class="card"') == 4
     assert html.count("data:image/jpeg;base64,") == 24 and "Metrics" in html
+
+
+def test_math_text_in_labels_and_names_is_printed_not_parsed(result_dir, tmp_path):
+    """'$\\foo$ cats' as a label and a cluster name crashed confusion_png (mathtext)."""
+    import csv
+    import json
+
+    path = result_dir / "assignments.csv"
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[1:]:
+        row[2] = "$\\foo$ cats" if row[2] == "red circle" else row[2]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    summary = json.loads((result_dir / "summary.json").read_text())
+    summary["clusters"][1]["name"] = "$x^2$ and $\\frac{1}{$"
+    (result_dir / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "r.html"
+    assert _run(["report", str(result_dir), "--out", str(out)]) == 0
+    assert "$\\foo$ cats" in out.read_text()

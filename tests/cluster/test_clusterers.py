@@ -79,3 +79,28 @@ def test_params_reach_the_sklearn_estimator():
 def test_device_goes_to_kmeans_only():
     assert create_clusterer("kmeans", 2, device="cpu").device == "cpu"
     assert "device" not in create_clusterer("spectral", 2, device="cpu").get_params()
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["kmeans", "spectral", "agglomerative"])
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+@pytest.mark.parametrize("same", [False, True])
+def test_every_k_from_1_to_n_works_on_tiny_inputs(name, n, same):
+    """K = N, N = 2 and N = 1 used to crash spectral (eigsh needs K < N) and both
+    scikit-learn clusterers (2 samples at least); the forced partitions are returned."""
+    X = np.random.default_rng(n).normal(size=(n, 5))
+    if same:
+        X[:] = X[0]
+    for k in range(1, n + 1):
+        labels = create_clusterer(name, k, random_state=0).fit_predict(X)
+        assert labels.shape == (n,) and labels.min() >= 0 and labels.max() < k
+        if k == n and not same:
+            assert sorted(labels.tolist()) == list(range(n))  # one sample per cluster
+        if k == 1:
+            assert not labels.any()
+
+
+@pytest.mark.parametrize("name", ["kmeans", "spectral", "agglomerative"])
+def test_a_negative_seed_is_a_clear_error(name):
+    with pytest.raises(ClusteringInputError, match=r"random_state must be .*got -1"):
+        create_clusterer(name, 2, random_state=-1).fit_predict(np.eye(4))

@@ -342,3 +342,17 @@ def test_fit_leaves_the_parameters_alone(world):
     assert after.keys() == before.keys()
     assert all(after[k] is before[k] for k in before)
     assert params["clusterer_params"] == {"n_init": 2}
+
+
+@pytest.mark.parametrize("name", R.method_names())
+@pytest.mark.parametrize("seed", [-1, 2**32, True, "0", 1.5])
+def test_a_bad_random_state_is_a_value_error_before_any_work(world, name, seed):
+    est = ESTIMATORS[name](n_clusters=4, random_state=seed)
+    with pytest.raises(ValueError, match="random_state must be"):
+        est.fit(world["X"], **_inputs(world, name))
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1, None, np.random.default_rng(1)])
+def test_every_valid_random_state_is_taken(world, seed):
+    labels = ESTIMATORS["kmeans"](n_clusters=4, random_state=seed).fit_predict(world["X"])
+    assert cluster_accuracy(world["y"], labels) >= 0.9

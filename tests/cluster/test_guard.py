@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from kec.cluster import guard
 from kec.cluster.guard import (
-    GuardDecision,
     decide,
     guarded_cluster,
     lloyd_refine,
     nuisance_residual,
+    trust_weight,
 )
 from tests.cluster.helpers import blobs, unit
 
@@ -115,22 +115,99 @@ def test_residual_is_orthogonal_to_the_between_cluster_subspace(seed, k):
     np.testing.assert_allclose(np.linalg.norm(R, axis=1), 1, atol=1e-5)
 
 
-def test_refine_keeps_kmeans_when_it_fits_the_data_better(monkeypatch):
-    X, y, _ = blobs(40, 4, d=16, spread=0.4, seed=2)
-    rng = np.random.default_rng(1)
-    bad = rng.integers(0, 4, X.shape[0])
-    good = y.copy()
+def _split_and_merge(y, k):
+    """A knowledge partition that merges classes 0 and 1 and splits class 2 in two."""
+    bad = y.copy()
+    bad[bad == 1] = 0
+    idx = np.flatnonzero(y == 2)
+    bad[idx[: idx.size // 2]] = 1
+    return bad
 
-    def fake_decide(*_, **__):
-        return GuardDecision("refine", 0.9, None, bad, good, info={"mode": "refine"})
 
-    monkeypatch.setattr(guard, "decide", fake_decide)
-    # a random start may still converge to the classes; force a poor fixed point
-    monkeypatch.setattr(guard, "lloyd_refine",
-                        lambda F, labels, k, max_iter=100, device=None: (labels, 1))
-    labels, _, dec = guarded_cluster(X, X, X, 4)
-    assert dec.info["kept"] == "kmeans"
-    np.testing.assert_array_equal(labels, good)
+@pytest.mark.parametrize(("tolerance", "kept"), [(0.0, False), (1.0, True)])
+def test_trusted_knowledge_may_cost_only_the_allowed_share_of_the_objective(
+        monkeypatch, tolerance, kept):
+    """Full trust, a knowledge partition the data contradicts: the objective decides."""
+    X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
+    c = unit(centres[_split_and_merge(y, 4)] + 0.01)
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.9)
+    labels, _, dec = guarded_cluster(X, c, None, 4, objective_tolerance=tolerance)
+    ref = dec.info["refinement"]
+    assert dec.trust == 1.0 and ref["loss"] > 0.05 and ref["kept"] is kept
+    assert dec.mode == ("refine" if kept else "data")
+    assert "reason" in dec.info and "trust 1.00" in dec.info["reason"]
+    if not kept:
+        np.testing.assert_array_equal(labels, dec.data_labels)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-1, 1), st.floats(-1, 1), st.floats(0.0, 0.5), st.floats(0.2, 0.9))
+def test_trust_is_monotone_and_continuous_in_the_agreement(a, b, margin, threshold):
+    lo, hi = sorted((a, b))
+    t_lo, t_hi = trust_weight(lo, threshold, margin), trust_weight(hi, threshold, margin)
+    assert 0.0 <= t_lo <= t_hi <= 1.0
+    assert trust_weight(threshold, threshold, margin) == 1.0
+    assert trust_weight(threshold - margin - 1e-9, threshold, margin) == 0.0
+    if margin > 0:  # Lipschitz: a small change of agreement is a small change of trust
+        assert t_hi - t_lo <= (hi - lo) / margin + 1e-9
+
+
+def test_near_the_threshold_trust_and_allowed_cost_change_gradually(monkeypatch):
+    X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
+    c = unit(centres[y] + 0.05)
+    allowed = []
+    for agreement in (0.39, 0.42, 0.45, 0.48, 0.51):
+        monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, s=agreement, **_: s)
+        dec = decide(X, c, 4)
+        allowed.append(dec.info.get("refinement", {}).get("allowed_loss", 0.0))
+    assert allowed[0] == 0.0 and allowed[-1] == pytest.approx(0.05)
+    assert np.all(np.diff(allowed) > 0)
+    np.testing.assert_allclose(np.diff(allowed[1:4]), 0.015, atol=1e-4)  # linear in between
+
+
+def test_anchors_pull_clusters_towards_the_knowledge_where_x_is_ambiguous():
+    """Two classes that overlap in x: plain Lloyd drifts, anchored Lloyd keeps the classes."""
+    from kec.cluster.metrics import cluster_accuracy
+
+    rng = np.random.default_rng(5)
+    d, per = 24, 60
+    base = unit(rng.standard_normal((2, d)))
+    y = np.repeat([0, 1], per)
+    # a strong direction splits every class in half: the data's own best 2-way split
+    split = unit(rng.standard_normal(d))
+    side = rng.permutation(y.size) % 2
+    X = unit(0.8 * base[y] + 0.7 * np.where(side[:, None] == 1, split, -split)
+             + 0.3 * rng.standard_normal((y.size, d)))
+    start = y.copy()
+    plain, _ = lloyd_refine(X, start, 2)
+    anchored, _ = lloyd_refine(X, start, 2, anchors=base, anchor_weight=1.0)
+    assert cluster_accuracy(y, anchored) >= 0.9
+    assert cluster_accuracy(y, plain) < cluster_accuracy(y, anchored) - 0.2
+    # the anchored result is a fixed point of the anchored iterations
+    again, it = lloyd_refine(X, anchored, 2, anchors=base, anchor_weight=1.0)
+    np.testing.assert_array_equal(again, anchored)
+    assert it == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 5), st.floats(0.0, 2.0))
+def test_anchored_lloyd_never_lowers_its_objective(seed, k, weight):
+    """J = sum_k ||S_k + lambda n_k A_k|| (the objective the iterations ascend)."""
+    rng = np.random.default_rng(seed)
+    F = unit(rng.standard_normal((60, 8)))
+    A = unit(rng.standard_normal((k, 8)))
+    start = rng.integers(0, k, 60)
+
+    def J(labels):
+        total = 0.0
+        for j in range(k):
+            members = labels == j
+            if members.any():
+                total += np.linalg.norm(F[members].sum(0) + weight * members.sum() * A[j])
+        return total
+
+    labels, _ = lloyd_refine(F, start, k, anchors=A, anchor_weight=weight)
+    assert J(labels) >= J(start) - 1e-4
 
 
 @settings(max_examples=25, deadline=None)
@@ -223,7 +300,8 @@ def test_too_few_items_per_cluster_skips_the_residual():
     (0.35, 0.25, "data"),      # the knowledge sees the raw clusters better: not a nuisance
     (0.25, 0.35, "nuisance"),  # it sees what is under them better
     (0.10, 0.15, "data"),      # below the corroboration threshold
-    (0.60, 0.90, "refine"),    # agreement decides first; the residual is not measured
+    (0.60, 0.90, "refine"),    # trusted: the residual is not measured
+    (0.45, 0.90, "refine"),    # half trusted, and the knowledge costs the data nothing
 ])
 def test_the_decision_rule(monkeypatch, agreement, corroboration, mode):
     X, _, _ = blobs(20, 3, d=16, spread=0.4, seed=0)
@@ -232,3 +310,18 @@ def test_the_decision_rule(monkeypatch, agreement, corroboration, mode):
     dec = decide(X, X, 3)
     assert dec.mode == mode
     assert dec.corroboration == (None if mode == "refine" else corroboration)
+    assert dec.trust == pytest.approx(trust_weight(agreement))
+
+
+def test_the_strict_rule_of_kec_0_1_is_margin_and_tolerance_zero(monkeypatch):
+    """margin 0, tolerance 0, no anchors: refine only from 0.5 up, only when it fits x
+    at least as well as k-means (the ablation's "strict" column)."""
+    X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
+    c = unit(centres[_split_and_merge(y, 4)] + 0.01)
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.49)
+    strict = {"agreement_margin": 0.0, "objective_tolerance": 0.0, "anchor_weight": 0.0}
+    assert decide(X, c, 4, **strict).trust == 0.0
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.5)
+    dec = decide(X, c, 4, **strict)
+    assert dec.trust == 1.0 and dec.mode == "data"
+    assert dec.info["refinement"]["allowed_loss"] == 0.0

@@ -62,3 +62,20 @@ def tiny_clip(tmp_path_factory) -> str:
     open_clip.add_model_config(folder)
     assert TINY_CLIP in open_clip.list_models()
     return TINY_CLIP
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the session: 2 CPUs, no dashboard (skips without ray).
+
+    A session another test module already started is reused and left running.
+    """
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

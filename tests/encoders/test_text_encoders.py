@@ -79,6 +79,14 @@ def test_parse_text_encoder_spec(spec, expected):
 def test_bad_specs_are_clear_errors(spec):
     with pytest.raises(EncoderSpecError):
         parse_text_encoder_spec(spec)
+    with pytest.raises(ValueError):  # an API caller's `except ValueError` works too
+        parse_text_encoder_spec(spec)
+
+
+def test_a_huge_spec_is_quoted_short():
+    with pytest.raises(EncoderSpecError) as err:
+        parse_text_encoder_spec("w2v:" + "x" * 100_000)
+    assert len(str(err.value)) < 700 and "100,004 characters" in str(err.value)
 
 
 @pytest.mark.parametrize(

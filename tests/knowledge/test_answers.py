@@ -10,19 +10,19 @@ import pytest
 
 from kec.backends.base import Backend, ChatRequest, ChatResult
 from kec.knowledge import BuildParams, KnowledgeBuilder, validate_knowledge
-from kec.knowledge.answers import answer_problem, usable_items
+from kec.knowledge.answers import answer_problem, drawn_from, usable_items
 
 
-def _job(pid, **values):
-    return SimpleNamespace(prompt=SimpleNamespace(id=pid), values=values, labels=("cat",))
+def _job(pid, labels=("cat",), names=(), **values):
+    return SimpleNamespace(prompt=SimpleNamespace(id=pid), values=values, labels=labels,
+                           names=names)
 
 
 CAT = {"name": "cat", "description": "a small feline"}
 
 
 @pytest.mark.parametrize("pid, value, bad", [
-    ("condense", {"name": "A", "description": "a small feline"}, True),
-    ("condense", {"name": "concept", "description": "a small feline"}, True),
+    ("condense", {"name": "A", "description": "a small feline"}, False),  # name unused
     ("condense", {"name": "cat", "description": "shape"}, True),
     ("condense", {"name": "cat", "description": "a small furry feline"}, False),
     ("concept_attributes", {"attributes": ["A", "shape"]}, True),
@@ -39,6 +39,32 @@ def test_answer_problem(pid, value, bad):
               if pid == "pair_attributes" else {"concept": CAT, "n": 2})
     problem = answer_problem(_job(pid, **values), value)
     assert (problem is not None) is bad, problem
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("A", "a placeholder name"),
+    ("concept", "a placeholder name"),
+    ("The Great Barrier Reef", None),  # a real name: the builder checks where it is from
+    ("tabby cat", None),
+])
+def test_a_group_name_must_not_be_a_placeholder(name, reason):
+    job = _job("condense", labels=("tabby cat", "kitten"))
+    problem = answer_problem(job, {"name": name, "description": "a small furry feline"})
+    assert (problem.reason if problem is not None else None) == reason
+    if problem is not None:
+        assert name in problem  # the repair message names the problem
+
+
+@pytest.mark.parametrize("name, names, ok", [
+    ("The Great Barrier Reef", ("cat", "feline"), False),
+    ("feline", (), False),
+    ("feline", ("cat", "feline"), True),  # a name WordNet gives both
+    ("Cats", (), True),
+    ("tabby cat", (), True),
+    ("...", (), False),
+])
+def test_drawn_from(name, names, ok):
+    assert drawn_from(name, ["tabby cat", "kitten"], names) is ok
 
 
 def test_usable_items_keep_order_and_drop_copies():
@@ -87,13 +113,13 @@ def test_builder_repairs_placeholder_answers(tmp_path):
                          params=BuildParams(grouping="similarity", n_captions=1))
     doc = b.build(["cat", "truck"])
     validate_knowledge(doc)
-    for c in doc["concepts"]:
-        assert c["name"] == "small animal" and c["attributes"] == ["pointed ears",
-                                                                    "slit pupils"]
+    for c in doc["concepts"]:  # one label names its concept: "A" is not even checked
+        assert c["name"] in ("cat", "truck") and c["attributes"] == ["pointed ears",
+                                                                      "slit pupils"]
     assert doc["pairs"] and doc["pairs"][0]["attributes"] == ["pointed ears"]
     usage = doc["provenance"]["usage"]
-    assert usage["repairs"] == 2 + 2 + 1  # condense x2, attributes x2, one pair
-    assert doc["provenance"]["failures"] == []
+    assert usage["repairs"] == 2 + 1  # attributes x2, one pair
+    assert doc["provenance"]["failures"] == doc["provenance"]["fallbacks"] == []
     assert doc["provenance"]["grouping"]["method"] == "similarity"
     from kec.knowledge.document import summarize
 
@@ -111,7 +137,7 @@ def test_pair_prompt_names_the_concepts_in_the_request(tmp_path):
         ["cat", "truck"])
     pair_req = next(r for r in backend.requests if r.schema_name == "pair_attributes")
     text = pair_req.messages[-1]["content"]
-    assert text.count('"small animal"') >= 2  # both names, quoted as data
+    assert '"cat"' in text and '"truck"' in text  # both names, quoted as data
 
 
 def test_grouping_is_given_for_groups(tmp_path):

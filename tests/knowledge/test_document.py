@@ -46,6 +46,14 @@ def test_concept_id_is_stable_and_order_insensitive():
         (lambda d: d["concepts"][2].update(labels=[]), "$.concepts[2].labels", "non-empty"),
         (lambda d: d["provenance"]["usage"].update(calls=-1), "$.provenance.usage.calls",
          "minimum"),
+        (lambda d: d["concepts"][0].update(name="cat\nfake line"), "$.concepts[0].name",
+         "control character (U+000A at position 3)"),
+        (lambda d: d["concepts"][1].update(name="\x1b[31mdog"), "$.concepts[1].name",
+         "control character (U+001B"),
+        (lambda d: d["concepts"][1]["attributes"].append("ears\x07"),
+         "$.concepts[1].attributes[1]", "control character (U+0007"),
+        (lambda d: d["pairs"][0]["attributes"].append("a\u2028b"), "$.pairs[0].attributes[1]",
+         "control character (U+2028"),
     ],
 )
 def test_errors_name_the_json_path(mutate, path, fragment):
@@ -188,10 +196,42 @@ def test_cli_show_merge_diff(tmp_path, capsys):
     assert "+ concept" in capsys.readouterr().out
 
 
+def test_show_escapes_what_a_terminal_would_obey(tmp_path, capsys):
+    """Names holding a bidi override, a zero-width space or a backslash print escaped,
+    one line each; a name holding ESC or a newline is refused before anything prints."""
+    doc = make_doc()
+    doc["concepts"][0]["name"] = "cat\u202egod\u200b \\x1b"
+    doc["concepts"][0]["attributes"] = ["ears\u2066x"]
+    path = tmp_path / "k.json"
+    save_knowledge(doc, path)
+    assert main(["knowledge", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "cat\\u202egod\\u200b \\x1b" in out and "+ ears\\u2066x" in out
+    assert all(ch.isprintable() for ch in out.replace("\n", ""))
+    raw = make_doc()
+    raw["concepts"][0]["name"] = "cat\n\x1b]0;owned\x07\x1b[2Jdog"
+    path.write_text(json.dumps(raw))
+    assert main(["knowledge", "show", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "\x1b" not in captured.err and "U+000A" in captured.err
+    assert main(["knowledge", "validate", str(path)]) == 1
+    assert "control character" in capsys.readouterr().err
+
+
 def test_summarize_marks_fallbacks_and_failures():
     doc = make_doc()
     doc["concepts"][0]["fallback"] = True
     doc["provenance"]["failures"] = [{"prompt": "condense", "item": doc["concepts"][0]["id"],
                                       "error": "$.name: too long", "raw": "{}", "attempts": 3}]
+    doc["provenance"]["fallbacks"] = [
+        {"prompt": "concept_attributes", "item": doc["concepts"][1]["id"],
+         "labels": ["dog", "puppy"], "reason": "placeholder or copied attributes",
+         "error": "every item ('A') is a placeholder", "raw": '{"attributes": ["A"]}',
+         "attempts": 3, "fallback": "wordnet", "synsets": ["dog.n.01"]}]
+    validate_knowledge(doc)
     text = summarize(doc)
     assert "[fallback]" in text and "too long" in text
+    assert "failures: 1   fallbacks: 1" in text
+    assert ("fallback: concept_attributes dog, puppy: placeholder or copied attributes "
+            "after 3 attempt(s) -> filled from WordNet") in text
+    assert '["A"]' not in text  # the raw answer stays in the file

@@ -73,3 +73,26 @@ def test_metrics_computed_from_labels_when_the_summary_has_none(tmp_path):
         "id,cluster,label\na,0,cat\nb,0,cat\nc,1,dog\nd,0,dog\n")
     page = build_report(folder)
     assert "<b>75.0</b><span>ACC %</span>" in page
+
+
+def test_a_text_collection_shows_member_texts_and_warns_of_no_image(tmp_path, caplog):
+    """Items of `kec embed collection` have no images: each card lists its representative
+    texts (ids are '<line>:<text>'), and nothing warns of missing images."""
+    from kec.cli.main import main
+    from kec.features import save_features
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 8))
+    x = np.repeat(centres, 5, axis=0) + 0.01 * rng.normal(size=(10, 8))
+    texts = [f"printer jam {i}" for i in range(5)] + [f"password reset {i}" for i in range(5)]
+    features = tmp_path / "tickets.features.safetensors"
+    save_features(features, x.astype(np.float32),
+                  ids=[f"{n + 1}:{t}" for n, t in enumerate(texts)], kind="items",
+                  encoder={"kind": "test", "model": "m", "pretrained": None, "dim": 8})
+    assert main(["cluster", str(features), "--k", "2", "--out", str(tmp_path / "r")]) == 0
+    caplog.clear()
+    page = build_report(tmp_path / "r")
+    assert "10 items in 2 clusters" in page and "5 items (50.0%)" in page
+    assert "<li>printer jam 0</li>" in page and "<li>password reset 4</li>" in page
+    assert "images not available" not in page and "data:image/jpeg" not in page
+    assert "image" not in caplog.text

@@ -114,3 +114,47 @@ def test_several_candidates_pick_the_one_with_the_recorded_hash(tmp_path: Path,
     (result / "summary.json").write_text(json.dumps(summary))
     monkeypatch.chdir(result)
     assert load_result(result).reference("features") == str(real)
+
+
+def test_the_page_names_no_local_folder(tmp_path: Path) -> None:
+    """Input files are shown by name; absolute paths in the summary's tables lose their
+    folders (a shared report must not tell where the files lay)."""
+    result = make_result_dir(tmp_path)
+    summary = json.loads((result / "summary.json").read_text())
+    summary["info"] = {"kec": {"source": str(tmp_path / "knowledge.json"), "note": "n/300"}}
+    (result / "summary.json").write_text(json.dumps(summary))
+    page = build_report(result)
+    assert str(tmp_path) not in page and "/tmp" not in page
+    assert "<td>images.features.safetensors</td>" in page
+    assert "<td>knowledge.json</td>" in page and "n/300" in page
+
+
+def _foreign_ids(result: Path, ids: list[str]) -> None:
+    """assignments.csv as a result folder from someone else could name its ids."""
+    rows = "".join(f"{i},{n % 2},x\n" for n, i in enumerate(ids))
+    (result / "assignments.csv").write_text("id,cluster,label\n" + rows)
+
+
+def test_ids_outside_the_image_folders_are_never_opened(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """A received result folder whose ids are absolute paths (or climb out with ..) to
+    local images must not get those images embedded in the page; --images DIR opens them
+    only when the user names their folder."""
+    from PIL import Image
+
+    result = make_result_dir(tmp_path)
+    private = tmp_path / "private"
+    private.mkdir()
+    secrets = []
+    for n in range(4):
+        Image.new("RGB", (32, 32), (255, 0, 255)).save(private / f"s{n}.png")
+        secrets.append(str(private / f"s{n}.png"))
+    _foreign_ids(result, [*secrets[:2], "../../private/s2.png", "../private/s3.png"])
+    page = build_report(result)
+    assert page.count("data:image/jpeg") == 0 and "images not available" in page
+    assert "4 image ids lie outside the image folder" in caplog.text
+    allowed = build_report(result, images_root=private.parent)  # the user names it
+    assert allowed.count("data:image/jpeg") == 2  # the absolute ids under tmp_path
+    # under private/: the absolute ids and ../private/s3.png, which normalises back into it
+    assert build_report(result, images_root=private).count("data:image/jpeg") == 3

@@ -64,3 +64,21 @@ def test_representatives_are_closest_to_the_centre():
     assert representatives(feats, members, 2)[0] == 3
     assert representatives(feats, members, 4)[-1] == 2
     assert representatives(None, members, 2) == [0, 2]
+
+
+MATH = ["$\\foo$ cats", "$x^2$ and $", "a $5 and $10 bill", "\\$", "$\\frac{1}{$"]
+
+
+def test_names_with_math_text_are_drawn_as_text():
+    """matplotlib parses $...$ as TeX: '$\\foo$ cats' raised ValueError in kec report."""
+    import matplotlib
+
+    rng = np.random.default_rng(2)
+    clusters = np.repeat(np.arange(5), 4)
+    labels = [MATH[c] for c in clusters]
+    names = dict(enumerate(MATH))
+    assert _open(plots.confusion_png(labels, clusters, names)).size[0] > 300
+    assert _open(plots.scatter_png(rng.normal(size=(20, 4)), clusters, names)).size[0] > 300
+    doc = {"concepts": [{"id": str(i), "name": n} for i, n in enumerate(MATH)], "pairs": []}
+    assert _open(plots.knowledge_graph_png(doc, MATH[:2])).size[0] > 300
+    assert matplotlib.rcParams["text.parse_math"] is True  # the caller's setting is back
