@@ -87,12 +87,12 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         km = faiss.Kmeans(args.d, args.k, niter=args.iters, nredo=args.n_init, spherical=True,
                           seed=args.seed + 1,
                           max_points_per_centroid=max(256, args.n // args.k + 1))
         km.train(X)
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         # iterations of the run faiss kept (its early stop); with restarts, -1 (unknown)
         C, iters = np.asarray(km.centroids), len(km.obj) if args.n_init == 1 else -1
     else:
@@ -106,11 +106,12 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         est.fit(X)
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         C, iters = est.cluster_centers_, est.n_iter_
-    out = {"engine": engine, "seconds": secs, "objective": spherical_objective(X, C),
+    out = {"engine": engine, "seconds": secs, "cpu_seconds": cpu,
+           "objective": spherical_objective(X, C),
            "iterations_last_restart": iters, "peak_rss_mib": _rss_mib(),
            "fit_rss_increase_mib": _rss_mib() - rss0}
     if args.device.startswith("cuda") and engine == "kec":
@@ -224,16 +225,20 @@ def main(argv: list[str] | None = None) -> None:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             runs[e].append(json.loads(out.stdout.strip().splitlines()[-1]))
     ref = statistics.median(r["seconds"] for r in runs[engines[0]])
+    ref_cpu = statistics.median(r["cpu_seconds"] for r in runs[engines[0]])
     print(f"{'engine':<10} {'median s':>9} {'min s':>7} {'vs ' + engines[0]:>9} "
-          f"{'objective':>11} {'iters':>6} {'peak RSS MiB':>13} {'points*restarts/s':>18}")
+          f"{'CPU s':>7} {'CPU vs':>7} {'objective':>11} {'iters':>6} {'peak RSS MiB':>13} "
+          f"{'points*restarts/s':>18}")
     for e in engines:
         secs = [r["seconds"] for r in runs[e]]
         med = statistics.median(secs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs[e])
         last = runs[e][-1]
         extra = f"  peak GPU {last['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in last else ""
-        print(f"{e:<10} {med:9.2f} {min(secs):7.2f} {med / ref:8.2f}x "
-              f"{last['objective']:11.1f} {last['iterations_last_restart']:6d} "
-              f"{last['peak_rss_mib']:13.0f} {args.n * args.n_init / med:18.0f}{extra}")
+        print(f"{e:<10} {med:9.2f} {min(secs):7.2f} {med / ref:8.2f}x {cpu:7.2f} "
+              f"{cpu / ref_cpu:6.2f}x {last['objective']:11.1f} "
+              f"{last['iterations_last_restart']:6d} {last['peak_rss_mib']:13.0f} "
+              f"{args.n * args.n_init / med:18.0f}{extra}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

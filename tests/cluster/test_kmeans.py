@@ -477,6 +477,32 @@ def test_bounded_lloyd_skips_rows(monkeypatch):
     assert _lloyd(X, C0, 50, 0.0)[2] == pytest.approx(_plain_lloyd(X, C0, 50)[2], abs=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(sims=st.lists(st.floats(-1.0, 1.0, width=32), min_size=1, max_size=50))
+def test_float32_angle_bounds_stay_on_the_safe_side(sims):
+    """Padded float32 arccos brackets the exact angle, as the bounds in Lloyd need."""
+    s = np.array(sims, dtype=np.float32)
+    exact = np.arccos(s.astype(np.float64))
+    assert np.all(km_mod._angles(s, km_mod.ANGLE_PAD).astype(np.float64) >= exact)
+    assert np.all(km_mod._angles(s, -km_mod.ANGLE_PAD).astype(np.float64) <= exact)
+
+
+def test_top2_rows_in_small_blocks_matches_one_product(monkeypatch):
+    """Rows gathered block by block into the reused buffer give the product's answers."""
+    X = random_unit(50, 8, seed=4)
+    C = random_unit(12, 8, seed=5)
+    rows = np.array([3, 7, 8, 20, 21, 22, 40, 49, 0])
+    monkeypatch.setattr(km_mod, "TOP2_BLOCK_ROWS", 4)  # 3 blocks, the last one short
+    lab, best, upper = km_mod._top2_rows(X, C, rows)
+    S = X[rows] @ C.T
+    np.testing.assert_array_equal(lab, S.argmax(axis=1))
+    np.testing.assert_allclose(best, S.max(axis=1), rtol=1e-6)
+    S[np.arange(rows.size), lab] = -np.inf
+    G = -(-12 // km_mod.BOUND_GROUP)
+    expected = np.stack([S[:, g::G].max(axis=1) for g in range(G)], axis=1)
+    np.testing.assert_allclose(upper, expected, rtol=1e-6)
+
+
 def test_restarts_seeded_together_get_their_own_seeds():
     X = random_unit(300, 8, seed=5)
     batch = km_mod._kmeans_plusplus_batch(X, 7, [np.random.default_rng(s) for s in (1, 2, 3)])
