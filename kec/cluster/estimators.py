@@ -475,6 +475,11 @@ class KEC(_MethodEstimator):
         agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
         up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
         its clusters' centres with weight ``trust * anchor_weight``.
+    spread_ratio, spread_margin : float
+        Guarded fusion's check that the data cannot tell the knowledge's partition from
+        its own: trusted when it is at most ``spread_ratio - spread_margin`` times as far
+        from the data's k-means partition as k-means runs from other seeds are from each
+        other, not at all from ``spread_ratio`` times (``inf``: not measured).
     normalize_parts : bool
         L2-normalise :math:`x_i` and :math:`\kappa_i` before joining them.
     clusterer, random_state, clusterer_params, keep_features
@@ -507,6 +512,8 @@ class KEC(_MethodEstimator):
         agreement_margin: float = 0.1,
         objective_tolerance: float = 0.05,
         anchor_weight: float = 0.1,
+        spread_ratio: float = 2.0,
+        spread_margin: float = 0.5,
         clusterer: str = "kmeans",
         random_state: int | None = 0,
         clusterer_params: dict[str, Any] | None = None,
@@ -529,6 +536,8 @@ class KEC(_MethodEstimator):
         self.agreement_margin = agreement_margin
         self.objective_tolerance = objective_tolerance
         self.anchor_weight = anchor_weight
+        self.spread_ratio = spread_ratio
+        self.spread_margin = spread_margin
         self.clusterer = clusterer
         self.random_state = random_state
         self.clusterer_params = clusterer_params
@@ -678,6 +687,11 @@ class KECCAE(_MethodEstimator):
         agreement_margin`` to 1 at ``agreement_threshold``; trusted knowledge may cost
         up to ``trust * objective_tolerance`` of the data's k-means objective, and pulls
         its clusters' centres with weight ``trust * anchor_weight``.
+    spread_ratio, spread_margin : float
+        Guarded fusion's check that the data cannot tell the knowledge's partition from
+        its own: trusted when it is at most ``spread_ratio - spread_margin`` times as far
+        from the data's k-means partition as k-means runs from other seeds are from each
+        other, not at all from ``spread_ratio`` times (``inf``: not measured).
     fusion_mode : {"sum", "concat"}
         For ``fusion="adaptive"``.
     n_overclusters, rule, n_classes, top_k, overcluster_params
@@ -716,6 +730,8 @@ class KECCAE(_MethodEstimator):
         agreement_margin: float = 0.1,
         objective_tolerance: float = 0.05,
         anchor_weight: float = 0.1,
+        spread_ratio: float = 2.0,
+        spread_margin: float = 0.5,
         n_overclusters: int | None = None,
         rule: str | int = "auto",
         n_classes: int | None = None,
@@ -747,6 +763,8 @@ class KECCAE(_MethodEstimator):
         self.agreement_margin = agreement_margin
         self.objective_tolerance = objective_tolerance
         self.anchor_weight = anchor_weight
+        self.spread_ratio = spread_ratio
+        self.spread_margin = spread_margin
         self.n_overclusters = n_overclusters
         self.rule = rule
         self.n_classes = n_classes

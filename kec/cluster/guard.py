@@ -65,6 +65,14 @@ DEFAULT_OBJECTIVE_TOLERANCE = 0.05
 """Share of the data's objective that fully trusted knowledge may cost (:math:`\\epsilon`)."""
 DEFAULT_ANCHOR_WEIGHT = 0.1
 """Pull of a cluster's knowledge direction on its centre at full trust (:math:`\\lambda`)."""
+DEFAULT_SPREAD_RATIO = 2.0
+r"""Knowledge partitions farther from the data's than this many times the spread of the
+data's own k-means runs are not trusted (:math:`\rho_{\max}`)."""
+DEFAULT_SPREAD_MARGIN = 0.5
+r"""Trust in the partition ramps from 1 at :math:`\rho_{\max} - m_\rho` to 0 at
+:math:`\rho_{\max}` (:math:`m_\rho`)."""
+DEFAULT_SPREAD_RUNS = 4
+"""Extra k-means runs on :math:`x` (other seeds) that measure the data's own spread."""
 DEFAULT_CORROBORATION = 0.2
 DEFAULT_BETA = 0.25
 MIN_PER_CLUSTER = 5
@@ -277,6 +285,29 @@ def nuisance_residual(X: np.ndarray, labels: np.ndarray, n_clusters: int,
     return l2_normalize_rows(X - (X @ Q) @ Q.T), rank
 
 
+def null_agreement(X: np.ndarray, data_labels: np.ndarray, n_clusters: int, *,
+                   n_draws: int = 3, random_state: int | None = 0) -> float:
+    r"""Agreement with the data's partition that knowledge-free directions reach.
+
+    .. math::
+        s_0 = \frac1D\sum_{d=1}^{D}\mathrm{NMI}^+\big(P_x,\ \arg\max_k x_i\cdot r^{(d)}_k\big)
+
+    with :math:`r^{(d)}_k` ``n_clusters`` random unit directions (``n_draws`` draws).
+    Any projection of clustered items partitions them along their clusters to some
+    degree: in 384 dimensions of MiniLM about 0.1-0.2, in a few dozen dimensions up to
+    0.8. Knowledge earns trust only by agreeing more than this.
+    """
+    rng = np.random.default_rng(random_state)
+    X = np.asarray(X, dtype=np.float32)
+    scores = []
+    for _ in range(int(n_draws)):
+        R = l2_normalize_rows(rng.standard_normal((int(n_clusters), X.shape[1]))
+                              .astype(np.float32))
+        scores.append(nmi_above_chance(data_labels, (X @ R.T).argmax(axis=1),
+                                       random_state=random_state))
+    return float(np.mean(scores)) if scores else 0.0
+
+
 def trust_weight(agreement: float, threshold: float = DEFAULT_AGREEMENT,
                  margin: float = DEFAULT_AGREEMENT_MARGIN) -> float:
     r"""How far the knowledge is trusted, from its agreement with the data.
@@ -294,6 +325,46 @@ def trust_weight(agreement: float, threshold: float = DEFAULT_AGREEMENT,
     return float(np.clip((agreement - (threshold - margin)) / margin, 0.0, 1.0))
 
 
+def spread_trust(ratio: float, max_ratio: float = DEFAULT_SPREAD_RATIO,
+                 margin: float = DEFAULT_SPREAD_MARGIN) -> float:
+    r"""How far a knowledge partition is trusted, from its distance to the data's.
+
+    .. math::
+        t_\rho = \mathrm{clip}\Big(\frac{\rho_{\max} - \rho}{m_\rho},\ 0,\ 1\Big),
+        \qquad \rho = \frac{1 - \mathrm{NMI}(P_k, P_x)}
+                          {\operatorname{median}_{r \ne r'}
+                           \big(1 - \mathrm{NMI}(P_x^{(r)}, P_x^{(r')})\big)}
+
+    :math:`\rho` compares the distance of the knowledge partition :math:`P_k` from the
+    data's k-means partition :math:`P_x` with the distances between k-means partitions
+    of :math:`x` from different seeds: at :math:`\rho \le 1` the knowledge's partition
+    is as close to the data's as the data's own runs are to each other, and the data
+    cannot tell them apart. 1 at and below :math:`\rho_{\max} - m_\rho`, 0 at and
+    above :math:`\rho_{\max}` (``max_ratio = inf``: always 1).
+    """
+    if not np.isfinite(max_ratio) or ratio <= max_ratio - margin:
+        return 1.0
+    if ratio >= max_ratio:
+        return 0.0
+    return float(np.clip((max_ratio - ratio) / margin, 0.0, 1.0))
+
+
+def data_spread(X: np.ndarray, data_labels: np.ndarray, n_clusters: int, *,
+                n_runs: int = DEFAULT_SPREAD_RUNS, random_state: int | None = 0,
+                n_init: Any = "auto", device: str | None = None) -> float:
+    r"""Median NMI distance :math:`1 - \mathrm{NMI}` between the k-means partitions of
+    ``X`` from ``n_runs`` other seeds and ``data_labels`` (every pair of the
+    ``n_runs + 1`` partitions): how much the data's own clustering moves from seed to
+    seed. The median keeps one run stuck in a poor local optimum from inflating it."""
+    seeds = np.random.SeedSequence(None if random_state is None else int(random_state))
+    runs = [np.asarray(data_labels)] + [
+        _kmeans(X, n_clusters, int(child.generate_state(1)[0]), n_init, device)
+        for child in seeds.spawn(int(n_runs))]
+    dist = [1.0 - _nmi(runs[i], runs[j])
+            for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    return float(np.median(dist)) if dist else 0.0
+
+
 def knowledge_anchors(concept: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     r"""``(K, d)`` unit direction of every cluster of the knowledge partition,
     :math:`A_k = \mathrm{normalize}\big(\sum_{i: y_i = k} \hat c_i\big)` (zero rows for
@@ -303,38 +374,67 @@ def knowledge_anchors(concept: np.ndarray, labels: np.ndarray, n_clusters: int) 
     return l2_normalize_rows(sums)
 
 
-def _check_guard_params(margin: float, tolerance: float, anchor_weight: float) -> None:
-    for name, value in (("agreement_margin", margin), ("objective_tolerance", tolerance),
-                        ("anchor_weight", anchor_weight)):
-        if not np.isfinite(value) or value < 0:
+def _check_guard_params(**params: float) -> None:
+    for name, value in params.items():
+        if np.isnan(value) or value < 0 or (np.isinf(value) and name != "spread_ratio"):
             raise ClusteringInputError(f"{name} must be a finite number >= 0, got {value}")
 
 
+@dataclass(frozen=True)
+class _Refinement:
+    """The parameters of the knowledge-anchored refinement and of its acceptance."""
+
+    tolerance: float
+    anchor_weight: float
+    spread_ratio: float
+    spread_margin: float
+    spread_runs: int
+    random_state: int | None
+    n_init: Any
+    max_iter: int
+    device: str | None
+
+
+def _spread_check(X: np.ndarray, refined: np.ndarray, p_x: np.ndarray, k: int,
+                  cfg: _Refinement) -> dict[str, float]:
+    """Distance of the refined partition from the data's, against the data's spread."""
+    if not np.isfinite(cfg.spread_ratio):
+        return {"spread_trust": 1.0}
+    distance = 1.0 - _nmi(refined, p_x)
+    spread = data_spread(X, p_x, k, n_runs=cfg.spread_runs, random_state=cfg.random_state,
+                         n_init=cfg.n_init, device=cfg.device)
+    ratio = 0.0 if distance <= 1e-9 else distance / max(spread, 1e-9)
+    return {"distance": round(distance, 4), "data_spread": round(spread, 4),
+            "spread_ratio": round(ratio, 3),
+            "spread_trust": round(spread_trust(ratio, cfg.spread_ratio, cfg.spread_margin), 4)}
+
+
 def _try_knowledge(X: np.ndarray, concept: np.ndarray, p_c: np.ndarray, p_x: np.ndarray,
-                   k: int, trust: float, tolerance: float, anchor_weight: float,
-                   max_iter: int, info: dict[str, Any],
-                   device: str | None) -> np.ndarray | None:
+                   k: int, trust: float, cfg: _Refinement,
+                   info: dict[str, Any]) -> np.ndarray | None:
     """The knowledge-anchored refinement, or ``None`` when it costs the data too much."""
-    refined, it = lloyd_refine(X, p_c, k, max_iter=max_iter,
+    refined, it = lloyd_refine(X, p_c, k, max_iter=cfg.max_iter,
                                anchors=knowledge_anchors(concept, p_c, k),
-                               anchor_weight=anchor_weight * trust, device=device)
+                               anchor_weight=cfg.anchor_weight * trust, device=cfg.device)
     o_k, o_x = spherical_objective(X, refined), spherical_objective(X, p_x)
     loss = (o_x - o_k) / max(abs(o_x), 1e-12)
-    allowed = tolerance * trust
-    info["refinement"] = {"iterations": it, "anchor_weight": round(anchor_weight * trust, 4),
+    spread = _spread_check(X, refined, p_x, k, cfg)
+    allowed = cfg.tolerance * trust * spread["spread_trust"]
+    info["refinement"] = {"iterations": it,
+                          "anchor_weight": round(cfg.anchor_weight * trust, 4),
                           "objective": round(o_k, 4), "kmeans_objective": round(o_x, 4),
-                          "loss": round(loss, 5), "allowed_loss": round(allowed, 5)}
-    if loss <= allowed:
-        info["refinement"]["kept"] = True
-        info["reason"] = (f"agreement {info['agreement']:.3f} gives trust {trust:.2f}; the "
-                          f"knowledge partition costs {100 * loss:.2f} % of the data's "
-                          f"objective, within the {100 * allowed:.2f} % that trust allows")
-        return refined
-    info["refinement"]["kept"] = False
-    info["reason"] = (f"agreement {info['agreement']:.3f} gives trust {trust:.2f}, but the "
-                      f"knowledge partition costs {100 * loss:.2f} % of the data's "
-                      f"objective, more than the {100 * allowed:.2f} % that trust allows")
-    return None
+                          "loss": round(loss, 5), **spread, "allowed_loss": round(allowed, 5)}
+    why = f"agreement {info['agreement']:.3f} gives trust {trust:.2f}"
+    if "spread_ratio" in spread:
+        why += (f"; the knowledge partition is {spread['spread_ratio']:.2f} times as far from "
+                f"the data's as the data's own k-means runs are from each other "
+                f"(trust {spread['spread_trust']:.2f})")
+    kept = bool(loss <= allowed)
+    info["refinement"]["kept"] = kept
+    info["reason"] = (f"{why}; it costs {100 * loss:.2f} % of the data's objective, "
+                      f"{'within' if kept else 'more than'} the {100 * allowed:.2f} % "
+                      f"allowed")
+    return refined if kept else None
 
 
 def decide(
@@ -346,6 +446,9 @@ def decide(
     agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
     objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
     anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
+    spread_ratio: float = DEFAULT_SPREAD_RATIO,
+    spread_margin: float = DEFAULT_SPREAD_MARGIN,
+    spread_runs: int = DEFAULT_SPREAD_RUNS,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
@@ -356,11 +459,16 @@ def decide(
 
     1. :math:`P_x`, :math:`P_c`: k-means of the raw and of the grounded concept
        features; agreement :math:`s_{xc} = \mathrm{NMI}^+(P_x, P_c)` and trust
-       :math:`t` (:func:`trust_weight`).
+       :math:`t` (:func:`trust_weight`), times
+       :math:`\mathrm{clip}((s_{xc} - s_0)/m - 1, 0, 1)`: no trust unless the knowledge
+       agrees with the data by :math:`m` more than random directions do
+       (:func:`null_agreement`), full trust from :math:`2m` more.
     2. If :math:`t > 0`: Lloyd iterations on :math:`x` from :math:`P_c`, each cluster
        anchored to its knowledge direction with weight :math:`t\lambda`
        (:func:`lloyd_refine`, :func:`knowledge_anchors`). Kept (``refine``) when it
-       costs at most :math:`t\epsilon` of the objective of k-means on :math:`x`.
+       costs at most :math:`t\,t_\rho\,\epsilon` of the objective of k-means on
+       :math:`x`, with :math:`t_\rho` from the partition's distance to :math:`P_x`
+       against the spread of k-means runs of :math:`x` (:func:`spread_trust`).
     3. Otherwise, if :math:`s_{xc} < \theta_x`, the residual test: ``nuisance`` when
        :math:`s_{rc} \ge \theta_r` and :math:`s_{rc} > s_{xc}`.
     4. Otherwise ``data``.
@@ -381,6 +489,11 @@ def decide(
         knowledge may cost.
     anchor_weight : float
         :math:`\lambda`.
+    spread_ratio, spread_margin : float
+        :math:`\rho_{\max}` and :math:`m_\rho` of :func:`spread_trust` (``inf``: the
+        partition's distance from the data's is not measured).
+    spread_runs : int
+        Extra k-means runs of :func:`data_spread`.
     corroboration_threshold : float
         :math:`\theta_r`.
     random_state, n_init, device
@@ -388,7 +501,10 @@ def decide(
     max_iter : int
         Of the Lloyd refinement.
     """
-    _check_guard_params(agreement_margin, objective_tolerance, anchor_weight)
+    _check_guard_params(agreement_margin=agreement_margin,
+                        objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                        spread_ratio=spread_ratio, spread_margin=spread_margin,
+                        spread_runs=spread_runs)
     k = int(n_clusters)
     X = l2_normalize_rows(np.array(X, dtype=np.float32))
     p_c = _kmeans(l2_normalize_rows(np.array(concept, dtype=np.float32)), k, random_state,
@@ -396,19 +512,31 @@ def decide(
     p_x = _kmeans(X, k, random_state, n_init, device)
     agreement = nmi_above_chance(p_x, p_c, random_state=random_state)
     trust = trust_weight(agreement, agreement_threshold, agreement_margin)
+    null = null_agreement(X, p_x, k, random_state=random_state) if trust > 0 else None
+    if null is not None and agreement_margin > 0:  # beat random directions by a margin
+        trust *= float(np.clip((agreement - null) / agreement_margin - 1.0, 0.0, 1.0))
+    elif null is not None and agreement <= null:
+        trust = 0.0
     info: dict[str, Any] = {"agreement": round(agreement, 4), "trust": round(trust, 4),
+                            "null_agreement": None if null is None else round(null, 4),
                             "corroboration": None,
                             "agreement_threshold": agreement_threshold,
                             "agreement_margin": agreement_margin,
                             "objective_tolerance": objective_tolerance,
+                            "spread_ratio": spread_ratio if np.isfinite(spread_ratio) else None,
+                            "spread_margin": spread_margin,
                             "corroboration_threshold": corroboration_threshold}
     if trust > 0:
-        refined = _try_knowledge(X, concept, p_c, p_x, k, trust, objective_tolerance,
-                                 anchor_weight, max_iter, info, device)
+        cfg = _Refinement(objective_tolerance, anchor_weight, spread_ratio, spread_margin,
+                          int(spread_runs), random_state, n_init, max_iter, device)
+        refined = _try_knowledge(X, concept, p_c, p_x, k, trust, cfg, info)
         if refined is not None:
             info["mode"] = "refine"
             return GuardDecision("refine", agreement, None, p_c, p_x, info=info,
                                  trust=trust, refined_labels=refined)
+    elif null is not None:
+        info["reason"] = (f"agreement {agreement:.3f} is not above what random directions "
+                          f"reach ({null:.3f}) by {agreement_margin}: no trust")
     else:
         info["reason"] = (f"agreement {agreement:.3f} is below "
                           f"{agreement_threshold - agreement_margin:.3f}: no trust")
@@ -465,6 +593,9 @@ def guarded_cluster(
     agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
     objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
     anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
+    spread_ratio: float = DEFAULT_SPREAD_RATIO,
+    spread_margin: float = DEFAULT_SPREAD_MARGIN,
+    spread_runs: int = DEFAULT_SPREAD_RUNS,
     corroboration_threshold: float = DEFAULT_CORROBORATION,
     random_state: int | None = 0,
     n_init: Any = "auto",
@@ -482,7 +613,8 @@ def guarded_cluster(
         raise ClusteringInputError(f"beta must be a finite number >= 0, got {beta}")
     dec = decide(X, concept, n_clusters, agreement_threshold=agreement_threshold,
                  agreement_margin=agreement_margin, objective_tolerance=objective_tolerance,
-                 anchor_weight=anchor_weight,
+                 anchor_weight=anchor_weight, spread_ratio=spread_ratio,
+                 spread_margin=spread_margin, spread_runs=spread_runs,
                  corroboration_threshold=corroboration_threshold,
                  random_state=random_state, n_init=n_init, max_iter=max_iter, device=device)
     X = l2_normalize_rows(np.array(X, dtype=np.float32))

@@ -50,6 +50,8 @@ from kec.cluster.guard import (
     DEFAULT_BETA,
     DEFAULT_CORROBORATION,
     DEFAULT_OBJECTIVE_TOLERANCE,
+    DEFAULT_SPREAD_MARGIN,
+    DEFAULT_SPREAD_RATIO,
     guarded_cluster,
 )
 from kec.cluster.knowledge_features import KnowledgeFeatures
@@ -277,6 +279,8 @@ def run_kec(
     agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
     objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
     anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
+    spread_ratio: float = DEFAULT_SPREAD_RATIO,
+    spread_margin: float = DEFAULT_SPREAD_MARGIN,
     clusterer: str = "kmeans",
     random_state: int | None = 0,
     clusterer_params: dict[str, Any] | None = None,
@@ -316,6 +320,7 @@ def run_kec(
                 corroboration_threshold=corroboration_threshold,
                 agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
                 objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                spread_ratio=spread_ratio, spread_margin=spread_margin,
                 random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
@@ -332,7 +337,8 @@ def run_kec(
         params.update(beta=beta, corroboration_threshold=corroboration_threshold,
                       agreement_threshold=agreement_threshold,
                       agreement_margin=agreement_margin,
-                      objective_tolerance=objective_tolerance, anchor_weight=anchor_weight)
+                      objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                      spread_ratio=spread_ratio, spread_margin=spread_margin)
     return MethodResult("kec", labels, stages.timings, params, clusters, info=info,
                         features=feats if keep_features else None)
 
@@ -421,6 +427,8 @@ def run_kec_cae(
     agreement_margin: float = DEFAULT_AGREEMENT_MARGIN,
     objective_tolerance: float = DEFAULT_OBJECTIVE_TOLERANCE,
     anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
+    spread_ratio: float = DEFAULT_SPREAD_RATIO,
+    spread_margin: float = DEFAULT_SPREAD_MARGIN,
     n_overclusters: int | None = None,
     rule: str | int = "auto",
     n_classes: int | None = None,
@@ -499,6 +507,7 @@ def run_kec_cae(
                 corroboration_threshold=corroboration_threshold,
                 agreement_threshold=agreement_threshold, agreement_margin=agreement_margin,
                 objective_tolerance=objective_tolerance, anchor_weight=anchor_weight,
+                spread_ratio=spread_ratio, spread_margin=spread_margin,
                 random_state=random_state,
                 n_init=(clusterer_params or {}).get("n_init", "auto"), device=device)
         info["guard"] = dec.info
@@ -528,6 +537,7 @@ def run_kec_cae(
               "agreement_threshold": agreement_threshold,
               "agreement_margin": agreement_margin,
               "objective_tolerance": objective_tolerance, "anchor_weight": anchor_weight,
+              "spread_ratio": spread_ratio, "spread_margin": spread_margin,
               "nouns": nouns is not None,
               "captions": caption_source, "top_k": top_k,
               "n_concepts": kf.n_concepts, "n_attributes": len(kf.attr_texts),

@@ -59,7 +59,8 @@ _SCAFFOLD = {"n_overclusters": None, "rule": "auto", "n_classes": None, "top_k":
 _OT = {"reg": 0.01, "ot_method": "auto", "ot_params": None, "gamma": 0.01}
 _NAMING = {"n_names": 3, "n_attributes": 3}
 _GUARD = {"beta": 0.25, "corroboration_threshold": 0.2, "agreement_threshold": 0.5,
-          "agreement_margin": 0.1, "objective_tolerance": 0.05, "anchor_weight": 0.1}
+          "agreement_margin": 0.1, "objective_tolerance": 0.05, "anchor_weight": 0.1,
+          "spread_ratio": 2.0, "spread_margin": 0.5}
 
 #: Names of the final clusterers (:func:`kec.cluster.clusterers.create_clusterer`).
 CLUSTERERS: tuple[str, ...] = ("kmeans", "spectral", "agglomerative")

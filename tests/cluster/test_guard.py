@@ -13,6 +13,7 @@ from kec.cluster.guard import (
     guarded_cluster,
     lloyd_refine,
     nuisance_residual,
+    spread_trust,
     trust_weight,
 )
 from tests.cluster.helpers import blobs, unit
@@ -131,7 +132,9 @@ def test_trusted_knowledge_may_cost_only_the_allowed_share_of_the_objective(
     X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
     c = unit(centres[_split_and_merge(y, 4)] + 0.01)
     monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.9)
-    labels, _, dec = guarded_cluster(X, c, None, 4, objective_tolerance=tolerance)
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
+    labels, _, dec = guarded_cluster(X, c, None, 4, objective_tolerance=tolerance,
+                                     spread_ratio=np.inf)
     ref = dec.info["refinement"]
     assert dec.trust == 1.0 and ref["loss"] > 0.05 and ref["kept"] is kept
     assert dec.mode == ("refine" if kept else "data")
@@ -158,6 +161,7 @@ def test_near_the_threshold_trust_and_allowed_cost_change_gradually(monkeypatch)
     allowed = []
     for agreement in (0.39, 0.42, 0.45, 0.48, 0.51):
         monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, s=agreement, **_: s)
+        monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
         dec = decide(X, c, 4)
         allowed.append(dec.info.get("refinement", {}).get("allowed_loss", 0.0))
     assert allowed[0] == 0.0 and allowed[-1] == pytest.approx(0.05)
@@ -307,6 +311,7 @@ def test_the_decision_rule(monkeypatch, agreement, corroboration, mode):
     X, _, _ = blobs(20, 3, d=16, spread=0.4, seed=0)
     scores = iter([agreement, corroboration])
     monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: next(scores))
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
     dec = decide(X, X, 3)
     assert dec.mode == mode
     assert dec.corroboration == (None if mode == "refine" else corroboration)
@@ -319,9 +324,73 @@ def test_the_strict_rule_of_kec_0_1_is_margin_and_tolerance_zero(monkeypatch):
     X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
     c = unit(centres[_split_and_merge(y, 4)] + 0.01)
     monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.49)
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
     strict = {"agreement_margin": 0.0, "objective_tolerance": 0.0, "anchor_weight": 0.0}
     assert decide(X, c, 4, **strict).trust == 0.0
     monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.5)
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
     dec = decide(X, c, 4, **strict)
     assert dec.trust == 1.0 and dec.mode == "data"
     assert dec.info["refinement"]["allowed_loss"] == 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0, 10), st.floats(0, 10), st.floats(0.01, 1.0), st.floats(1.0, 4.0))
+def test_spread_trust_is_monotone_and_continuous_in_the_ratio(a, b, margin, max_ratio):
+    lo, hi = sorted((a, b))
+    t_lo, t_hi = (spread_trust(lo, max_ratio, margin), spread_trust(hi, max_ratio, margin))
+    assert 0.0 <= t_hi <= t_lo <= 1.0
+    assert spread_trust(max_ratio - margin, max_ratio, margin) == 1.0
+    assert spread_trust(max_ratio, max_ratio, margin) == 0.0
+    assert t_lo - t_hi <= (hi - lo) / margin + 1e-9
+    assert spread_trust(1e9, np.inf, margin) == 1.0
+
+
+def test_a_partition_the_data_tells_apart_is_not_kept_however_cheap(monkeypatch):
+    """Well separated blobs: every k-means run finds the same partition, so a knowledge
+    partition that splits one class and merges two is far outside the data's spread."""
+    X, y, centres = blobs(40, 4, d=16, spread=0.4, seed=2)
+    c = unit(centres[_split_and_merge(y, 4)] + 0.01)
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.9)
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
+    labels, _, dec = guarded_cluster(X, c, None, 4, objective_tolerance=1.0)
+    ref = dec.info["refinement"]
+    assert ref["spread_ratio"] > 2.0 and ref["spread_trust"] == 0.0
+    assert not ref["kept"] and dec.mode == "data"
+    assert "times as far" in dec.info["reason"]
+    np.testing.assert_array_equal(labels, dec.data_labels)
+
+
+def test_where_the_data_cannot_tell_partitions_apart_the_knowledge_decides(monkeypatch):
+    """No cluster structure: k-means runs from other seeds disagree as much as the
+    knowledge's partition disagrees with them, so the knowledge's partition is kept."""
+    rng = np.random.default_rng(0)
+    X = unit(rng.standard_normal((240, 8)))
+    direction = unit(rng.standard_normal((1, 8)))[0]
+    y = np.digitize(X @ direction, [-0.3, 0.0, 0.3])  # 4 slabs along one direction
+    c = unit(rng.standard_normal((4, 8)))[y]
+    monkeypatch.setattr(guard, "nmi_above_chance", lambda a, b, **_: 0.9)
+    monkeypatch.setattr(guard, "null_agreement", lambda *a, **k: 0.0)
+    labels, _, dec = guarded_cluster(X, c, None, 4, objective_tolerance=1.0)
+    ref = dec.info["refinement"]
+    assert ref["data_spread"] > 0.1 and ref["spread_ratio"] < 2.0 and ref["spread_trust"] > 0
+    assert ref["kept"] and dec.mode == "refine"
+    np.testing.assert_array_equal(labels, dec.refined_labels)
+
+
+def test_random_directions_agree_with_clustered_data_and_knowledge_must_beat_them():
+    """In few dimensions random directions already split clusters apart (the null level
+    of agreement); in many, they hardly do. Trust needs the agreement above that level."""
+    from kec.cluster.guard import null_agreement
+
+    X, y, _ = blobs(40, 4, d=8, spread=0.3, seed=0)
+    high = null_agreement(X, y, 4)
+    rng = np.random.default_rng(0)
+    noise = unit(rng.standard_normal((400, 384)))
+    low = null_agreement(noise, rng.integers(0, 4, 400), 4)
+    assert high > 0.3 and abs(low) < 0.05
+    # knowledge as good as random directions is not trusted, whatever its agreement
+    c = unit(rng.standard_normal((4, 8)))[(X @ unit(rng.standard_normal((4, 8))).T).argmax(1)]
+    dec = decide(X, c, 4, agreement_threshold=0.0, agreement_margin=0.1)
+    assert dec.agreement - dec.info["null_agreement"] < 0.1 and dec.trust == 0.0
+    assert dec.mode == "data"
