@@ -126,6 +126,13 @@ def _kmeans(F: np.ndarray, k: int, random_state: int | None, n_init: Any,
 
 
 def _nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """NMI of two partitions of the items, over every rank's rows
+    (:mod:`kec.cluster.distributed`: the labels are gathered first)."""
+    rows = current_rows()
+    return _nmi_of(rows.gather(np.asarray(a)), rows.gather(np.asarray(b)))
+
+
+def _nmi_of(a: np.ndarray, b: np.ndarray) -> float:
     from sklearn.metrics import normalized_mutual_info_score
 
     return float(normalized_mutual_info_score(a, b))
@@ -146,8 +153,9 @@ def nmi_above_chance(a: np.ndarray, b: np.ndarray, *, n_permutations: int = 3,
     rows = current_rows()  # partitions of rows split over processes: compare them whole
     a, b = rows.gather(np.asarray(a)), rows.gather(np.asarray(b))
     rng = np.random.default_rng(random_state)
-    chance = np.mean([_nmi(a, b[rng.permutation(b.size)]) for _ in range(n_permutations)])
-    return _nmi(a, b) - float(chance)
+    chance = np.mean([_nmi_of(a, b[rng.permutation(b.size)])
+                      for _ in range(n_permutations)])
+    return _nmi_of(a, b) - float(chance)
 
 
 ASSIGN_BLOCK_BYTES = 256 * 2**20

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kec.cluster.distributed import RowGroup, row_range
 from kec.cluster.methods import run_method
 from kec.cluster.ot import solve_ot
-from tests.cluster.helpers import toy_world
+from tests.cluster.helpers import random_unit, toy_world
 
 NAMES = ["apple", "boat", "cloud", "drum", "eagle"]
 METHODS = ("kmeans", "cae", "kec", "kec+cae")
@@ -55,6 +55,13 @@ def compute(rows: RowGroup) -> dict[str, np.ndarray]:
     km = SphericalKMeans(5, random_state=0, n_init=3).fit(torch.as_tensor(Xr))
     out["labels:kmeans-torch"] = rows.gather(km.labels_)
     out["objective:kmeans-torch"] = np.array(km.objective_)
+    # the guard's spread of k-means runs on structureless rows: NMI over every rank's rows
+    from kec.cluster.guard import data_spread
+
+    noise = random_unit(X.shape[0], 16, seed=3)[start:stop]
+    p_x = SphericalKMeans(5, random_state=0, n_init=1).fit(noise).labels_
+    out["data_spread"] = np.array(data_spread(noise, p_x, 5, n_runs=2, random_state=1,
+                                              n_init=1))
     for method in OT_METHODS:
         res = solve_ot(Xr, nouns, method, tol=1e-7, max_iter=5000, dtype="float64")
         out[f"log_u:{method}"] = rows.gather(res.log_u)

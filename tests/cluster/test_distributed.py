@@ -213,6 +213,13 @@ def test_two_ranks_give_the_labels_of_one_process(two_ranks, method):
 
 
 @needs_gloo
+def test_two_ranks_measure_the_guards_spread_over_all_rows(two_ranks):
+    got, ref = two_ranks
+    assert 0.0 < float(ref["data_spread"]) < 1.0  # the runs disagree on noise
+    assert float(got["data_spread"]) == pytest.approx(float(ref["data_spread"]), abs=1e-12)
+
+
+@needs_gloo
 @pytest.mark.parametrize("method", dist_worker.OT_METHODS)
 def test_two_ranks_give_the_plan_of_one_process(two_ranks, method):
     got, ref = two_ranks
