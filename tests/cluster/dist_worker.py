@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kec.cluster.distributed import RowGroup, row_range
 from kec.cluster.methods import run_method
 from kec.cluster.ot import solve_ot
-from tests.cluster.helpers import random_unit, toy_world
+from tests.cluster.helpers import random_unit, toy_world, unit
 
 NAMES = ["apple", "boat", "cloud", "drum", "eagle"]
 METHODS = ("kmeans", "cae", "kec", "kec+cae")
@@ -62,6 +62,16 @@ def compute(rows: RowGroup) -> dict[str, np.ndarray]:
     p_x = SphericalKMeans(5, random_state=0, n_init=1).fit(noise).labels_
     out["data_spread"] = np.array(data_spread(noise, p_x, 5, n_runs=2, random_state=1,
                                               n_init=1))
+    # the guard's nuisance mode: residual means, its k-means and the fused Lloyd
+    from kec.cluster.guard import guarded_cluster
+    from tests.cluster.test_guard import _nuisance_blobs
+
+    Xn, y, _, classes = _nuisance_blobs()
+    c = unit(classes[y] + 0.8 * np.random.default_rng(1).standard_normal((y.size, 48)) / 7)
+    a, b = row_range(Xn.shape[0], rows.rank, rows.world_size)
+    labels, _, dec = guarded_cluster(Xn[a:b], c[a:b], None, 4)
+    out["labels:nuisance"] = rows.gather(labels)
+    out["guard:nuisance"] = np.array(json.dumps(dec.info, sort_keys=True))
     for method in OT_METHODS:
         res = solve_ot(Xr, nouns, method, tol=1e-7, max_iter=5000, dtype="float64")
         out[f"log_u:{method}"] = rows.gather(res.log_u)

@@ -8,6 +8,7 @@ one-process gloo group in this interpreter.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -210,6 +211,14 @@ def test_two_ranks_give_the_labels_of_one_process(two_ranks, method):
     if method == "kmeans-torch":  # the objective is a mean over every rank's rows
         assert float(got["objective:kmeans-torch"]) == pytest.approx(
             float(ref["objective:kmeans-torch"]), rel=1e-6)
+
+
+@needs_gloo
+def test_two_ranks_take_the_guards_nuisance_path_as_one_process(two_ranks):
+    got, ref = two_ranks
+    assert json.loads(str(ref["guard:nuisance"]))["mode"] == "nuisance"
+    assert str(got["guard:nuisance"]) == str(ref["guard:nuisance"])
+    np.testing.assert_array_equal(got["labels:nuisance"], ref["labels:nuisance"])
 
 
 @needs_gloo
