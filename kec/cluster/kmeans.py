@@ -651,7 +651,8 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
     n_clusters : int
         Number of clusters ``K`` (1 <= K <= number of samples).
     n_init : int or "auto"
-        Restarts; the run with the highest mean cosine wins. ``"auto"``: see
+        Restarts; the run with the highest mean cosine wins (by more than
+        :data:`RESTART_TIE`, relative; else the earlier one). ``"auto"``: see
         :func:`auto_n_init` (10 for small problems, 1 at ImageNet scale).
     max_iter : int
         Maximum Lloyd iterations per restart.
