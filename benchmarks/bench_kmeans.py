@@ -6,9 +6,14 @@ structure and noise), interleaved over ``--repeats`` rounds; the median time is 
 The objective is the spherical one, :math:`\\sum_i \\max_k x_i \\cdot c_k` (sum of the cosine
 of every point to its closest returned centre), computed the same way for every engine.
 
-faiss runs ``faiss.Kmeans(d, k, niter, nredo, spherical=True)`` (random seeds, exactly
-``niter`` iterations per restart); kec runs greedy k-means++ seeds from a subsample and at
-most ``niter`` Lloyd iterations per restart (it stops early when no label changes).
+faiss runs ``faiss.Kmeans(d, k, niter=iters, nredo=restarts, spherical=True,
+max_points_per_centroid=max(256, n // k + 1))`` (random seeds; faiss 1.15 stops a restart
+early once its objective no longer improves, ``early_stop_threshold=0``); kec runs
+``SphericalKMeans(k, n_init=restarts, max_iter=iters, tol=0.0)``: greedy k-means++ seeds
+from a subsample and at most ``iters`` Lloyd iterations per restart (it stops when no
+label changes). Every process is pinned to ``--threads`` threads: OMP/OpenBLAS/MKL
+environment variables before numpy starts, then threadpoolctl, ``faiss.omp_set_num_threads``
+and ``torch.set_num_threads`` when torch is loaded.
 
 Usage::
 
@@ -65,21 +70,31 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _pin_threads(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
     """One fit in this process: time, objective, memory."""
+    _pin_threads(args.threads)
     X = clip_like(args.n, args.d, args.classes, seed=args.seed)
     rss0 = _rss_mib()
     if engine == "faiss":
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         km = faiss.Kmeans(args.d, args.k, niter=args.iters, nredo=args.n_init, spherical=True,
                           seed=args.seed + 1,
                           max_points_per_centroid=max(256, args.n // args.k + 1))
         km.train(X)
-        secs = time.perf_counter() - t0
-        C, iters = np.asarray(km.centroids), args.iters
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # iterations of the run faiss kept (its early stop); with restarts, -1 (unknown)
+        C, iters = np.asarray(km.centroids), len(km.obj) if args.n_init == 1 else -1
     else:
         sys.path.insert(0, str(ROOT))
         from kec.cluster.kmeans import SphericalKMeans
@@ -91,11 +106,12 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, object]:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         est.fit(X)
-        secs = time.perf_counter() - t0
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         C, iters = est.cluster_centers_, est.n_iter_
-    out = {"engine": engine, "seconds": secs, "objective": spherical_objective(X, C),
+    out = {"engine": engine, "seconds": secs, "cpu_seconds": cpu,
+           "objective": spherical_objective(X, C),
            "iterations_last_restart": iters, "peak_rss_mib": _rss_mib(),
            "fit_rss_increase_mib": _rss_mib() - rss0}
     if args.device.startswith("cuda") and engine == "kec":
@@ -178,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-init", type=int, default=10)
     ap.add_argument("--iters", type=int, default=20, help="max iterations per restart")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engines", default="faiss,kec,kec-faiss")
@@ -209,16 +225,20 @@ def main(argv: list[str] | None = None) -> None:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             runs[e].append(json.loads(out.stdout.strip().splitlines()[-1]))
     ref = statistics.median(r["seconds"] for r in runs[engines[0]])
+    ref_cpu = statistics.median(r["cpu_seconds"] for r in runs[engines[0]])
     print(f"{'engine':<10} {'median s':>9} {'min s':>7} {'vs ' + engines[0]:>9} "
-          f"{'objective':>11} {'iters':>6} {'peak RSS MiB':>13} {'points*restarts/s':>18}")
+          f"{'CPU s':>7} {'CPU vs':>7} {'objective':>11} {'iters':>6} {'peak RSS MiB':>13} "
+          f"{'points*restarts/s':>18}")
     for e in engines:
         secs = [r["seconds"] for r in runs[e]]
         med = statistics.median(secs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs[e])
         last = runs[e][-1]
         extra = f"  peak GPU {last['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in last else ""
-        print(f"{e:<10} {med:9.2f} {min(secs):7.2f} {med / ref:8.2f}x "
-              f"{last['objective']:11.1f} {last['iterations_last_restart']:6d} "
-              f"{last['peak_rss_mib']:13.0f} {args.n * args.n_init / med:18.0f}{extra}")
+        print(f"{e:<10} {med:9.2f} {min(secs):7.2f} {med / ref:8.2f}x {cpu:7.2f} "
+              f"{cpu / ref_cpu:6.2f}x {last['objective']:11.1f} "
+              f"{last['iterations_last_restart']:6d} {last['peak_rss_mib']:13.0f} "
+              f"{args.n * args.n_init / med:18.0f}{extra}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

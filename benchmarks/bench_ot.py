@@ -1,21 +1,26 @@
-"""Benchmark kec's entropic OT against POT at equal L1 accuracy, on CPU and GPU.
+"""Benchmark kec's entropic OT against its strongest CPU peers at equal L1 accuracy.
 
-Sections (each a subcommand; ``all`` runs the CPU ones)::
+Sections (each a subcommand; ``all``, the default, runs the CPU ones)::
 
-    python benchmarks/bench_ot.py auto     # dense Sinkhorn vs L-BFGS semi-dual, by size
-    python benchmarks/bench_ot.py pot      # POT sinkhorn / sinkhorn_log / empirical_sinkhorn
-    python benchmarks/bench_ot.py cpu      # this numpy path vs the previous one (git), torch CPU
-    python benchmarks/bench_ot.py gpu      # gpu_ot_check on CUDA: kec vs POT's torch backend
+    python benchmarks/bench_ot.py auto      # dense Sinkhorn vs L-BFGS semi-dual, by size
+    python benchmarks/bench_ot.py peers     # kec vs POT sinkhorn (f32, f64), POT semi-dual
+    python benchmarks/bench_ot.py pot-mass  # mass of POT's stabilised plans (upstream bug)
+    python benchmarks/bench_ot.py cpu       # this numpy path vs the previous one (git)
+    python benchmarks/bench_ot.py gpu       # gpu_ot_check on CUDA: kec vs POT's torch backend
 
-**Equal accuracy.** POT's ``stopThr`` is an L2 norm of a marginal error (or an L1 norm,
-for the lazy ``empirical_sinkhorn``) checked every 10 iterations; kec's ``tol`` is the L1
-error of every constraint of the returned plan. Setting both to the same number is not a
-comparison. Here kec runs at ``tol``; the L1 error of both plans is measured the same way
-(rows + columns of the dense float64 plan), and POT's ``stopThr`` is lowered by factors
-of 10^(1/2) until POT's measured L1 error is at most kec's. The table reports the
-``stopThr`` used, both errors and both times.
+**Equal accuracy** (``peers``). The accuracy is the L1 error of every constraint, rows
+plus columns, of the dense float64 plan each solver returns (kec's rebuilt from its
+potentials). kec runs at ``tol`` = the target (its ``marginal_error`` is that same
+float64 error). Every peer is stopped at its cheapest setting that reaches the target:
+its ``stopThr`` is bracketed by factors of 10 and bisected in log10 (6 steps, a factor
+10^(1/64)), keeping the largest value whose measured error is at or below the target.
+Then kec and the peers run ``--repeats`` times, interleaved, each run in its own
+process; the table gives medians. Every process is pinned to ``--threads`` BLAS/OpenMP
+threads (environment variables before numpy starts, threadpoolctl and
+``torch.set_num_threads`` after). Timed: from the float32 unit features to the solver's
+output (POT: the cost matrix ``1 - X Uᵀ`` in its dtype, the kernel and the iterations;
+kec: its kernel blocks, passes and float64 check).
 
-Every measurement of time and peak memory runs in its own subprocess (``ru_maxrss``).
 Data are CLIP-like (as ``benchmarks/bench_cluster.py``): images around one mean
 direction, texts around another at cosine 0.35 (the modality gap), both pulled towards
 ``k`` class prototypes.
@@ -93,7 +98,11 @@ def maxrss() -> int:
 def _run_child(section: str, **kw: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "child", "--child", section,
            "--params", json.dumps(kw)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if "threads" in kw:  # pinned before numpy starts its pool, and again in the child
+        t = str(kw["threads"])
+        env.update(OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["failed"]
         return {"error": tail[0]}
@@ -148,80 +157,192 @@ def section_auto(args: argparse.Namespace) -> dict[str, Any]:
     return {"auto": rows}
 
 
-# --------------------------------------------------------------------------- POT
-def child_pot(p: dict[str, Any]) -> dict[str, Any]:
-    """One POT solver at one stopThr, or kec at tol: seconds and measured L1 error."""
+# --------------------------------------------------------------------------- peers
+PEERS = {
+    "pot_sinkhorn_f32": "ot.sinkhorn(a, b, M, reg, method='sinkhorn', stopThr=s), "
+                        "float32 a, b, M = 1 - X @ U.T",
+    "pot_sinkhorn_f64": "ot.sinkhorn(a, b, M, reg, method='sinkhorn', stopThr=s), float64",
+    "pot_semi_dual": "ot.smooth.smooth_ot_semi_dual(a, b, M, reg, reg_type='kl', "
+                     "stopThr=s), float64 (scipy L-BFGS-B)",
+}
+"""The strongest CPU peers found by the peer check of issue 17 (POT 0.9.7). POT's
+``sinkhorn_log`` is 30-40x slower than its ``sinkhorn`` here; ``sinkhorn_stabilized`` and
+``sinkhorn_epsilon_scaling`` return a plan of mass 1/(NM) at this size (see
+``python benchmarks/bench_ot.py pot-mass``)."""
+
+
+POT_MAX_ITER = 50_000
+"""Sinkhorn iterations a peer may use (about 30 s at 2,000 × 800 on one thread)."""
+
+
+def _pin_threads(threads: int) -> None:
+    """One BLAS/OpenMP pool size for everything in this process (numpy, scipy, torch)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if "torch" in sys.modules:  # POT imports torch when it is installed
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def child_peer(p: dict[str, Any]) -> dict[str, Any]:
+    """One solve from the features: kec at ``tol`` or a peer at ``setting``.
+
+    Timed: everything from the float32 unit features to the solver's output (POT: the
+    cost matrix, its kernel and the iterations; kec: its kernel blocks and passes, the
+    float64 check included). Not timed: the L1 error of every constraint, measured on
+    the dense float64 plan (kec: rebuilt from its potentials; POT: the plan it returns,
+    summed in float64).
+    """
+    _pin_threads(p["threads"])
     X, U = clip_like(p["n"], p["m"], p["d"], seed=p.get("seed", 0))
     n, m = X.shape[0], U.shape[0]
-    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
-    reg = p["reg"]
-    if p["solver"] == "kec":
-        from kec.cluster.ot import plan_from_duals, solve_and_transport
+    reg, solver = p["reg"], p["solver"]
+    if solver == "kec":
+        from kec.cluster.ot import plan_from_duals, solve_ot
 
+        solve_ot(X[:64], U[:32], tol=p["setting"])  # warm-up (imports, first BLAS call)
         t0 = time.perf_counter()
-        _, res = solve_and_transport(X, U, "chunked", reg=reg, tol=p["tol"])
+        res = solve_ot(X, U, "auto", reg=reg, tol=p["setting"])
         seconds = time.perf_counter() - t0
         T = plan_from_duals(X, U, res)
         return {"seconds": seconds, "n_iter": res.n_iter, "l1": l1_error(T),
-                "reported": res.marginal_error, "maxrss": maxrss()}
+                "reported": res.marginal_error, "converged": res.converged,
+                "dtype": res.info["dtype"], "mass": float(T.sum())}
+    import ot
+
+    _pin_threads(p["threads"])  # again: importing POT may have started torch's pool
+    warnings.simplefilter("ignore")
+    dt = np.float32 if solver == "pot_sinkhorn_f32" else np.float64
+    t0 = time.perf_counter()
+    Xd, Ud = X.astype(dt, copy=False), U.astype(dt, copy=False)
+    M = 1.0 - Xd @ Ud.T
+    a, b = np.full(n, 1 / n, dtype=dt), np.full(m, 1 / m, dtype=dt)
+    if solver == "pot_semi_dual":
+        T, log = ot.smooth.smooth_ot_semi_dual(a, b, M, reg, reg_type="kl",
+                                               stopThr=p["setting"], numItermax=100_000,
+                                               log=True)
+        n_iter = int(log["res"].nfev)
+    else:
+        T, log = ot.sinkhorn(a, b, M, reg, method="sinkhorn", stopThr=p["setting"],
+                             numItermax=POT_MAX_ITER, log=True)
+        n_iter = int(log["niter"]) + 1
+    seconds = time.perf_counter() - t0
+    T = np.asarray(T, dtype=np.float64)
+    return {"seconds": seconds, "n_iter": n_iter, "l1": l1_error(T), "mass": float(T.sum()),
+            "budget_spent": n_iter >= (POT_MAX_ITER if solver != "pot_semi_dual" else 100_000)}
+
+
+def _cheapest_setting(solver: str, target: float, base: dict[str, Any], steps: int
+                      ) -> tuple[float | None, dict[str, Any]]:
+    """The largest stopThr/tol of ``solver`` whose measured L1 error is <= ``target``.
+
+    Bracketed by factors of 10 from ``target``, then bisected in log10 ``steps`` times
+    (6 steps: to a factor 10^(1/64)). Returns the setting and its run; ``None`` and the
+    best run when lowering stopThr tenfold no longer lowers the error by 10 % or the
+    iteration budget runs out (the peer cannot reach the target).
+    """
+    def run(s: float) -> dict[str, Any]:
+        r = _run_child("peer", solver=solver, setting=s, **base)
+        if "error" in r:
+            raise RuntimeError(f"{solver} at {s:g}: {r['error']}")
+        return r
+
+    ok_s, ok_r, bad_s, bad_r = None, None, None, None
+    s = target
+    for _ in range(14):  # bracket
+        r = run(s)
+        if r["l1"] <= target:
+            ok_s, ok_r = s, r
+            if bad_s is not None:
+                break
+            s *= 10
+        else:
+            stalled = bad_r is not None and r["l1"] > 0.9 * bad_r["l1"]
+            bad_s, bad_r = s, r
+            if ok_s is not None:
+                break
+            if stalled or r.get("budget_spent"):
+                return None, r
+            s /= 10
+    if ok_s is None or bad_s is None:
+        raise RuntimeError(f"{solver}: no stopThr bracket for L1 <= {target:g}")
+    lo, hi = math.log10(ok_s), math.log10(bad_s)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        r = run(10**mid)
+        if r["l1"] <= target:
+            lo, ok_r = mid, r
+        else:
+            hi = mid
+    assert ok_r is not None
+    return 10**lo, ok_r
+
+
+def section_peers(args: argparse.Namespace) -> dict[str, Any]:
+    """kec against the strongest CPU peers at equal L1 accuracy, interleaved repeats."""
+    import statistics
+
+    n, m, threads = args.peer_n, args.peer_m, args.threads
+    base = {"n": n, "m": m, "d": args.d, "reg": args.reg, "threads": threads}
+    print(f"\n== OT peers at equal L1 accuracy: {n} x {m}, d {args.d}, reg {args.reg}, "
+          f"{threads} thread(s), {args.repeats} interleaved repeats, load "
+          f"{os.getloadavg()[0]:.1f} ==")
+    out: dict[str, Any] = {"size": [n, m], "d": args.d, "reg": args.reg,
+                           "threads": threads, "repeats": args.repeats, "rows": []}
+    for target in args.accuracies:
+        settings: dict[str, float] = {"kec": target}
+        runs: dict[str, dict[str, Any]] = {}
+        for peer in args.peers:
+            setting, r = _cheapest_setting(peer, target, base, args.search_steps)
+            if setting is None:
+                print(f"{peer}: cannot reach L1 {target:g} (best {r['l1']:.2e} after "
+                      f"{r['n_iter']} iterations)", flush=True)
+                out["rows"].append({"target": target, "solver": peer, "reached": False} | r)
+                continue
+            settings[peer], runs[peer] = setting, r
+            print(f"{peer}: stopThr {setting:.3g} reaches L1 {r['l1']:.2e}", flush=True)
+        times: dict[str, list[float]] = {k: [] for k in settings}
+        for _ in range(args.repeats):
+            for solver, setting in settings.items():
+                r = _run_child("peer", solver=solver, setting=setting, **base)
+                if "error" in r:
+                    raise RuntimeError(f"{solver}: {r['error']}")
+                times[solver].append(r["seconds"])
+                runs[solver] = r
+        kec_t = statistics.median(times["kec"])
+        print(f"\nL1 target {target:g}")
+        print(f"{'solver':18s} {'stopThr/tol':>11s} {'median s':>9s} {'min s':>7s} "
+              f"{'iters':>7s} {'L1 measured':>12s} {'vs kec':>7s}")
+        for solver, setting in settings.items():
+            med = statistics.median(times[solver])
+            r = runs[solver]
+            row = {"target": target, "solver": solver, "setting": setting,
+                   "median_seconds": med, "min_seconds": min(times[solver]),
+                   "seconds": times[solver]} | r
+            out["rows"].append(row)
+            print(f"{solver:18s} {setting:11.3g} {med:9.3f} {min(times[solver]):7.3f} "
+                  f"{r['n_iter']:7d} {r['l1']:12.2e} {med / kec_t:6.1f}x", flush=True)
+    return {"peers": out}
+
+
+def section_pot_mass(args: argparse.Namespace) -> dict[str, Any]:
+    """Mass of the plan POT's stabilised solvers return at ``--peer-n x --peer-m``."""
     import ot
 
     warnings.simplefilter("ignore")
-    t0 = time.perf_counter()
-    if p["solver"] == "empirical_sinkhorn":
-        # squared Euclidean distance of unit vectors = 2 C: same plan at 2 reg
-        f, g, log = ot.bregman.empirical_sinkhorn(
-            X.astype(np.float64), U.astype(np.float64), 2 * reg, a, b, isLazy=True,
-            batchSize=max(1, (8 * 2**20) // (8 * m)), numIterMax=p["max_iter"],
-            stopThr=p["stop"], log=True)
-        seconds = time.perf_counter() - t0
-        C2 = 2.0 * (1.0 - X.astype(np.float64) @ U.astype(np.float64).T)
-        T = np.exp(f[:, None] + g[None, :] - C2 / (2 * reg))
-        n_iter = int(log["niter"]) + 1
-    else:
-        C = 1.0 - X.astype(np.float64) @ U.astype(np.float64).T
-        t0 = time.perf_counter()
-        T, log = ot.sinkhorn(a, b, C, reg, method=p["solver"], numItermax=p["max_iter"],
-                             stopThr=p["stop"], log=True)
-        seconds = time.perf_counter() - t0
-        n_iter = int(log["niter"]) + 1
-    return {"seconds": seconds, "n_iter": n_iter, "l1": l1_error(T), "maxrss": maxrss()}
-
-
-def section_pot(args: argparse.Namespace) -> dict[str, Any]:
-    n, m = args.pot_n, args.pot_m
-    print(f"\n== POT at equal L1 accuracy: {n} x {m}, d {args.d}, reg {args.reg} ==")
-    base = {"n": n, "m": m, "d": args.d, "reg": args.reg}
-    out: dict[str, Any] = {"size": [n, m], "rows": []}
-    print(f"{'solver':24s} {'stopThr/tol':>11s} {'seconds':>8s} {'iters':>7s} "
-          f"{'L1 (measured)':>14s} {'peak GiB':>9s} {'kec faster':>10s}")
-    for tol in args.tols:
-        kec = _run_child("pot", solver="kec", tol=tol, **base)
-        out["rows"].append({"solver": "kec", "tol": tol} | kec)
-        if "error" in kec:
-            print(f"kec FAILED: {kec['error']}")
-            continue
-        print(f"{'kec (L-BFGS + features)':24s} {tol:11.0e} {kec['seconds']:8.2f} "
-              f"{kec['n_iter']:7d} {kec['l1']:14.1e} {kec['maxrss'] / GIB:9.2f}", flush=True)
-        for solver in ("sinkhorn", "sinkhorn_log", "empirical_sinkhorn"):
-            if solver == "empirical_sinkhorn" and n * m > args.lazy_max_entries:
-                continue
-            stop, r = tol, {}
-            for _ in range(12):
-                r = _run_child("pot", solver=solver, stop=stop, max_iter=args.pot_iters,
-                               **base)
-                if "error" in r or r["l1"] <= kec["l1"] or r["n_iter"] >= args.pot_iters:
-                    break
-                stop /= math.sqrt(10)
-            out["rows"].append({"solver": solver, "tol": tol, "stopThr": stop} | r)
-            if "error" in r:
-                print(f"{solver:24s} FAILED: {r['error']}")
-                continue
-            ok = "" if r["l1"] <= kec["l1"] else " (never reached kec's error)"
-            print(f"{'POT ' + solver:24s} {stop:11.1e} {r['seconds']:8.2f} {r['n_iter']:7d} "
-                  f"{r['l1']:14.1e} {r['maxrss'] / GIB:9.2f} "
-                  f"{r['seconds'] / kec['seconds']:9.1f}x{ok}", flush=True)
-    return {"pot": out}
+    X, U = clip_like(args.peer_n, args.peer_m, args.d)
+    n, m = X.shape[0], U.shape[0]
+    M = 1.0 - X.astype(np.float64) @ U.astype(np.float64).T
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    out = {"pot": ot.__version__, "n": n, "m": m, "reg": args.reg, "1/(NM)": 1 / (n * m)}
+    print(f"\n== POT {ot.__version__}: plan mass at {n} x {m}, reg {args.reg} "
+          f"(1/(NM) = {1 / (n * m):.3g}) ==")
+    for method in ("sinkhorn", "sinkhorn_stabilized", "sinkhorn_epsilon_scaling"):
+        T = ot.sinkhorn(a, b, M, args.reg, method=method, numItermax=args.mass_iters,
+                        stopThr=1e-9)
+        out[method] = float(T.sum())
+        print(f"{method:26s} mass {T.sum():.4g}  L1 error {l1_error(T):.3g}", flush=True)
+    return {"pot_mass": out}
 
 
 # --------------------------------------------------------------------------- CPU
@@ -477,23 +598,27 @@ def section_gpu(args: argparse.Namespace) -> dict[str, Any]:
     return {"gpu": r}
 
 
-CHILDREN = {"auto": child_auto, "pot": child_pot, "cpu": child_cpu}
+CHILDREN = {"auto": child_auto, "peer": child_peer, "cpu": child_cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=["all", "auto", "pot", "cpu", "gpu", "child"])
+    p.add_argument("section", nargs="?", default="all",
+                   choices=["all", "auto", "peers", "pot-mass", "cpu", "gpu", "child"])
     p.add_argument("--d", type=int, default=512)
     p.add_argument("--reg", type=float, default=0.01)
     p.add_argument("--tol", type=float, default=1e-4)
-    p.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-6],
-                   help="kec tolerances for the POT table")
+    p.add_argument("--accuracies", type=float, nargs="+", default=[1e-4, 1e-6],
+                   help="peers: L1 errors every solver must reach (kec's tol)")
+    p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--threads", type=int, default=1, help="peers: BLAS/OpenMP threads")
+    p.add_argument("--repeats", type=int, default=5, help="peers: interleaved repeats")
+    p.add_argument("--search-steps", type=int, default=6,
+                   help="peers: bisection steps on log10 stopThr")
+    p.add_argument("--peer-n", type=int, default=2000)
+    p.add_argument("--peer-m", type=int, default=800)
+    p.add_argument("--mass-iters", type=int, default=100, help="pot-mass: iterations")
     p.add_argument("--max-entries", type=int, default=10_000_000, help="auto: largest N*M")
-    p.add_argument("--pot-n", type=int, default=4000)
-    p.add_argument("--pot-m", type=int, default=1600)
-    p.add_argument("--pot-iters", type=int, default=100_000)
-    p.add_argument("--lazy-max-entries", type=int, default=2_000_000,
-                   help="largest N*M for POT's (slow) lazy empirical_sinkhorn")
     p.add_argument("--cpu-n", type=int, default=20_000)
     p.add_argument("--cpu-m", type=int, default=8_000)
     p.add_argument("--gpu-n", type=int, default=50_000)
@@ -511,9 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.section == "child":
         print(json.dumps(CHILDREN[args.child](json.loads(args.params)), default=float))
         return 0
-    sections = {"auto": section_auto, "pot": section_pot, "cpu": section_cpu,
-                "gpu": section_gpu}
-    todo = ["auto", "pot", "cpu"] if args.section == "all" else [args.section]
+    sections = {"auto": section_auto, "peers": section_peers, "pot-mass": section_pot_mass,
+                "cpu": section_cpu, "gpu": section_gpu}
+    todo = ["auto", "peers", "cpu"] if args.section == "all" else [args.section]
     results: dict[str, Any] = {}
     for s in todo:
         results.update(sections[s](args))

@@ -219,6 +219,7 @@ def run_clustering(
     seed: int | None = 0,
     params: dict[str, Any] | None = None,
     phrasing: str = "api",
+    rows: Any = None,
 ) -> ClusterRun:
     """Cluster the items of a feature file with ``method``: ``kec cluster`` as a call.
 
@@ -249,6 +250,11 @@ def run_clustering(
         The method's other parameters (:func:`kec.cluster.params.method_params`).
     phrasing : {"api", "cli"}
         Whether errors name arguments (``n_clusters``) or flags (``--k``).
+    rows : kec.cluster.distributed.RowGroup, optional
+        The process group of a run under ``torchrun``, entered with
+        :func:`kec.cluster.distributed.sharded`: this process clusters its block of rows
+        (:func:`kec.cluster.distributed.block_of`), every row sum is all-reduced, and the
+        labels of all ranks are gathered into the result (``info["distributed"]``).
 
     Returns
     -------
@@ -277,8 +283,19 @@ def run_clustering(
     inputs.update(prepared.described)
     timings.update(prepared.timings)
     used_device = method_device(device)
-    result = run_method(method, prepared.features, k, **prepared.method_inputs(),
+    if rows is None:
+        block = prepared.features
+    else:
+        from kec.cluster.distributed import block_of
+
+        block = block_of(items, rows)
+    result = run_method(method, block, k, **prepared.method_inputs(),
                         **{**(params or {}), "random_state": seed, "device": used_device})
+    if rows is not None:  # every rank's labels, in row order
+        result.labels = rows.gather(result.labels)
+        result.info["distributed"] = {
+            "world_size": rows.world_size, "backend": rows.dist.get_backend(rows.group),
+            "all_reduces": rows.n_reductions, "bytes_all_reduced": rows.bytes_reduced}
     timings.update(result.timings)
     t = time.perf_counter()
     metrics = evaluate(items.labels, result.labels) if items.labels is not None else None

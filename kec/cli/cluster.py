@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where OT and k-means run: auto = cuda when a GPU is visible, else "
                         "the CPU (numpy) (default: %(default)s)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one clustering over the processes torchrun starts: each reads its "
+                        "block of rows, sums are all-reduced (gloo on CPU, NCCL on GPU), "
+                        "rank 0 writes --out; kmeans, cae, kec, kec+cae "
+                        "(README 'Beyond one machine')")
     g = p.add_argument_group(
         "method parameters", "Each flag is a parameter declared in kec.cluster.registry; "
         "a flag the method does not take is warned about, and one the chosen --fusion "
@@ -202,6 +207,10 @@ def _check_args(args: argparse.Namespace) -> None:
     """Every check that needs no file read, before any work."""
     m = args.method
     check_output_path(args.out, "dir")
+    if getattr(args, "distributed", False):
+        from kec.cli import _distributed
+
+        _distributed.check(args)
     if args.k < 1:
         raise KecError(f"--k must be >= 1, got {args.k}")
     if args.ot_cache_gib is not None and not (math.isfinite(args.ot_cache_gib)
@@ -226,14 +235,20 @@ def _check_args(args: argparse.Namespace) -> None:
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Check every flag, then one library call (:func:`kec.cluster_run.run_clustering`),
     its result folder written and one line printed."""
+    from kec.cli import _distributed
+    from kec.cluster.backend import method_device
     from kec.cluster_run import run_clustering
 
     _check_args(args)
-    run = run_clustering(
-        args.images, k=args.k, method=args.method, knowledge=args.knowledge,
-        nouns=args.nouns, captions=args.captions, text_encoder=args.text_encoder,
-        keep_flagged=args.keep_flagged, cache_dir=args.cache_dir, cache=not args.no_cache,
-        device=args.device, seed=args.seed, params=_method_params(args), phrasing="cli")
+    with _distributed.group(args, method_device(args.device)) as rows:
+        run = run_clustering(
+            args.images, k=args.k, method=args.method, knowledge=args.knowledge,
+            nouns=args.nouns, captions=args.captions, text_encoder=args.text_encoder,
+            keep_flagged=args.keep_flagged, cache_dir=args.cache_dir,
+            cache=not args.no_cache, device=args.device, seed=args.seed,
+            params=_method_params(args), phrasing="cli", rows=rows)
+        if rows is not None and rows.rank != 0:  # rank 0 writes the result folder
+            return 0
     for note in (*run.notes, *run.warnings):
         _warn(note)
     run.write(args.out)

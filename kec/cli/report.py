@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("result", type=Path, help="a `kec cluster --out` (or bench run) folder")
     p.add_argument("--out", type=Path, required=True, help="HTML file to write")
     p.add_argument("--features", type=Path, default=None,
-                   help="image feature file (default: the one the result's summary names)")
+                   help="image feature file or sharded feature set (a folder with "
+                        "index.json) (default: the one the result's summary names)")
     p.add_argument("--knowledge", type=Path, default=None,
                    help="knowledge file for the graph (default: the one the summary names)")
     p.add_argument("--images", type=Path, default=None,

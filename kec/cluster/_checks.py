@@ -39,8 +39,7 @@ def as_features(x: object, name: str = "features", *, dtype: type = np.float32) 
         raise ClusteringInputError(f"{name} must be a 2-D (n, d) array, got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ClusteringInputError(f"{name} is empty (shape {arr.shape})")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ClusteringInputError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    check_real_dtype(arr, name)
     arr = np.ascontiguousarray(arr, dtype=dtype)
     finite = np.isfinite(arr)
     if not finite.all():
@@ -59,6 +58,12 @@ def as_features(x: object, name: str = "features", *, dtype: type = np.float32) 
             "probably corrupt, or scale the features down"
         )
     return arr
+
+
+def check_real_dtype(arr: np.ndarray, name: str = "features") -> None:
+    """Raise unless ``arr`` holds real numbers (not bool, complex, strings or objects)."""
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ClusteringInputError(f"{name} must be real numbers, got dtype {arr.dtype}")
 
 
 def same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -70,6 +70,37 @@ def _split3(nx: Backend, A: Any, parts: tuple[int, int, int]) -> Any:
     return nx.concatenate([pieces[p] for p in parts], axis=1)
 
 _FINFO = {"float32": np.finfo(np.float32), "float64": np.finfo(np.float64)}
+STORED_MARGIN = 47.0
+"""Stored blocks serve the float64 check while ``beta`` spans less than the dtype's
+exponent range (87.3 in float32) minus this margin (so 40.3 in float32)."""
+STORED_BETA_SPAN = 87.3 - STORED_MARGIN
+_F64_SPAN = 0.5 * -float(np.log(np.finfo(np.float64).tiny))
+"""Log-weights spanning more than this are split into groups in float64 sums."""
+
+
+def _over_ranks(nx: Backend, c: float, acc: Any) -> tuple[float, Any]:
+    r"""Column sums :math:`e^{c}\,\mathrm{acc}` over every rank's rows
+    (:mod:`kec.cluster.distributed`): the largest scale :math:`\hat c = \max_r c_r`, then
+    :math:`\sum_r e^{c_r - \hat c}\,\mathrm{acc}_r` (one all-reduce of ``M`` floats).
+    ``(c, acc)`` unchanged in one process."""
+    rows = nx.rows
+    if not rows.distributed:
+        return c, acc
+    top = rows.max(float(c))
+    if not np.isfinite(top):
+        return c, acc
+    scale = float(np.exp(c - top)) if np.isfinite(c) else 0.0
+    return top, rows.sum(acc * scale)
+
+
+def _lse_over_ranks(nx: Backend, lse: Any) -> Any:
+    """Elementwise log-sum-exp of ``lse`` over the ranks (``lse`` in one process)."""
+    rows = nx.rows
+    if not rows.distributed:
+        return lse
+    top = rows.max(lse)
+    safe = nx.where(nx.isfinite(top), top, 0.0)
+    return safe + nx.log(rows.sum(nx.exp(lse - safe)))
 
 
 class KernelBlocks:
@@ -126,13 +157,22 @@ class KernelBlocks:
                              f"(numpy has no {mm} GEMM)")
         self.matmul_dtype_name = "bfloat16x3" if split else mm
         self.reg = float(reg)
-        self.X = _split3(nx, X, (0, 0, 1)) if split else nx.asarray(X, dtype=mm)
+        # a float64 GEMM into float32 blocks casts each row block of X when it is computed
+        # (no float64 copy of all of X); the block is finished in float64 and rounded once
+        self._wide = mm == "float64" and name == "float32"
+        self.exact = mm == "float64"  # blocks: the float64 kernel, rounded once to dtype
+        # the features themselves (float32), kept for the float64 check of a split GEMM
+        self._features = nx.asarray(X, dtype="float32") if split else None
+        if split:
+            self.X = _split3(nx, X, (0, 0, 1))
+        else:
+            self.X = nx.asarray(X, dtype=name if self._wide else mm)
         self.U = nx.asarray(U, dtype=name, like=self.X)  # full precision, for features
         self.device = nx.device(self.X)
-        # On a GPU (or with 16-bit GEMMs) the GEMM reads U / reg and yields S / reg with
-        # the row maximum subtracted from a stored shift: two elementwise passes per block
-        # fewer. On the CPU the caller's U is used as it is (no copy) and the maximum is
-        # found again at every computation (cheap next to a CPU GEMM).
+        # On a GPU (or with a GEMM in another precision) the GEMM reads U / reg and yields
+        # S / reg with the row maximum subtracted from a stored shift: two elementwise
+        # passes per block fewer. On the CPU in one precision the caller's U is used as it
+        # is (no copy) and the maximum is found again at every computation.
         self._prescaled = self.device.startswith("cuda") or mm != name
         if self._prescaled:
             wide = "float64" if mm == "float64" else "float32"
@@ -140,6 +180,9 @@ class KernelBlocks:
             Us = _split3(nx, Us, (0, 1, 0)) if split else nx.astype(Us, mm)
         else:
             Us = nx.asarray(U, dtype=mm, like=self.X)
+        # the problem whose plan is measured in float64 (:meth:`plan_sums`): that of the
+        # rounded features for a 16-bit GEMM, else that of the features themselves
+        self._rounded = mm in ("bfloat16", "float16") and not split
         if nx.name == "numpy":
             self.X = np.ascontiguousarray(self.X)
             self.U = np.ascontiguousarray(self.U)
@@ -164,6 +207,7 @@ class KernelBlocks:
         self._cache_left = int(max(0, cache_bytes))
         self._itemsize = item
         self._work: Any | None = None
+        self._wide_work: Any | None = None
         finfo = _FINFO[name]
         self._floor = float(np.log(finfo.tiny))
         # row sums below this fall back to exact float64 (their terms may have underflowed)
@@ -199,35 +243,49 @@ class KernelBlocks:
                                        device=self.device)
         return self._work[:rows]
 
+    def _wide_buffer(self, rows: int) -> Any:
+        if self._wide_work is None or self._wide_work.shape[0] < rows:
+            self._wide_work = None
+            self._wide_work = self.nx.empty((rows, self.m), dtype="float64",
+                                            device=self.device)
+        return self._wide_work[:rows]
+
     def _compute(self, k: int, out: Any) -> Any:
         nx = self.nx
         t0 = time.perf_counter()
         sl = self.slices[k]
-        if self.matmul_dtype_name == self.dtype_name:
-            nx.matmul(self.X[sl], self.Ut, out=out)
+        # a float64 GEMM into float32 blocks: the block is finished in float64 and rounded
+        # once, so every stored entry is the float64 kernel to 2**-24 relative
+        buf = self._wide_buffer(sl.stop - sl.start) if self._wide else out
+        if self._wide:
+            nx.matmul(nx.astype(self.X[sl], "float64"), self.Ut, out=buf)
+        elif self.matmul_dtype_name == self.dtype_name:
+            nx.matmul(self.X[sl], self.Ut, out=buf)
         else:
-            nx.matmul_fp32(self.X[sl], self.Ut, out=out)
+            nx.matmul_fp32(self.X[sl], self.Ut, out=buf)
         first = not self._have_shift[k]
         if self._prescaled:
-            # out = S / reg; the row maximum is found once and reused (exactly: the shift
-            # holds the float32 maximum), so a recomputed block equals a cached one
-            s = nx.max(out, axis=1) if first else nx.astype(self.shift[sl], self.dtype_name)
-            out -= s[:, None]
+            # buf = S / reg; the row maximum is found once and reused (exactly: the shift
+            # holds the maximum as computed), so a recomputed block equals a cached one
+            s = nx.max(buf, axis=1) if first else nx.astype(self.shift[sl], nx.dtype_of(buf))
+            buf -= s[:, None]
             if first:
                 self.shift[sl] = nx.astype(s, "float64")
         else:
-            # out = S; subtract the row maximum before scaling: entries near it, which
+            # buf = S; subtract the row maximum before scaling: entries near it, which
             # carry the mass, keep the full relative precision of the similarities
-            s = nx.max(out, axis=1)
-            out -= s[:, None]
-            out *= 1.0 / self.reg
+            s = nx.max(buf, axis=1)
+            buf -= s[:, None]
+            buf *= 1.0 / self.reg
             if first:
                 self.shift[sl] = nx.astype(s, "float64") / self.reg
         self._have_shift[k] = True
         if self._flush:
             # entries that would be subnormal are exactly zero: same sums, no slow arithmetic
-            nx.putmask(out, out < self._floor, -np.inf)
-        nx.exp(out, out=out)
+            nx.putmask(buf, buf < self._floor, -np.inf)
+        nx.exp(buf, out=buf)
+        if self._wide:
+            out[...] = buf
         self.n_computed += 1
         self.compute_seconds += time.perf_counter() - t0
         return out
@@ -257,6 +315,7 @@ class KernelBlocks:
         """Drop the cache and work buffer."""
         self._cache = [None] * len(self.slices)
         self._work = None
+        self._wide_work = None
 
     # ------------------------------------------------------------------ exact fallbacks
     def _similarity64(self, rows: Any, cols: Any) -> Any:
@@ -281,26 +340,48 @@ class KernelBlocks:
             )
         return out
 
-    def _row_groups(self, t: Any) -> Iterator[tuple[Any, float]]:
+    def _row_groups(self, t: Any, span: float | None = None) -> Iterator[tuple[Any, float]]:
         """Rows of a block whose weights ``exp(t_i - shift)`` fit the block's dtype.
 
-        Usually one group (all rows); rows whose log-weights span more than
-        :attr:`_group_span` are split so that none underflows.
+        Usually one group (all rows); rows whose log-weights span more than ``span``
+        (default :attr:`_group_span`, half the dtype's exponent range) are split so that
+        none underflows.
         """
         nx = self.nx
+        span = self._group_span if span is None else span
         t_hat = float(nx.max(t))
         if not np.isfinite(t_hat):
             return
-        if float(nx.min(t)) >= t_hat - self._group_span:
+        if float(nx.min(t)) >= t_hat - span:
             yield slice(None), t_hat
             return
         self.n_split_blocks += 1
         th = self.host(t)
-        level = np.floor((t_hat - th) / self._group_span)
+        level = np.floor((t_hat - th) / span)
         for g in np.unique(level[np.isfinite(level)]):
             rows = np.flatnonzero(level == g)
             idx = rows if nx.name == "numpy" else nx.asarray(rows, device=self.device)
             yield idx, float(th[rows].max())
+
+    def _add_columns(self, acc: Any, c: float, K: Any, t: Any, dtype: str,
+                     span: float | None = None) -> float:
+        r"""Add :math:`\sum_i e^{t_i} K_{ij}` to ``acc`` (float64, scaled by :math:`e^{-c}`).
+
+        Rows are weighted in ``dtype`` by groups whose log-weights fit it; ``acc`` is
+        rescaled in place when a larger ``t`` comes. Returns the new scale ``c``.
+        """
+        nx = self.nx
+        for rows, t_hat in self._row_groups(t, span=span):
+            w = nx.astype(nx.exp(t[rows] - t_hat), dtype)
+            col = nx.astype(nx.matmul(w, K if isinstance(rows, slice) else K[rows]),
+                            "float64")
+            if t_hat > c:
+                acc *= float(np.exp(c - t_hat))
+                c = t_hat
+                acc += col
+            else:
+                acc += col * float(np.exp(t_hat - c))
+        return c
 
     # ------------------------------------------------------------------ one pass
     def sweep(
@@ -347,26 +428,77 @@ class KernelBlocks:
             alpha[sl] = row_update(lse, sl)
             if not columns:
                 continue
-            t = alpha[sl] + self.shift[sl]
-            for rows, t_hat in self._row_groups(t):
-                w = nx.astype(nx.exp(t[rows] - t_hat), self.dtype_name)
-                Kr = K if isinstance(rows, slice) else K[rows]
-                col = nx.astype(nx.matmul(w, Kr), "float64")
-                if t_hat > c:
-                    acc *= float(np.exp(c - t_hat))
-                    c = t_hat
-                    acc += col
-                else:
-                    acc += col * float(np.exp(t_hat - c))
+            c = self._add_columns(acc, c, K, alpha[sl] + self.shift[sl], self.dtype_name)
         if not columns:
             return alpha, None
+        c, acc = _over_ranks(nx, c, acc)
         L = c + nx.log(nx.maximum(acc, 0.0))
         bad = ~(acc > 0)
         if nx.any(bad):
             idx = nx.flatnonzero(bad)
             self.n_exact_cols += int(idx.shape[0])
-            L[idx] = self.exact_col_lse(idx, alpha)
+            L[idx] = _lse_over_ranks(nx, self.exact_col_lse(idx, alpha))
         return alpha, L
+
+    # ------------------------------------------------------------------ float64 check
+    def _block64(self, k: int, stored: bool) -> Any:
+        r"""Block ``k`` in float64: :math:`\exp(S_{ij}/\varepsilon - s_i)` with ``S`` the
+        float64 product of the features (of the rounded features for a 16-bit GEMM).
+
+        ``stored``: the stored block, widened (for a float64 GEMM); otherwise the block
+        is recomputed by a float64 GEMM.
+        """
+        nx = self.nx
+        sl = self.slices[k]
+        if stored:
+            return nx.astype(self.block(k), "float64")
+        if self._rounded:  # the problem of the rounded features: X and U / reg as stored
+            S = nx.matmul(nx.astype(self.X[sl], "float64"), nx.astype(self.Us, "float64").T)
+        else:
+            src = self.X if self._features is None else self._features
+            S = nx.matmul(nx.astype(src[sl], "float64"), nx.astype(self.U, "float64").T)
+            S *= 1.0 / self.reg
+        S -= self.shift[sl][:, None]
+        return nx.exp(S, out=S)
+
+    def plan_sums(self, alpha: Any, beta: Any) -> tuple[Any, Any]:
+        r"""Row and column sums of :math:`T_{ij} = \exp(\alpha_i + \beta_j +
+        S_{ij}/\varepsilon)` in float64, in one pass over the blocks.
+
+        Every product and sum is float64. With a float64 GEMM (:attr:`exact`) the
+        entries are the stored blocks, each the float64 kernel rounded once to ``dtype``
+        (relative error at most :math:`2^{-24}` in float32), so the sums are those of the
+        float64 plan to within :math:`2^{-24}` of their value, as long as ``beta`` spans
+        less than :data:`STORED_BETA_SPAN` (then an entry flushed to zero, below
+        :math:`10^{-38}` of its row's largest, carries less than :math:`e^{-47}` of that
+        entry's mass). Otherwise every block is recomputed from the features by a float64
+        GEMM (not cached).
+
+        Returns
+        -------
+        rows, cols : array
+            ``(N,)`` and ``(M,)`` float64 backend vectors.
+        """
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            return self._plan_sums(self.vector(alpha), self.vector(beta))
+
+    def _plan_sums(self, alpha: Any, beta: Any) -> tuple[Any, Any]:
+        nx = self.nx
+        b_hat = float(nx.max(beta))
+        v = nx.exp(beta - b_hat)
+        stored = self.exact and float(nx.max(beta) - nx.min(beta)) < (
+            -self._floor - STORED_MARGIN)
+        rows = nx.empty(self.n, dtype="float64", device=self.device)
+        acc = nx.zeros(self.m, dtype="float64", device=self.device)
+        c = -np.inf
+        for k, sl in enumerate(self.slices):
+            K = self._block64(k, stored)
+            t = alpha[sl] + self.shift[sl]
+            rows[sl] = nx.exp(t + b_hat) * nx.matmul(K, v)
+            c = self._add_columns(acc, c, K, t, "float64", span=_F64_SPAN)
+        c, acc = _over_ranks(nx, c, acc)
+        cols = nx.exp(beta + c + nx.log(acc))
+        return rows, cols
 
     # ------------------------------------------------------------------ features
     def transport_features(

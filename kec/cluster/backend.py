@@ -18,6 +18,9 @@ Conventions
 - **Devices** are strings: ``"cpu"``, ``"cuda"``, ``"cuda:1"``. ``device="cpu"`` with
   numpy input keeps numpy (the tuned CPU path); a CUDA device always means torch.
 - Reductions take ``axis`` (numpy's name) and ``keepdims``.
+- **Sums over item rows** that must cover every process's rows (rows split over
+  ``torch.distributed`` ranks, :mod:`kec.cluster.distributed`) go through
+  :meth:`Backend.reduce_sum` / :attr:`Backend.rows`: the identity in one process.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from kec.cluster._checks import ClusteringInputError
+from kec.cluster.distributed import RowGroup, current_rows
 
 DEVICES = ("auto", "cpu", "cuda")
 _DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
@@ -125,6 +129,18 @@ class Backend:
     def dtype_of(self, x: Any) -> str:
         """Canonical dtype name of ``x``."""
         return dtype_name(x.dtype)
+
+    # ---------------------------------------------------------------- row sharding
+    @property
+    def rows(self) -> RowGroup:
+        """The processes holding the other rows of the problem
+        (:func:`kec.cluster.distributed.current_rows`; the identity in one process)."""
+        return current_rows()
+
+    def reduce_sum(self, x: Any) -> Any:
+        """``x`` summed over the processes that hold the other rows (:mod:`kec.cluster.
+        distributed`); ``x`` itself in one process. Used for every sum over item rows."""
+        return current_rows().sum(x)
 
     # ---------------------------------------------------------------- creation
     def zeros(self, shape: int | tuple[int, ...], *, dtype: object = None,
@@ -227,6 +243,10 @@ class Backend:
 
     def argmax(self, x: Any, axis: int | None = None) -> Any:
         """Index of the maximum."""
+        raise NotImplementedError
+
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        """Index of the minimum (the first, on ties)."""
         raise NotImplementedError
 
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
@@ -358,6 +378,9 @@ class NumpyBackend(Backend):
 
     def argmax(self, x: Any, axis: int | None = None) -> Any:
         return np.argmax(x, axis=axis)
+
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        return np.argmin(x, axis=axis)
 
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
         n = x.shape[axis]
@@ -528,6 +551,9 @@ class TorchBackend(Backend):
 
     def argmax(self, x: Any, axis: int | None = None) -> Any:
         return self.torch.argmax(x, dim=axis)
+
+    def argmin(self, x: Any, axis: int | None = None) -> Any:
+        return self.torch.argmin(x, dim=axis)
 
     def topk(self, x: Any, k: int, axis: int = -1) -> tuple[Any, Any]:
         k = int(min(k, x.shape[axis]))

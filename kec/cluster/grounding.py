@@ -42,6 +42,7 @@ from kec.cluster._checks import (
     same_dim,
 )
 from kec.cluster.backend import as_backend_array, get_backend, to_host
+from kec.cluster.distributed import current_rows
 from kec.cluster.ot import OTResult, solve_and_transport
 
 DEFAULT_TEMPERATURE = 0.01
@@ -152,8 +153,9 @@ def mean_weights_per_cluster(
             out.index_add_(0, lab, w.double())
     if out is None:
         out = np.zeros((n_clusters, np.shape(U)[0]))
-    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    return to_host(out) / np.maximum(counts, 1.0)[:, None]
+    rows = current_rows()  # sums over every rank's rows (kec.cluster.distributed)
+    counts = rows.sum(np.bincount(labels, minlength=n_clusters).astype(np.float64))
+    return rows.sum(to_host(out)) / np.maximum(counts, 1.0)[:, None]
 
 
 def _check(X: Any, zeta: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ from scipy import sparse
 
 from kec.cluster._checks import ClusteringInputError, l2_normalize_rows
 from kec.cluster.backend import as_backend_array, dtype_name, get_backend, is_torch
+from kec.cluster.distributed import current_rows
 
 MODES = ("data", "refine", "nuisance")
 DEFAULT_AGREEMENT = 0.5
@@ -125,6 +126,13 @@ def _kmeans(F: np.ndarray, k: int, random_state: int | None, n_init: Any,
 
 
 def _nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """NMI of two partitions of the items, over every rank's rows
+    (:mod:`kec.cluster.distributed`: the labels are gathered first)."""
+    rows = current_rows()
+    return _nmi_of(rows.gather(np.asarray(a)), rows.gather(np.asarray(b)))
+
+
+def _nmi_of(a: np.ndarray, b: np.ndarray) -> float:
     from sklearn.metrics import normalized_mutual_info_score
 
     return float(normalized_mutual_info_score(a, b))
@@ -142,10 +150,12 @@ def nmi_above_chance(a: np.ndarray, b: np.ndarray, *, n_permutations: int = 3,
     unrelated partitions at every size (Vinh et al. 2010, JMLR 11, correct MI for chance
     analytically; permutations are cheaper at ImageNet scale).
     """
+    rows = current_rows()  # partitions of rows split over processes: compare them whole
+    a, b = rows.gather(np.asarray(a)), rows.gather(np.asarray(b))
     rng = np.random.default_rng(random_state)
-    b = np.asarray(b)
-    chance = np.mean([_nmi(a, b[rng.permutation(b.size)]) for _ in range(n_permutations)])
-    return _nmi(a, b) - float(chance)
+    chance = np.mean([_nmi_of(a, b[rng.permutation(b.size)])
+                      for _ in range(n_permutations)])
+    return _nmi_of(a, b) - float(chance)
 
 
 ASSIGN_BLOCK_BYTES = 256 * 2**20
@@ -153,14 +163,15 @@ ASSIGN_BLOCK_BYTES = 256 * 2**20
 
 
 def _cluster_sums(F: Any, y: Any, n_clusters: int) -> Any:
-    """``(K, d)`` sums of the rows of ``F`` per label, on ``F``'s backend and device."""
+    """``(K, d)`` sums of the rows of ``F`` per label, on ``F``'s backend and device, over
+    every rank's rows (:mod:`kec.cluster.distributed`)."""
     nx = get_backend(F)
     if nx.name == "numpy":
         onehot = sparse.csr_matrix((np.ones(y.size, dtype=F.dtype), (y, np.arange(y.size))),
                                    shape=(n_clusters, y.size))
-        return np.asarray(onehot @ F, dtype=np.float64)  # float32 sums: no copy of F
+        return nx.reduce_sum(np.asarray(onehot @ F, dtype=np.float64))  # no copy of F
     sums = nx.zeros((n_clusters, F.shape[1]), dtype=dtype_name(F.dtype), device=nx.device(F))
-    return sums.index_add_(0, y, F).double()
+    return nx.reduce_sum(sums.index_add_(0, y, F).double())
 
 
 def _assign(F: Any, centres: Any, bias: Any) -> Any:
@@ -174,10 +185,11 @@ def _assign(F: Any, centres: Any, bias: Any) -> Any:
 
 
 def _counts(y: Any, n_clusters: int) -> Any:
-    """``(K,)`` float64 cluster sizes, on ``y``'s backend and device."""
+    """``(K,)`` float64 cluster sizes over every rank's rows, on ``y``'s backend and
+    device."""
     if isinstance(y, np.ndarray):
-        return np.bincount(y, minlength=n_clusters).astype(np.float64)
-    return y.bincount(minlength=n_clusters).double()
+        return current_rows().sum(np.bincount(y, minlength=n_clusters).astype(np.float64))
+    return current_rows().sum(y.bincount(minlength=n_clusters).double())
 
 
 def lloyd_refine(
@@ -245,7 +257,7 @@ def lloyd_refine(
         bias[filled] = nx.astype(nx.sum(A[filled] * mu, axis=1), "float32") \
             if A is not None else 0.0
         new = _assign(Fb, centres, bias)
-        if not nx.any(new != y):
+        if not nx.reduce_sum(int(bool(nx.any(new != y)))):  # no label moved on any rank
             break
         y = new
     return np.asarray(nx.to_numpy(y), dtype=np.int64), it
@@ -267,7 +279,7 @@ def nuisance_basis(X: np.ndarray, labels: np.ndarray, n_clusters: int,
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     sums = _cluster_sums(X, y, int(n_clusters))
-    counts = np.bincount(y, minlength=int(n_clusters))
+    counts = current_rows().sum(np.bincount(y, minlength=int(n_clusters)))
     means = sums[counts > 0] / counts[counts > 0, None]
     rank = min(means.shape[0] - 1, X.shape[1] - 1,
                max_rank if max_rank is not None else X.shape[1])
@@ -557,8 +569,9 @@ def decide(
     if agreement >= agreement_threshold:
         info["mode"] = "data"
         return GuardDecision("data", agreement, None, p_c, p_x, info=info, trust=trust)
-    if X.shape[0] < MIN_PER_CLUSTER * k:
-        info.update(mode="data", note=f"residual not measured ({X.shape[0]} items for "
+    n_items = current_rows().total(X.shape[0])
+    if n_items < MIN_PER_CLUSTER * k:
+        info.update(mode="data", note=f"residual not measured ({n_items} items for "
                                       f"{k} clusters, fewer than {MIN_PER_CLUSTER} each)")
         return GuardDecision("data", agreement, None, p_c, p_x, info=info, trust=trust)
     # at most d/4 directions go: with K - 1 > d/4 the most separating ones
@@ -659,5 +672,5 @@ def spherical_objective(F: np.ndarray, labels: np.ndarray) -> float:
     rows are unit vectors)."""
     F = np.asarray(F, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
-    sums = _cluster_sums(F, y, int(y.max()) + 1 if y.size else 0)
+    sums = _cluster_sums(F, y, current_rows().max(int(y.max()) + 1 if y.size else 0))
     return float(np.linalg.norm(sums, axis=1).sum())

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import sparse
 
 from kec.cluster._checks import ClusteringInputError, as_features
+from kec.cluster.distributed import current_rows
 from kec.cluster.feature_maps import (
     CaeMap,
     Identity,
@@ -393,10 +394,12 @@ def name_clusters(
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.size
     k = n_clusters
-    counts = np.bincount(labels, minlength=k)
+    rows = current_rows()  # sums over every rank's rows (kec.cluster.distributed)
+    counts = rows.sum(np.bincount(labels, minlength=k))
     onehot = sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
     denom = np.maximum(counts, 1)[:, None]
-    concept_scores = np.asarray(onehot @ grounding.concept_weights.astype(np.float64)) / denom
+    concept_scores = rows.sum(
+        np.asarray(onehot @ grounding.concept_weights.astype(np.float64))) / denom
     if knowledge.attr_emb.shape[0]:
         if grounding.attribute_ot is not None:
             attr_scores = mean_weights_per_cluster(X, knowledge.attr_emb, labels, k,
@@ -406,7 +409,7 @@ def name_clusters(
                                                    temperature=temperature, device=device)
     else:
         attr_scores = np.zeros((k, 0))
-    centroids = np.asarray(onehot @ X.astype(np.float64))
+    centroids = rows.sum(np.asarray(onehot @ X.astype(np.float64)))
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     sim = centroids @ centroids.T
     sim[:, counts == 0] = -np.inf

@@ -33,9 +33,14 @@ semi-dual) runs on the host in float64; every evaluation is one pass over the ke
 the device, and only ``M`` numbers cross per pass.
 
 **Convergence is reported for the returned plan.** ``marginal_error`` is the L1 norm of
-the violation of every condition the problem imposes, measured at the returned
-potentials (see each solver); ``converged`` is ``marginal_error <= tol``. Nothing stops
-on step size: a solver that runs out of ``max_iter`` passes says ``converged=False``.
+the violation of every condition the problem imposes (rows and columns), measured at
+the returned potentials in one float64 pass over the plan (streamed by blocks,
+:meth:`kec.cluster._kernel.KernelBlocks.plan_sums`); ``converged`` is
+``marginal_error <= tol``. The solver's own float32 estimate only decides when to
+check (``info["solver_error"]``). Nothing stops on step size: a solver that runs out of
+``max_iter`` passes says ``converged=False``. Each kernel dtype has a floor below which
+``tol`` is not reachable (:data:`DTYPE_FLOOR`: 1e-5 for float32 blocks, 1e-12 for
+float64); ``dtype=None`` picks float64 below the float32 floor.
 
 Defaults are kec's choices, not published values (docs/methods.md marks ε and the number of
 iterations open): ``reg=0.01`` is CLIP's learned logit scale (100), the temperature at
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +71,7 @@ from kec.cluster.backend import (
     to_host,
     torch_backend,
 )
+from kec.cluster.distributed import current_rows
 
 DEFAULT_REG = 0.01
 DEFAULT_TOL = 1e-4
@@ -86,6 +93,22 @@ semi-dual converged in fewer passes and less time at every size measured, 100 ×
 METHODS = ("auto", "sinkhorn", "chunked", "semi_relaxed", "partial")
 LBFGS_MEMORY = 10
 FALLBACK_STEPS = 10
+DTYPE_FLOOR = {"float32": 1e-5, "float64": 1e-12}
+"""Smallest ``tol`` each kernel dtype is meant for (L1 error, in units of the mass).
+
+float32 blocks hold the float64 kernel rounded once (relative error at most
+:math:`2^{-24} \approx 6\times10^{-8}` per entry, so the plan's float64 sums are those
+of the float64 plan to :math:`1.2\times10^{-7}` of the mass), but the solver's float32
+matrix-vector products put noise of order 1e-7 to 1e-6 into its gradient: at
+``tol=1e-6`` a float32 solve of 2,000 × 800 CLIP-like features at reg 0.01 ran out of
+1,000 passes at 1.1e-6. ``dtype=None`` (the default) uses float32 blocks for ``tol`` at
+or above the float32 floor and float64 below it (135 passes to 1e-6 there); a ``tol``
+below the floor of an explicit ``dtype`` gives a :class:`UserWarning`. Either way the
+error is measured honestly: ``converged=False`` when it is not met."""
+MEASURE_ROUNDS = 3
+"""Float64 checks per solve: when the check finds the error above ``tol`` although the
+solver's own estimate was below it, the solver goes on to a tighter estimate, at most
+this many times in all."""
 
 
 @dataclass
@@ -105,11 +128,14 @@ class OTResult:
     method : str
         Which solver produced it.
     n_iter : int
-        Passes over the ``N×M`` entries (Sinkhorn iterations, L-BFGS evaluations).
+        Solver passes over the ``N×M`` entries (Sinkhorn iterations, L-BFGS
+        evaluations); the float64 checks of the streamed solvers are counted in
+        ``info["check_passes"]``.
     converged : bool
         ``marginal_error <= tol``.
     marginal_error : float
-        L1 violation of the problem's conditions by the returned plan (see each solver).
+        L1 violation of the problem's conditions by the returned plan (see each solver),
+        every constraint included, rows too, measured in float64.
     plan : numpy.ndarray or None
         Dense ``(N, M)`` plan, only from the dense solver.
     seconds : float
@@ -135,9 +161,12 @@ class _Stop(Exception):
 
 
 # --------------------------------------------------------------------------- inputs
-def _marginal(w: Any, n: int, name: str) -> np.ndarray:
+def _marginal(w: Any, n: int, name: str, rows: bool = False) -> np.ndarray:
+    """Weights of ``n`` points; default uniform. ``rows``: the points are item rows,
+    perhaps split over processes (:mod:`kec.cluster.distributed`): uniform is ``1/N``
+    with ``N`` the rows of every rank."""
     if w is None:
-        return np.full(n, 1.0 / n)
+        return np.full(n, 1.0 / (current_rows().total(n) if rows else n))
     w = to_host(w).astype(np.float64).reshape(-1)
     if w.shape[0] != n:
         raise ClusteringInputError(f"{name} has {w.shape[0]} weights for {n} points")
@@ -149,11 +178,12 @@ def _marginal(w: Any, n: int, name: str) -> np.ndarray:
 
 
 def _balanced_marginals(a: Any, b: Any, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    a = _marginal(a, n, "a")
+    a = _marginal(a, n, "a", rows=True)
     b = _marginal(b, m, "b")
-    if abs(a.sum() - b.sum()) > 1e-6 * max(a.sum(), b.sum()):
+    mass_a = current_rows().sum(float(a.sum()))
+    if abs(mass_a - b.sum()) > 1e-6 * max(mass_a, b.sum()):
         raise ClusteringInputError(
-            f"balanced OT needs equal masses, got sum(a)={a.sum():.6g}, sum(b)={b.sum():.6g}"
+            f"balanced OT needs equal masses, got sum(a)={mass_a:.6g}, sum(b)={b.sum():.6g}"
         )
     return a, b
 
@@ -223,13 +253,36 @@ def _gpu_matmul_dtype(device: str) -> str | None:
     return GPU_MATMUL_DTYPE if major >= 8 else None
 
 
+def _block_dtype(dtype: object, tol: float | None) -> str:
+    """The kernel's dtype: ``dtype``, or for ``None`` float64 below the float32 floor.
+
+    Warns when an explicit ``dtype`` cannot reach ``tol`` (:data:`DTYPE_FLOOR`).
+    """
+    if dtype is None:
+        return "float64" if tol is not None and tol < DTYPE_FLOOR["float32"] else "float32"
+    name = dtype_name(dtype)
+    floor = DTYPE_FLOOR.get(name)
+    if tol is not None and floor is not None and tol < floor:
+        warnings.warn(
+            f"tol={tol:g} is below the {name} floor ({floor:g}): the solve will likely end "
+            f"with converged=False; use dtype='float64' (or dtype=None)",
+            UserWarning, stacklevel=4,
+        )
+    return name
+
+
 def _kernel(X: Any, U: Any, reg: float, block_rows: int | None, cache_bytes: int | None,
-            dtype: object, matmul_dtype: object) -> KernelBlocks:
+            dtype: object, matmul_dtype: object, tol: float | None = None) -> KernelBlocks:
     nx = get_backend(X)
+    device = nx.device(X)
     if cache_bytes is None:
-        cache_bytes = _default_cache(nx.device(X))
-    if matmul_dtype is None and dtype_name(dtype) == "float32":
-        matmul_dtype = _gpu_matmul_dtype(nx.device(X))
+        cache_bytes = _default_cache(device)
+    dtype = _block_dtype(dtype, tol)
+    if matmul_dtype is None and dtype == "float32":
+        # CPU: a float64 GEMM, so the float32 blocks hold the float64 kernel (the float32
+        # GEMM's rounding, ~3e-8 in S, is 3e-6 in the kernel at reg 0.01: a floor of
+        # ~4e-6 in the plan's L1 error); GPU: split bfloat16 (tensor cores) or float32
+        matmul_dtype = _gpu_matmul_dtype(device) if device.startswith("cuda") else "float64"
     try:
         return KernelBlocks(X, U, reg, block_rows=block_rows, cache_bytes=int(cache_bytes),
                             dtype=dtype, matmul_dtype=matmul_dtype)
@@ -345,6 +398,16 @@ class _Eval:
     L: Any
 
 
+@dataclass
+class _Check:
+    """The float64 check of a plan: its error and its row and column sums (host)."""
+
+    err: float
+    rows: np.ndarray
+    cols: np.ndarray
+    passes: int = 1
+
+
 class _SemiDual:
     """A convex function of the column potentials, one kernel pass per evaluation.
 
@@ -383,9 +446,24 @@ class _SemiDual:
     def step(self, e: _Eval) -> np.ndarray:
         raise NotImplementedError
 
+    def measure(self, e: _Eval) -> _Check:
+        """The error of the plan of ``e``, from its float64 row and column sums (one pass)."""
+        rows, cols = self.kern.plan_sums(e.alpha, self.beta(e.x))
+        rows, cols = self.kern.host(rows), self.kern.host(cols)
+        return _Check(self.kkt_error(e, rows, cols), rows, cols)
+
+    def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
+        """L1 violation of the problem's conditions by a plan with these sums."""
+        raise NotImplementedError
+
     def row_lse_term(self, alpha: Any) -> float:
-        """:math:`\\sum_i a_i \\ell_i` with :math:`\\ell_i = \\log a_i - \\alpha_i`."""
-        return float(self.nx.sum(self.a * (self.la - alpha)))
+        """:math:`\\sum_i a_i \\ell_i` with :math:`\\ell_i = \\log a_i - \\alpha_i`, over
+        every rank's rows."""
+        return self.nx.reduce_sum(float(self.nx.sum(self.a * (self.la - alpha))))
+
+    def row_error(self, rows: np.ndarray, target: np.ndarray) -> float:
+        """:math:`\\|r - a\\|_1` over every rank's rows."""
+        return self.nx.reduce_sum(float(np.abs(rows - target).sum()))
 
 
 class _Balanced(_SemiDual):
@@ -400,6 +478,9 @@ class _Balanced(_SemiDual):
 
     def step(self, e: _Eval) -> np.ndarray:
         return self.lb_h - self.kern.host(e.L)  # Sinkhorn column update
+
+    def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
+        return self.row_error(rows, self.a_h) + float(np.abs(cols - self.b_h).sum())
 
 
 class _SemiRelaxed(_SemiDual):
@@ -422,6 +503,10 @@ class _SemiRelaxed(_SemiDual):
     def step(self, e: _Eval) -> np.ndarray:
         phi = self.rho / (self.rho + self.kern.reg)
         return self.lb_h - phi * self.kern.host(e.L)  # generalised Sinkhorn update
+
+    def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
+        target = self.b_h * np.exp(-self.k * (e.x - self.lb_h))
+        return self.row_error(rows, self.a_h) + float(np.abs(cols - target).sum())
 
 
 class _Partial(_SemiDual):
@@ -462,6 +547,23 @@ class _Partial(_SemiDual):
                + float(np.maximum(g_beta[~free], 0.0).sum()))
         return _Eval(value, grad, err, x, alpha, L)
 
+    def kkt_error(self, e: _Eval, rows: np.ndarray, cols: np.ndarray) -> float:
+        # mass; columns: equality where the multiplier is active (beta < 0), else <= b;
+        # rows: equality where capped (alpha < theta: multiplier p_i > 0), else <= a
+        beta, theta = e.x[:-1], float(e.x[-1])
+        free = beta < -1e-12
+        capped = self.kern.host(e.alpha) < theta - 1e-12
+        g_col, g_row = cols - self.b_h, rows - self.a_h
+        return float(abs(cols.sum() - self.mass)
+                     + np.abs(g_col[free]).sum() + np.maximum(g_col[~free], 0.0).sum()
+                     + np.abs(g_row[capped]).sum() + np.maximum(g_row[~capped], 0.0).sum())
+
+    def violation(self, rows: np.ndarray, cols: np.ndarray) -> float:
+        r""":math:`|\mathbf 1^\top T\mathbf 1 - m| + \sum(T\mathbf 1 - a)_+ +
+        \sum(T^\top\mathbf 1 - b)_+`."""
+        return float(abs(cols.sum() - self.mass) + np.maximum(rows - self.a_h, 0).sum()
+                     + np.maximum(cols - self.b_h, 0).sum())
+
     def step(self, e: _Eval) -> np.ndarray:
         L = self.kern.host(e.L)
         beta = np.minimum(self.lb_h - L, 0.0)  # exact minimisation over beta
@@ -492,20 +594,28 @@ def _blas_limits() -> tuple[Callable[[], Any], Callable[[], Any]]:
     if not blas:
         return contextlib.nullcontext, contextlib.nullcontext
     before = max(int(c.get("num_threads", 1)) for c in blas)
+    if before <= 1:  # already one thread: nothing to switch (each switch costs ~0.1 ms)
+        return contextlib.nullcontext, contextlib.nullcontext
     return (lambda: controller.limit(limits=1, user_api="blas"),
             lambda: controller.limit(limits=before, user_api="blas"))
 
 
 def _minimise(problem: _SemiDual, x0: np.ndarray, *, tol: float, max_iter: int,
-              solver: str, passes: int = 0) -> tuple[_Eval, int]:
-    """L-BFGS(-B) on the semi-dual, stopping only on ``err <= tol`` or the pass budget.
+              solver: str, passes: int = 0) -> tuple[_Eval, _Check, int]:
+    """L-BFGS(-B) on the semi-dual, stopping only on the error or the pass budget.
 
+    The solver's own error (of its ``dtype`` passes) drives it down to a target, first
+    ``tol``; then one float64 pass measures the plan (:meth:`_SemiDual.measure`). If
+    that error is above ``tol`` while the solver's was below its target, the target is
+    lowered by the ratio and the solver goes on (:data:`MEASURE_ROUNDS` checks at most).
     When L-BFGS stops on its own (a failed line search: float32 noise in the gradient
     near the optimum), :data:`FALLBACK_STEPS` fixed-point steps follow from the last
     point, then L-BFGS starts again from the best. Returns the evaluation with the
-    smallest error and the number of passes.
+    smallest error, its float64 check and the number of solver passes (the checks are
+    counted in ``check.passes``).
     """
-    state: dict[str, Any] = {"n": passes, "best": None, "last": None}
+    state: dict[str, Any] = {"n": passes, "best": None, "last": None, "target": tol,
+                             "checks": 0}
 
     def evaluate(x: np.ndarray) -> _Eval:
         e = problem.evaluate(np.array(x, dtype=np.float64))
@@ -517,7 +627,7 @@ def _minimise(problem: _SemiDual, x0: np.ndarray, *, tol: float, max_iter: int,
 
     def done() -> bool:
         best = state["best"]
-        return (best is not None and best.err <= tol) or state["n"] >= max_iter
+        return (best is not None and best.err <= state["target"]) or state["n"] >= max_iter
 
     one_thread, all_threads = _blas_limits()
 
@@ -529,27 +639,38 @@ def _minimise(problem: _SemiDual, x0: np.ndarray, *, tol: float, max_iter: int,
         return e.value, e.grad
 
     evaluate(x0)
-    while not done():
-        if solver == "lbfgs":
-            try:
-                with one_thread():
-                    minimize(objective, state["best"].x, jac=True, method="L-BFGS-B",
-                             bounds=problem.bounds,
-                             options={"maxcor": LBFGS_MEMORY, "maxiter": max_iter,
-                                      "maxfun": max_iter, "ftol": 0.0, "gtol": 0.0})
-            except _Stop:
-                break
-        for _ in range(FALLBACK_STEPS if solver == "lbfgs" else max_iter):
-            if done():
-                break
-            evaluate(problem.step(state["last"]))
-    return state["best"], int(state["n"])
+    check = None
+    for _ in range(MEASURE_ROUNDS):
+        while not done():
+            if solver == "lbfgs":
+                try:
+                    with one_thread():
+                        minimize(objective, state["best"].x, jac=True, method="L-BFGS-B",
+                                 bounds=problem.bounds,
+                                 options={"maxcor": LBFGS_MEMORY, "maxiter": max_iter,
+                                          "maxfun": max_iter, "ftol": 0.0, "gtol": 0.0})
+                except _Stop:
+                    break
+            for _ in range(FALLBACK_STEPS if solver == "lbfgs" else max_iter):
+                if done():
+                    break
+                evaluate(problem.step(state["last"]))
+        best = state["best"]
+        check = problem.measure(best)
+        check.passes = state["checks"] = state["checks"] + 1
+        if check.err <= tol or best.err > state["target"] or state["n"] >= max_iter:
+            break
+        # the float64 error is above tol though the solver's own met its target: aim lower
+        state["target"] = best.err * min(0.5, tol / check.err)
+    assert check is not None
+    return state["best"], check, int(state["n"])
 
 
-def _result(kern: KernelBlocks, e: _Eval, method: str, n_iter: int, tol: float, t0: float,
-            to_numpy: bool, **info: Any) -> OTResult:
+def _result(kern: KernelBlocks, e: _Eval, check: _Check, method: str, n_iter: int,
+            tol: float, t0: float, to_numpy: bool, **info: Any) -> OTResult:
     # internally T_ij = exp(alpha_i + beta_j + S_ij/reg); -C/reg = S/reg - 1/reg
-    info.update(blocks=len(kern.slices), cached_bytes=kern.cached_bytes,
+    info.update(solver_error=float(e.err), check_passes=check.passes,
+                blocks=len(kern.slices), cached_bytes=kern.cached_bytes,
                 block_computations=kern.n_computed, dtype=kern.dtype_name,
                 matmul_dtype=kern.matmul_dtype_name, device=kern.device,
                 backend=kern.nx.name, kernel_seconds=round(kern.compute_seconds, 3),
@@ -561,8 +682,8 @@ def _result(kern: KernelBlocks, e: _Eval, method: str, n_iter: int, tol: float, 
         kern.nx.synchronize(log_u)
     return OTResult(
         log_u=_out(log_u, to_numpy), log_v=_out(log_v, to_numpy), reg=kern.reg,
-        method=method, n_iter=n_iter, converged=bool(e.err <= tol),
-        marginal_error=float(e.err), seconds=time.perf_counter() - t0, info=info,
+        method=method, n_iter=n_iter, converged=bool(check.err <= tol),
+        marginal_error=float(check.err), seconds=time.perf_counter() - t0, info=info,
     )
 
 
@@ -576,9 +697,10 @@ _STREAM_DOC = """
     reg : float
         :math:`\\varepsilon` (default 0.01, kec's choice).
     max_iter : int
-        Maximum passes over the ``N×M`` entries (default 1000).
+        Maximum solver passes over the ``N×M`` entries (default 1000); the float64
+        checks (one, at most :data:`MEASURE_ROUNDS`) come on top.
     tol : float
-        Target ``marginal_error`` (default 1e-4).
+        Target ``marginal_error`` (default 1e-4), measured in float64.
     solver : {"lbfgs", "sinkhorn"}
         ``"lbfgs"`` (default): L-BFGS on the semi-dual, fixed-point steps when it
         stalls; ``"sinkhorn"``: the fixed-point iteration alone.
@@ -588,16 +710,21 @@ _STREAM_DOC = """
         Memory for cached kernel blocks (default 4 GiB on the CPU: 50,000 × 20,000
         fits in float32; on a GPU half the free memory, at most 24 GiB); blocks beyond
         it are recomputed by GEMM at every pass.
-    dtype : {"float32", "float64"}
-        Kernel blocks and matrix-vector products; float64 doubles memory and time but
-        reaches tolerances below ~1e-6.
-    matmul_dtype : {None, "bfloat16x3", "bfloat16", "float16"}
-        Torch only: the GEMM that makes a block reads 16-bit features and sums in
-        float32 (the GPU's fast path when blocks are recomputed). The solve is then
-        exact for the rounded features; ``marginal_error`` is measured on that kernel.
-        ``"bfloat16x3"`` splits each feature into two bfloat16 parts, close to float32
-        (:data:`GPU_MATMUL_DTYPE`). ``None``: float32, or :data:`GPU_MATMUL_DTYPE` on a
-        CUDA device.
+    dtype : {None, "float32", "float64"}
+        Kernel blocks and matrix-vector products. ``None`` (default): float32 for
+        ``tol >= 1e-5`` (the float32 floor, :data:`DTYPE_FLOOR`), float64 below; float64
+        doubles the memory of the cache.
+    matmul_dtype : {None, "float64", "float32", "bfloat16x3", "bfloat16", "float16"}
+        The GEMM that makes a block. ``None``: on the CPU float64 (the float32 blocks
+        then hold the float64 kernel, rounded once; a float32 GEMM's rounding alone
+        leaves an L1 floor of ~4e-6 at reg 0.01, growing as 1/reg), on a CUDA device
+        :data:`GPU_MATMUL_DTYPE`. ``"float32"``: half the GEMM time where blocks are
+        recomputed at every pass. Torch only: ``"bfloat16"``/``"float16"`` read 16-bit
+        features and sum in float32; the solve is then exact for the rounded features,
+        and ``marginal_error`` is measured for them. ``"bfloat16x3"`` splits each feature
+        into two bfloat16 parts, close to float32. Whatever the GEMM, ``marginal_error``
+        comes from a float64 product (one GEMM per block for the check, unless the GEMM
+        was float64).
     device : {None, "auto", "cpu", "cuda"}
         Where to compute. ``None`` follows the inputs; numpy inputs on a GPU come back
         as numpy.
@@ -626,7 +753,7 @@ def sinkhorn_log_chunked(
     solver: str = "lbfgs",
     block_rows: int | None = None,
     cache_bytes: int | None = None,
-    dtype: object = "float32",
+    dtype: object = None,
     matmul_dtype: object = None,
     device: str | None = None,
     _kernel_out: list[KernelBlocks] | None = None,
@@ -656,18 +783,19 @@ def sinkhorn_log_chunked(
     :math:`\beta_j \leftarrow \log b_j - \operatorname{LSE}_i(\log u_i -
     C_{ij}/\varepsilon)` (log-domain Sinkhorn); these steps are also the fallback when
     L-BFGS stalls. ``marginal_error`` is
-    :math:`\|T^\top\mathbf 1 - \mathbf b\|_1` of the returned plan (its rows are exact:
-    they were set in the same pass).
+    :math:`\|T\mathbf 1 - \mathbf a\|_1 + \|T^\top\mathbf 1 - \mathbf b\|_1` of the
+    returned plan, in float64 (the rows, set exactly in the solver's float32 pass, are
+    off by ~1e-7 in float64).
     """
     t0 = time.perf_counter()
     X, U, reg, to_numpy = _stream_setup(X, U, reg, max_iter, tol, solver, device)
     a, b = _balanced_marginals(a, b, X.shape[0], U.shape[0])
-    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype)
-    e, n = _minimise(_Balanced(kern, a, b), np.zeros(kern.m), tol=tol,
-                     max_iter=int(max_iter), solver=solver)
+    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype, tol)
+    e, check, n = _minimise(_Balanced(kern, a, b), np.zeros(kern.m), tol=tol,
+                            max_iter=int(max_iter), solver=solver)
     if _kernel_out is not None:
         _kernel_out.append(kern)
-    return _result(kern, e, "chunked", n, tol, t0, to_numpy, solver=solver)
+    return _result(kern, e, check, "chunked", n, tol, t0, to_numpy, solver=solver)
 
 
 sinkhorn_log_chunked.__doc__ = (sinkhorn_log_chunked.__doc__ or "") + _STREAM_DOC + """
@@ -683,8 +811,8 @@ sinkhorn_log_chunked.__doc__ = (sinkhorn_log_chunked.__doc__ or "") + _STREAM_DO
     entry) and one ``exp`` per entry.
 
     Accuracy: ``tol=1e-4`` leaves per-image transport weights :math:`N T_{ij}` within
-    about 2e-3 of the exact plan, far below what moves a cluster; float32 similarities
-    put the floor near 1e-6 (use ``dtype="float64"`` below that).
+    about 2e-3 of the exact plan, far below what moves a cluster. float32 blocks reach
+    ``tol >= 1e-5``; ``dtype=None`` switches to float64 blocks below that.
 """
 
 
@@ -701,7 +829,7 @@ def semi_relaxed(
     solver: str = "lbfgs",
     block_rows: int | None = None,
     cache_bytes: int | None = None,
-    dtype: object = "float32",
+    dtype: object = None,
     matmul_dtype: object = None,
     device: str | None = None,
     _kernel_out: list[KernelBlocks] | None = None,
@@ -733,21 +861,23 @@ def semi_relaxed(
     \operatorname{LSE}_i(\log u_i - C_{ij}/\varepsilon)`, with rows set exactly,
     :math:`\log u_i = \log a_i - \operatorname{LSE}_j(\beta_j - C_{ij}/\varepsilon)`.
     ``rho → ∞`` recovers balanced OT, ``rho → 0`` a per-image softmax. ``rho=1`` is kec's
-    default, not a published value. ``marginal_error`` is :math:`\|T^\top\mathbf 1 -
-    c^\star(\beta)\|_1` of the returned plan (the optimality condition in units of mass;
-    rows are exact).
+    default, not a published value. ``marginal_error`` is :math:`\|T\mathbf 1 -
+    \mathbf a\|_1 + \|T^\top\mathbf 1 - c^\star(\beta)\|_1` of the returned plan, in
+    float64 (the rows' constraint and the columns' optimality condition, in units of
+    mass).
     """
     t0 = time.perf_counter()
     X, U, reg, to_numpy = _stream_setup(X, U, reg, max_iter, tol, solver, device)
     rho = check_positive(rho, "rho")
-    a = _marginal(a, X.shape[0], "a")
+    a = _marginal(a, X.shape[0], "a", rows=True)
     b = _marginal(b, U.shape[0], "b")
-    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype)
-    e, n = _minimise(_SemiRelaxed(kern, a, b, rho), np.log(b), tol=tol,
-                     max_iter=int(max_iter), solver=solver)
+    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype, tol)
+    e, check, n = _minimise(_SemiRelaxed(kern, a, b, rho), np.log(b), tol=tol,
+                            max_iter=int(max_iter), solver=solver)
     if _kernel_out is not None:
         _kernel_out.append(kern)
-    return _result(kern, e, "semi_relaxed", n, tol, t0, to_numpy, rho=rho, solver=solver)
+    return _result(kern, e, check, "semi_relaxed", n, tol, t0, to_numpy, rho=rho,
+                   solver=solver)
 
 
 semi_relaxed.__doc__ = (semi_relaxed.__doc__ or "") + _STREAM_DOC + """    rho : float
@@ -768,7 +898,7 @@ def partial(
     solver: str = "lbfgs",
     block_rows: int | None = None,
     cache_bytes: int | None = None,
-    dtype: object = "float32",
+    dtype: object = None,
     matmul_dtype: object = None,
     device: str | None = None,
     _kernel_out: list[KernelBlocks] | None = None,
@@ -803,13 +933,15 @@ def partial(
     rescaling of the mass. Images whose best texts are poor matches keep part of their
     mass untransported. ``mass=0.9`` is kec's default.
 
-    ``marginal_error`` is the L1 violation of the KKT conditions by the returned plan:
-    :math:`|\mathbf 1^\top T\mathbf 1 - m|`, plus :math:`|c_j - b_j|` for texts whose
-    constraint is active (:math:`\beta_j < 0`) and :math:`(c_j - b_j)_+` for the others;
-    rows satisfy :math:`T\mathbf 1 \le \mathbf a` with complementary slackness by
-    construction. ``info["constraint_violation"]`` is
+    ``marginal_error`` is the L1 violation of the KKT conditions by the returned plan,
+    in float64: :math:`|\mathbf 1^\top T\mathbf 1 - m|`, plus :math:`|c_j - b_j|` for
+    texts whose constraint is active (:math:`\beta_j < 0`) and :math:`(c_j - b_j)_+` for
+    the others, plus the same for the rows with :math:`r = T\mathbf 1`:
+    :math:`|r_i - a_i|` for capped rows (:math:`\log u_i < \theta`) and
+    :math:`(r_i - a_i)_+` for the others. ``info["constraint_violation"]`` is
     :math:`|\mathbf 1^\top T\mathbf 1 - m| + \sum(T\mathbf 1 - a)_+ +
-    \sum(T^\top\mathbf 1 - b)_+`.
+    \sum(T^\top\mathbf 1 - b)_+`; ``info["log_u_cap"]`` is the cap
+    :math:`\theta + 1/\varepsilon` on ``log_u`` (rows below it are capped at ``a``).
     """
     t0 = time.perf_counter()
     X, U, reg, to_numpy = _stream_setup(X, U, reg, max_iter, tol, solver, device)
@@ -820,22 +952,18 @@ def partial(
         raise ClusteringInputError(
             f"mass={mass} exceeds min(sum(a), sum(b)) = {min(a.sum(), b.sum()):.6g}"
         )
-    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype)
+    kern = _kernel(X, U, reg, block_rows, cache_bytes, dtype, matmul_dtype, tol)
     problem = _Partial(kern, a, b, mass)
     # start: beta = 0 and theta such that the uncapped plan carries the mass
     lse0, _ = kern.sweep(np.zeros(kern.m), lambda lse, sl: lse, columns=False)
     theta0 = float(np.log(mass)) - float(kern.nx.logsumexp(lse0))
-    e, n = _minimise(problem, np.append(np.zeros(kern.m), theta0), tol=tol,
-                     max_iter=int(max_iter), solver=solver, passes=1)
-    col = np.exp(kern.host(e.L) + e.x[:-1])
-    lse, _ = kern.sweep(e.x[:-1], lambda lse, sl: lse, columns=False)
-    row = kern.host(kern.nx.exp(e.alpha + lse))
-    violation = (abs(float(col.sum()) - mass) + float(np.maximum(row - a, 0).sum())
-                 + float(np.maximum(col - b, 0).sum()))
+    e, check, n = _minimise(problem, np.append(np.zeros(kern.m), theta0), tol=tol,
+                            max_iter=int(max_iter), solver=solver, passes=1)
     if _kernel_out is not None:
         _kernel_out.append(kern)
-    return _result(kern, e, "partial", n, tol, t0, to_numpy, mass=mass, solver=solver,
-                   constraint_violation=violation)
+    return _result(kern, e, check, "partial", n, tol, t0, to_numpy, mass=mass, solver=solver,
+                   constraint_violation=problem.violation(check.rows, check.cols),
+                   log_u_cap=float(e.x[-1]) + 1.0 / kern.reg)
 
 
 partial.__doc__ = (partial.__doc__ or "") + _STREAM_DOC + """    mass : float
@@ -853,7 +981,11 @@ def _resolve(method: str, n: int, m: int) -> str:
     if method not in METHODS:
         raise ClusteringInputError(f"unknown OT method {method!r}; choose from {METHODS}")
     if method == "auto":
-        return "sinkhorn" if n * m <= AUTO_DENSE_MAX_ENTRIES else "chunked"
+        method = "sinkhorn" if n * m <= AUTO_DENSE_MAX_ENTRIES else "chunked"
+    if method in ("sinkhorn", "partial") and current_rows().distributed:
+        raise ClusteringInputError(
+            f"OT method {method!r} runs in one process; with rows split over processes use "
+            "'chunked' (auto) or 'semi_relaxed'")
     return method
 
 
@@ -889,7 +1021,7 @@ def solve_ot(
     OTResult
     """
     X, U, to_numpy = _pair(X, U, device)
-    method = _resolve(method, X.shape[0], U.shape[0])
+    method = _resolve(method, current_rows().total(X.shape[0]), U.shape[0])
     if method == "sinkhorn":
         # streaming options (cache_bytes, block_rows, dtype, solver) do not apply
         dense = {k: v for k, v in kwargs.items() if k in ("max_iter", "tol")}
@@ -999,7 +1131,7 @@ def solve_and_transport(
     result : OTResult
     """
     X, U, to_numpy = _pair(X, U, device)
-    method = _resolve(method, X.shape[0], U.shape[0])
+    method = _resolve(method, current_rows().total(X.shape[0]), U.shape[0])
     if method == "sinkhorn":
         res = solve_ot(X, U, "sinkhorn", **kwargs)
         feats = transport_features(X, U, res.plan, similarity_weighted=similarity_weighted)

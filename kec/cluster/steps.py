@@ -16,6 +16,7 @@ import numpy as np
 
 from kec.cluster._checks import as_features, check_n_clusters, same_dim
 from kec.cluster.clusterers import create_clusterer
+from kec.cluster.distributed import current_rows
 from kec.cluster.ot import OTResult
 from kec.cluster.scaffold import n_overclusters, overcluster, select_nouns, select_top_texts
 
@@ -72,7 +73,8 @@ def cluster_features(
 def check_images(X: Any, n_clusters: int) -> tuple[np.ndarray, int]:
     """``X`` as a finite float32 ``(N, d)`` matrix and ``n_clusters`` checked against N."""
     X = as_features(X, "image features")
-    return X, check_n_clusters(n_clusters, X.shape[0], "number of clusters (k)")
+    n = current_rows().total(X.shape[0])  # every rank's rows (kec.cluster.distributed)
+    return X, check_n_clusters(n_clusters, n, "number of clusters (k)")
 
 
 def check_texts(T: Any, X: np.ndarray, name: str) -> np.ndarray:
@@ -91,8 +93,9 @@ def overcluster_and_select(
     """Over-cluster ``X`` and keep, per text set, the indices of the texts nearest the
     over-cluster centres (TAC's softmax selection, ``selector="tac"``, or CAE's top-k,
     ``"top"``; docs/methods.md §1.2, §3.1)."""
-    L = (check_n_clusters(n_over, X.shape[0], "n_overclusters") if n_over is not None
-         else n_overclusters(X.shape[0], rule, n_classes=n_classes))
+    n = current_rows().total(X.shape[0])
+    L = (check_n_clusters(n_over, n, "n_overclusters") if n_over is not None
+         else n_overclusters(n, rule, n_classes=n_classes))
     with stages("overcluster"):
         params = dict(overcluster_params or {})
         if device is not None:

@@ -24,7 +24,13 @@ from kec import __version__
 from kec._io import atomic_write_text
 from kec.report import plots
 from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
-from kec.report.result import ClusterResult, MissingInputError, ResultError, load_result
+from kec.report.result import (
+    ClusterResult,
+    MissingInputError,
+    ResultError,
+    is_input,
+    load_result,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -370,8 +376,9 @@ def _input_path(res: ClusterResult, key: str,
         The summary names a file that cannot be found.
     """
     if given:
-        if not Path(given).is_file():
-            raise MissingInputError(f"--{key} {given}: no such file")
+        if not is_input(Path(given), key):
+            what = "file or sharded feature set" if key == "features" else "file"
+            raise MissingInputError(f"--{key} {given}: no such {what}")
         return str(given)
     ref = res.resolve_input(key)
     if ref is None:

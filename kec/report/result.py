@@ -292,12 +292,12 @@ class ClusterResult:
             tried = [base / p, *(a / p for a in base.parents), Path.cwd() / p]
             seen: set[Path] = set()
             tried = [t for t in tried if not (t in seen or seen.add(t))]
-        found = [t for t in tried if t.is_file()]
+        found = [t for t in tried if is_input(t, key)]
         path = found[0] if found else None
         if len(found) > 1 and sha:
-            from kec._io import sha256_file
+            from kec.features import feature_set_sha256
 
-            path = next((t for t in found if sha256_file(t) == sha), found[0])
+            path = next((t for t in found if feature_set_sha256(t) == sha), found[0])
         if path is not None and path != tried[0]:
             logger.info("%s file %r found at %s", key, value, path)
         return InputRef(key=key, recorded=value, path=path, tried=tried, sha256=sha)
@@ -305,6 +305,16 @@ class ClusterResult:
     def cluster_ids(self) -> list[int]:
         """Clusters by decreasing size (ties by id)."""
         return sorted(self.info, key=lambda c: (-self.info[c].size, c))
+
+
+def is_input(path: Path, key: str) -> bool:
+    """Whether ``path`` can be the ``key`` input: a file, or for ``"features"`` also the
+    folder of a sharded feature set (holding ``index.json``, :mod:`kec.feature_shards`)."""
+    from kec.features import SHARD_INDEX
+
+    if path.is_file():
+        return True
+    return key == "features" and (path / SHARD_INDEX).is_file()
 
 
 def _get(obj: Any, *keys: str) -> Any:

@@ -74,8 +74,8 @@ def test_cluster_writes_assignments_and_summary(files, method, capsys):
     assert len(summary["clusters"]) == 3
     if method != "kmeans":
         assert summary["inputs"]["nouns"]["n"] == 14
-    # the GEMM precision of the OT solves: float32 on the CPU (bfloat16x3 on a GPU)
-    assert summary["device"]["ot_matmul"] == (["float32"] if method == "cae" else [])
+    # the GEMM precision of the OT kernel blocks: float64 on the CPU (bfloat16x3 on a GPU)
+    assert summary["device"]["ot_matmul"] == (["float64"] if method == "cae" else [])
     result = load_result(out)  # the report reader understands the folder
     assert result.method == method and result.metrics["acc"] == summary["metrics"]["acc"]
     assert "ACC" in capsys.readouterr().out
@@ -108,7 +108,7 @@ def test_cluster_kec_cae_runs(files, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["parameters"]["fusion_mode"] == "concat"
     assert summary["metrics"]["acc"] >= 0.9
-    assert summary["device"]["ot_matmul"] == ["float32"]  # the grounding OT solves
+    assert summary["device"]["ot_matmul"] == ["float64"]  # the grounding OT solves
 
 
 def test_cae_takes_captions_from_the_knowledge_file(files, monkeypatch, capsys):

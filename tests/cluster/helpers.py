@@ -52,3 +52,25 @@ class HashEncoder:
 
     def describe(self) -> dict:
         return {"kind": "test-hash", "model": "hash", "pretrained": None, "dim": self.dim}
+
+
+def toy_world(names: Sequence[str], n_per: int, *, spread: float, seed: int, d: int = 16
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, object]:
+    """One cluster of ``n_per`` items per name, nouns and captions from :class:`HashEncoder`
+    anchored on the cluster centres, and toy knowledge aligned with them:
+    ``(X, y, nouns, captions, knowledge_features)``."""
+    from kec.cluster.knowledge_features import knowledge_features
+
+    X, y, centres = blobs(n_per, len(names), d=d, spread=spread, seed=seed)
+    enc = HashEncoder(dim=d, anchors=dict(zip(names, centres)), weight=2.0)
+    nouns = enc.encode([f"{n} {j}" for n in names for j in range(5)]
+                       + [f"noise{j}" for j in range(10)])
+    captions = enc.encode([f"a photo of an {n} outside" for n in names])
+    doc = {
+        "concepts": [{"id": f"c-00000000{i:02x}", "name": n, "description": f"a {n}",
+                      "labels": [n], "attributes": [f"{n} shape", f"{n} colour"]}
+                     for i, n in enumerate(names)],
+        "pairs": [{"a": "c-0000000000", "b": "c-0000000001", "similarity": 0.8,
+                   "attributes": ["apple is round, boat is long"]}],
+    }
+    return X, y, nouns, captions, knowledge_features(doc, enc)

@@ -140,6 +140,39 @@ def test_bad_features():
         SphericalKMeans(2).fit(sparse.random(10, 3, density=0.5, format="csr"))
 
 
+@pytest.mark.parametrize("bad", [
+    np.array([[True, False], [False, True], [True, True]]),
+    np.array([["1.0", "0.0"], ["0.0", "1.0"], ["1", "1"]]),
+    np.array([["1.0", 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=object),
+    np.array([[True, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=object),
+    [["1.0", "0.0"], ["0.0", "1.0"], ["1", "1"]],
+])
+def test_bool_and_string_features_are_refused_as_by_the_estimators(bad):
+    # issue 17.8: scikit-learn's check would convert them to floats
+    from kec.cluster._checks import as_features
+
+    with pytest.raises(ClusteringInputError, match="must be real numbers") as km:
+        SphericalKMeans(2).fit(bad)
+    with pytest.raises(ClusteringInputError, match="must be real numbers") as shared:
+        as_features(bad)
+    assert str(km.value) == str(shared.value)
+    km_fit = SphericalKMeans(2, random_state=0).fit(random_unit(6, 2))
+    with pytest.raises(ClusteringInputError, match="must be real numbers"):
+        km_fit.predict(bad)
+
+
+def test_object_arrays_of_numbers_are_read():
+    # scikit-learn's convention (check_dtype_object): numbers stored as objects are numbers
+    X = random_unit(6, 2)
+    km = SphericalKMeans(2, random_state=0).fit(X.astype(object))
+    np.testing.assert_array_equal(km.labels_, SphericalKMeans(2, random_state=0).fit_predict(X))
+
+
+def test_ragged_rows_are_refused_in_one_line():
+    with pytest.raises(ClusteringInputError):
+        SphericalKMeans(2).fit([[1.0, 0.0], [0.5]])
+
+
 def test_zero_rows_join_cluster_zero_with_a_warning():
     X, _, _ = blobs(10, 3, seed=8)
     Xz = np.vstack([X[:5], np.zeros((2, X.shape[1]), np.float32), X[5:]])
@@ -400,3 +433,80 @@ def test_engine_faiss_missing_is_a_clear_error(monkeypatch):
     with pytest.raises(KecError, match="kec\\[faiss\\]"):
         SphericalKMeans(2, engine="faiss").fit(random_unit(10, 3))
     assert km_mod.ENGINES == ("kec", "faiss")
+
+
+# --------------------------------------------------------------------------- issue 17.11
+def _plain_lloyd(X, C0, iters, tol=0.0):
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(km_mod, "BOUND_MAX_BYTES", 0)  # every row assigned at every iteration
+        return _lloyd(X, C0, iters, tol)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(2, 25), dup=st.booleans())
+def test_bounded_lloyd_equals_full_assignment(seed, k, dup):
+    """Rows skipped by the bounds keep the label a full assignment gives them."""
+    X, _, _ = blobs(40, 8, d=16, seed=seed % 1000)
+    C0 = _kmeans_plusplus(X, k, np.random.default_rng(seed))
+    if dup:  # two identical seeds: one cluster starts empty
+        C0[1] = C0[0]
+    fast = _lloyd(X, C0, 30, 0.0)
+    slow = _plain_lloyd(X, C0, 30)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    np.testing.assert_allclose(fast[0], slow[0], atol=1e-5)
+    assert fast[2] == pytest.approx(slow[2], abs=1e-6)
+    assert fast[3:] == slow[3:]
+    # and the labels are the argmax over the returned centres
+    np.testing.assert_array_equal(fast[1], (X @ fast[0].T).argmax(axis=1))
+
+
+def test_bounded_lloyd_skips_rows(monkeypatch):
+    X = random_unit(3000, 16, seed=2)  # no cluster structure: many Lloyd iterations
+    C0 = _kmeans_plusplus(X, 20, np.random.default_rng(1))
+    rows = []
+    original = km_mod._top2_rows
+
+    def spy(X_, C_, idx):
+        rows.append(X_.shape[0] if idx is None else idx.size)
+        return original(X_, C_, idx)
+
+    monkeypatch.setattr(km_mod, "_top2_rows", spy)
+    _, _, _, n_iter, _ = _lloyd(X, C0, 50, 0.0)
+    assert n_iter >= 5 and len(rows) == n_iter + 1
+    assert sum(rows) < 0.7 * X.shape[0] * len(rows)  # most later rows skipped
+    assert _lloyd(X, C0, 50, 0.0)[2] == pytest.approx(_plain_lloyd(X, C0, 50)[2], abs=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sims=st.lists(st.floats(-1.0, 1.0, width=32), min_size=1, max_size=50))
+def test_float32_angle_bounds_stay_on_the_safe_side(sims):
+    """Padded float32 arccos brackets the exact angle, as the bounds in Lloyd need."""
+    s = np.array(sims, dtype=np.float32)
+    exact = np.arccos(s.astype(np.float64))
+    assert np.all(km_mod._angles(s, km_mod.ANGLE_PAD).astype(np.float64) >= exact)
+    assert np.all(km_mod._angles(s, -km_mod.ANGLE_PAD).astype(np.float64) <= exact)
+
+
+def test_top2_rows_in_small_blocks_matches_one_product(monkeypatch):
+    """Rows gathered block by block into the reused buffer give the product's answers."""
+    X = random_unit(50, 8, seed=4)
+    C = random_unit(12, 8, seed=5)
+    rows = np.array([3, 7, 8, 20, 21, 22, 40, 49, 0])
+    monkeypatch.setattr(km_mod, "TOP2_BLOCK_ROWS", 4)  # 3 blocks, the last one short
+    lab, best, upper = km_mod._top2_rows(X, C, rows)
+    S = X[rows] @ C.T
+    np.testing.assert_array_equal(lab, S.argmax(axis=1))
+    np.testing.assert_allclose(best, S.max(axis=1), rtol=1e-6)
+    S[np.arange(rows.size), lab] = -np.inf
+    G = -(-12 // km_mod.BOUND_GROUP)
+    expected = np.stack([S[:, g::G].max(axis=1) for g in range(G)], axis=1)
+    np.testing.assert_allclose(upper, expected, rtol=1e-6)
+
+
+def test_restarts_seeded_together_get_their_own_seeds():
+    X = random_unit(300, 8, seed=5)
+    batch = km_mod._kmeans_plusplus_batch(X, 7, [np.random.default_rng(s) for s in (1, 2, 3)])
+    alone = [_kmeans_plusplus_indices(X, 7, np.random.default_rng(s)) for s in (1, 2, 3)]
+    for a, b in zip(batch, alone):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batch[0], batch[1])

@@ -8,29 +8,15 @@ import numpy as np
 import pytest
 
 from kec.cluster import ClusteringInputError, cluster_accuracy, run_method
-from kec.cluster.knowledge_features import knowledge_features
 from kec.cluster.methods import METHOD_NAMES, run_kec, run_kec_cae
-from tests.cluster.helpers import HashEncoder, blobs, unit
+from tests.cluster.helpers import toy_world, unit
 
 NAMES = ["apple", "boat", "cloud", "drum"]
 
 
 @pytest.fixture(scope="module")
 def world():
-    X, y, centres = blobs(30, 4, d=16, spread=0.5, seed=21)
-    enc = HashEncoder(dim=16, anchors=dict(zip(NAMES, centres)), weight=2.0)
-    nouns = enc.encode([f"{n} {j}" for n in NAMES for j in range(5)]
-                       + [f"noise{j}" for j in range(10)])
-    captions = enc.encode([f"a photo of an {n} outside" for n in NAMES])
-    doc = {
-        "concepts": [{"id": f"c-00000000{i:02x}", "name": n, "description": f"a {n}",
-                      "labels": [n], "attributes": [f"{n} shape", f"{n} colour"]}
-                     for i, n in enumerate(NAMES)],
-        "pairs": [{"a": "c-0000000000", "b": "c-0000000001", "similarity": 0.8,
-                   "attributes": ["apple is round, boat is long"]}],
-    }
-    kf = knowledge_features(doc, enc)
-    return X, y, nouns, captions, kf
+    return toy_world(NAMES, 30, spread=0.5, seed=21)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
