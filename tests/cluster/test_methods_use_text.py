@@ -171,7 +171,8 @@ def _residual_by_hand(X, k, seed=0):
 def test_kec_guarded_matrix(nuisance_world):
     X, _, _, _, kf = nuisance_world
     T, beta = 0.01, 0.7
-    res = run_kec(X, kf, K, temperature=T, beta=beta, keep_features=True)
+    res = run_kec(X, kf, K, temperature=T, beta=beta, keep_features=True,
+                  random_state=0)
     assert res.info["guard"]["mode"] == "nuisance"
     c = _softmax(X @ kf.zeta.T / T) @ kf.zeta
     a = _softmax(X @ kf.attr_emb.T / T) @ kf.attr_emb
@@ -182,7 +183,7 @@ def test_kec_guarded_matrix(nuisance_world):
 def test_kec_cae_guarded_matrix(nuisance_world):
     X, _, _, _, kf = nuisance_world
     reg, beta = 0.05, 1.0
-    res = run_kec_cae(X, kf, K, reg=reg, beta=beta, keep_features=True)
+    res = run_kec_cae(X, kf, K, reg=reg, beta=beta, keep_features=True, random_state=0)
     assert res.info["guard"]["mode"] == "nuisance"
     zeta_hat = unit(kf.zeta)
     c = _transport(X, zeta_hat, reg)
