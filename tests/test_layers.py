@@ -17,7 +17,7 @@ import pytest
 import kec.cluster
 
 #: Never imported by the clustering math, directly or through another module.
-LLM_LAYER = ("kec.backends", "kec.prompts", "kec.knowledge.builder")
+LLM_LAYER = ("kec.backends", "kec.prompts", "kec.llm.builder")
 #: Model libraries: imported only by the encoders, and only when a model is made.
 MODEL_LIBS = ("torch", "open_clip", "sentence_transformers", "transformers")
 CLUSTER_DIR = Path(kec.cluster.__file__).parent
@@ -102,7 +102,7 @@ def test_lazy_exports_are_complete():
 
 
 #: What the fast commands must not load (docs/architecture.md, rule 3).
-SLOW_TO_IMPORT = ("scipy", "sklearn", "kec.backends", "kec.knowledge.builder", "openai",
+SLOW_TO_IMPORT = ("scipy", "sklearn", "kec.backends", "kec.llm.builder", "openai",
                   "langchain_core", "llama_cpp", *MODEL_LIBS)
 
 

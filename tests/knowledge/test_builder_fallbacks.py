@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from kec.backends.base import Backend, ChatRequest, ChatResult
-from kec.knowledge import BuildParams, KnowledgeBuilder, validate_knowledge
-from kec.knowledge.answers import NAME_NOT_DRAWN
+from kec.knowledge import validate_knowledge
+from kec.llm import BuildParams, KnowledgeBuilder
+from kec.llm.answers import NAME_NOT_DRAWN
 from tests.knowledge.test_condense import BRACES, INJECTION
 
 needs_wordnet = pytest.mark.skipif(
