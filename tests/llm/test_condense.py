@@ -184,7 +184,7 @@ def test_similarity_links_and_method_without_wordnet():
 def test_the_builder_condenses_the_17_labels_and_says_how(minilm):
     from kec.knowledge import validate_knowledge
     from kec.llm import BuildParams, KnowledgeBuilder
-    from tests.knowledge.test_answers import ScriptedBackend
+    from tests.llm.test_answers import ScriptedBackend
 
     b = KnowledgeBuilder(ScriptedBackend(), minilm, cache_dir=None, progress=False,
                          params=BuildParams(n_captions=0, n_pair_attributes=0))
