@@ -47,6 +47,11 @@ def test_import_kec_loads_nothing_heavy():
     assert not _under(modules, ("numpy", "scipy", "sklearn", *MODEL_LIBS))
 
 
+def test_import_kec_llm_loads_no_backend():
+    modules = _modules_after("import kec.llm; dir(kec.llm)")
+    assert _under(modules, ("kec",)) == ["kec", "kec._lazy", "kec._version", "kec.llm"]
+
+
 def test_the_method_registry_is_free_to_read():
     modules = _modules_after(
         "import kec.cluster.registry as r; [r.method_spec(n) for n in r.method_names()]")
@@ -142,8 +147,10 @@ def test_knowledge_features_is_the_function_and_its_module_stays_importable():
 
 def test_lazy_exports_are_complete():
     import kec
+    import kec.knowledge
+    import kec.llm
 
-    for package in (kec, kec.cluster):
+    for package in (kec, kec.cluster, kec.knowledge, kec.llm):
         assert sorted(set(package.__all__) - {"__version__"}) == sorted(package._LAZY)
         for name in package.__all__:
             assert getattr(package, name) is not None
