@@ -39,8 +39,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from kec.backends import create_backend  # noqa: E402
 from kec.backends.base import SamplingParams  # noqa: E402
 from kec.encoders import create_text_encoder  # noqa: E402
-from kec.knowledge import BuildParams, KnowledgeBuilder, read_labels  # noqa: E402
+from kec.knowledge import read_labels  # noqa: E402
 from kec.knowledge.lint import lint_knowledge  # noqa: E402
+from kec.llm import BuildParams, KnowledgeBuilder  # noqa: E402
 from tests.servers import FaultServer, llama_server  # noqa: E402
 
 
@@ -158,7 +159,7 @@ def _quality_row(name, doc, report, secs):
 
 
 def quality(args) -> None:
-    from kec.knowledge.condense import group_labels
+    from kec.llm.condense import group_labels
     from kec.vocab import load_wordnet
 
     labels = read_labels(args.labels)[: args.n_labels]
@@ -179,7 +180,7 @@ def quality(args) -> None:
             b = KnowledgeBuilder(backend, encoder, cache_dir=Path(tmp) / "cache",
                                  sampling=sampling, params=params, template_dir=tpl_dir,
                                  progress=False)
-            import kec.knowledge.builder as kb
+            import kec.llm.builder as kb
 
             keep = kb.usable_items
             if not validate:  # kec 01637ef: no validator, every answer kept

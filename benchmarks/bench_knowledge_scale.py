@@ -10,7 +10,7 @@ Three measurements, each printed and written to ``--json``:
    mode): wall time, Ray start-up, and the answers each actor gave. The knowledge is
    compared with build 1's.
 3. **The builder's own work between LLM steps** at ``--scaling`` sizes: label grouping
-   by text similarity (:func:`kec.knowledge.condense.group_labels`) and pair selection
+   by text similarity (:func:`kec.llm.condense.group_labels`) and pair selection
    (:func:`kec.knowledge.grouping.select_pairs`) on random unit vectors of MiniLM's
    dimension (384), timed; both hold n x n matrices.
 4. **The replica-pool client** (``openai`` backend, ``--replicas`` loopback servers that
@@ -42,7 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from kec.backends import create_backend  # noqa: E402
 from kec.backends.base import Backend, ChatRequest, ChatResult, ResultCallback  # noqa: E402
 from kec.encoders import create_text_encoder  # noqa: E402
-from kec.knowledge import KnowledgeBuilder, read_labels  # noqa: E402
+from kec.knowledge import read_labels  # noqa: E402
+from kec.llm import KnowledgeBuilder  # noqa: E402
 from tests.servers import FaultServer  # noqa: E402
 
 
@@ -127,8 +128,8 @@ def on_ray(labels: list[str], encoder: Any, actors: int, reference: dict[str, An
 def scaling(sizes: list[int], dim: int = 384) -> list[dict[str, Any]]:
     import numpy as np
 
-    from kec.knowledge.condense import group_labels
     from kec.knowledge.grouping import select_pairs
+    from kec.llm.condense import group_labels
 
     rows = []
     for n in sizes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kec import __version__
+from kec._version import __version__
 from kec.knowledge.document import concept_id, now_iso, save_knowledge, validate_knowledge
 from kec.knowledge.labels import labels_sha256
 

@@ -20,15 +20,10 @@ cluster`` run as a call: :func:`run_clustering` (a :class:`ClusterRun`) and
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from kec._lazy import lazy_exports
-
-try:
-    __version__ = version("kec")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+from kec._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.api import create_text_encoder, embed_knowledge, load_features, load_knowledge
@@ -37,8 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kec.cluster.metrics import evaluate
     from kec.cluster.registry import method_names
     from kec.cluster_run import ClusterRun, run_clustering, write_result
-    from kec.knowledge.build import build_knowledge
     from kec.knowledge.handwritten import make_knowledge
+    from kec.llm.build import build_knowledge
 
 _LAZY: dict[str, str] = {
     "CAE": "kec.cluster.estimators",
@@ -50,7 +45,7 @@ _LAZY: dict[str, str] = {
     "ClusterRun": "kec.cluster_run",
     "run_clustering": "kec.cluster_run",
     "write_result": "kec.cluster_run",
-    "build_knowledge": "kec.knowledge.build",
+    "build_knowledge": "kec.llm.build",
     "create_text_encoder": "kec.api",
     "embed_knowledge": "kec.api",
     "evaluate": "kec.cluster.metrics",

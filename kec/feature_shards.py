@@ -198,7 +198,7 @@ class ShardWriter:
             self._write_shard(self.shard_rows)
 
     def _write_shard(self, rows: int) -> None:
-        from kec import __version__
+        from kec._version import __version__
 
         feats = np.concatenate(self._feats) if len(self._feats) > 1 else self._feats[0]
         block, rest = np.ascontiguousarray(feats[:rows]), feats[rows:]
@@ -228,7 +228,7 @@ class ShardWriter:
         ShardedSetError
             No row was added.
         """
-        from kec import __version__
+        from kec._version import __version__
 
         if self._pending:
             self._write_shard(self._pending)

@@ -196,7 +196,7 @@ def save_features(
     ValueError
         Bad shapes, lengths or kind.
     """
-    from kec import __version__
+    from kec._version import __version__
 
     feats = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
     if feats.ndim != 2:

@@ -16,11 +16,16 @@ import pytest
 
 import kec.cluster
 
-#: Never imported by the clustering math, directly or through another module.
-LLM_LAYER = ("kec.backends", "kec.prompts", "kec.knowledge.builder")
+#: Never imported by the clustering math or the knowledge documents, directly or through
+#: another module: kec.llm (the builder) and what it drives (backends, prompts).
+LLM_LAYER = ("kec.llm", "kec.backends", "kec.prompts")
+#: The LLM client libraries the backends wrap.
+LLM_LIBS = ("llama_cpp", "openai", "langchain", "langchain_core", "langchain_openai", "vllm",
+            "ray")
 #: Model libraries: imported only by the encoders, and only when a model is made.
 MODEL_LIBS = ("torch", "open_clip", "sentence_transformers", "transformers")
 CLUSTER_DIR = Path(kec.cluster.__file__).parent
+KNOWLEDGE_DIR = CLUSTER_DIR.parent / "knowledge"
 
 
 def _modules_after(code: str) -> set[str]:
@@ -37,8 +42,14 @@ def _under(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 def test_import_kec_loads_nothing_heavy():
     modules = _modules_after("import kec; kec.__version__")
-    assert _under(modules, ("kec",)) == ["kec", "kec._lazy"]  # the lazy-export helper only
+    # the lazy-export helper and the version only
+    assert _under(modules, ("kec",)) == ["kec", "kec._lazy", "kec._version"]
     assert not _under(modules, ("numpy", "scipy", "sklearn", *MODEL_LIBS))
+
+
+def test_import_kec_llm_loads_no_backend():
+    modules = _modules_after("import kec.llm; dir(kec.llm)")
+    assert _under(modules, ("kec",)) == ["kec", "kec._lazy", "kec._version", "kec.llm"]
 
 
 def test_the_method_registry_is_free_to_read():
@@ -60,18 +71,63 @@ def test_clustering_layer_imports_no_llm_layer_and_no_model_library():
     assert not _under(modules, ("kec.encoders",))
 
 
-@pytest.mark.parametrize("path", sorted(CLUSTER_DIR.glob("*.py")), ids=lambda p: p.name)
-def test_no_cluster_module_imports_the_llm_layer_even_lazily(path):
-    tree = ast.parse(path.read_text("utf-8"))
-    for node in ast.walk(tree):
+def _imports(path: Path) -> list[tuple[int, list[str]]]:
+    """``(line, modules)`` of every import statement of ``path``, in functions too."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
+            found.append((node.lineno, [a.name for a in node.names]))
         elif isinstance(node, ast.ImportFrom) and node.module:
-            targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        bad = _under(set(targets), LLM_LAYER)
-        assert not bad, f"{path.name}:{node.lineno} imports {bad}"
+            found.append((node.lineno,
+                          [node.module] + [f"{node.module}.{a.name}" for a in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(CLUSTER_DIR.glob("*.py")) + sorted(
+    KNOWLEDGE_DIR.glob("*.py")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_cluster_or_knowledge_module_imports_the_llm_layer_even_lazily(path):
+    for line, targets in _imports(path):
+        bad = _under(set(targets), LLM_LAYER + LLM_LIBS)
+        assert not bad, f"{path.parent.name}/{path.name}:{line} imports {bad}"
+
+
+#: A fit in a fresh interpreter: random features, a hand-written document, a toy text
+#: encoder (a text's vector comes from its SHA-256, as tests/cluster/helpers.HashEncoder).
+FIT = """
+import hashlib
+import numpy as np
+import kec
+
+class Enc:
+    dim = 16
+    def encode(self, texts):
+        rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8],
+                                                     "little")).standard_normal(self.dim)
+                for t in texts]
+        v = np.stack(rows)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    def describe(self):
+        return {"kind": "test-hash", "model": "hash", "pretrained": None, "dim": self.dim}
+
+doc = kec.make_knowledge(
+    {"cat": ["striped fur", "pointed ears"], "dog": ["floppy ears", "wagging tail"],
+     "car": ["four wheels", "metal body"]},
+    pairs={("cat", "dog"): ["slit pupils", "retractable claws"]})
+X = np.random.default_rng(0).standard_normal((30, 16)).astype("float32")
+model = kec.KEC(3, random_state=0, text_encoder=Enc()).fit(X, knowledge=doc)
+assert model.labels_.shape == (30,)
+"""
+
+
+def test_fit_with_handwritten_knowledge_loads_no_llm_layer():
+    """What ``fit`` loads at run time (lint, the document, the text step), not only what
+    importing the estimators loads: no LLM layer, no LLM client, no model library."""
+    modules = _modules_after(FIT)
+    assert {"kec.cluster.methods", "kec.knowledge.lint", "kec.knowledge.handwritten",
+            "kec.knowledge.textcheck"} <= modules, "the fit ran less than it should"
+    assert not _under(modules, LLM_LAYER), _under(modules, LLM_LAYER)
+    assert not _under(modules, LLM_LIBS), _under(modules, LLM_LIBS)
+    assert not _under(modules, (*MODEL_LIBS, "kec.encoders")), _under(modules, MODEL_LIBS)
 
 
 def test_knowledge_features_is_the_function_and_its_module_stays_importable():
@@ -91,8 +147,10 @@ def test_knowledge_features_is_the_function_and_its_module_stays_importable():
 
 def test_lazy_exports_are_complete():
     import kec
+    import kec.knowledge
+    import kec.llm
 
-    for package in (kec, kec.cluster):
+    for package in (kec, kec.cluster, kec.knowledge, kec.llm):
         assert sorted(set(package.__all__) - {"__version__"}) == sorted(package._LAZY)
         for name in package.__all__:
             assert getattr(package, name) is not None
@@ -102,8 +160,7 @@ def test_lazy_exports_are_complete():
 
 
 #: What the fast commands must not load (docs/architecture.md, rule 3).
-SLOW_TO_IMPORT = ("scipy", "sklearn", "kec.backends", "kec.knowledge.builder", "openai",
-                  "langchain_core", "llama_cpp", *MODEL_LIBS)
+SLOW_TO_IMPORT = ("scipy", "sklearn", *LLM_LAYER, *LLM_LIBS, *MODEL_LIBS)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["knowledge", "validate", "K"],

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from kec import __version__
 from kec._io import atomic_write_text, write_json
+from kec._version import __version__
 from kec.bench.efficacy_data import (
     DATASETS,
     KNOWLEDGE_KINDS,
@@ -218,7 +218,7 @@ class EfficacyBench:
         write_json(self.out / "knowledge" / f"{regime}.groups.json", groups)
         self._timed("scaffold", start)
         from kec.backends import create_backend
-        from kec.knowledge.builder import KnowledgeBuilder
+        from kec.llm.builder import KnowledgeBuilder
 
         start = time.perf_counter()
         with create_backend(self.cfg.backend) as backend:

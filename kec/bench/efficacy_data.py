@@ -144,7 +144,7 @@ def random_knowledge(n_concepts: int, wn: Any, *, seed: int = 0,
     Concept ``q`` is named after a random noun lemma, described by that synset's gloss,
     and given the glosses of two other random noun synsets as attributes; no pairs.
     """
-    from kec import __version__
+    from kec._version import __version__
     from kec.knowledge.document import concept_id, now_iso
     from kec.knowledge.labels import labels_sha256
 

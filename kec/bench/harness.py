@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from kec import __version__
 from kec._io import atomic_write_text, canonical_json, sha256_text, write_json
+from kec._version import __version__
 from kec.cluster.registry import method_names, methods_requiring
 from kec.datasets import ImageDataset, dataset_info, load_dataset, save_dataset_features
 from kec.errors import KecError
@@ -301,7 +301,8 @@ class Bench:
         start = time.perf_counter()
         from kec.backends import create_backend
         from kec.encoders import create_text_encoder
-        from kec.knowledge import KnowledgeBuilder, save_knowledge
+        from kec.knowledge import save_knowledge
+        from kec.llm import KnowledgeBuilder
 
         if self.cfg.text_encoder == "clip":  # the loaded CLIP model's own text tower
             encoder = self.image_encoder().text_encoder(templates=None)

@@ -10,7 +10,6 @@ from pathlib import Path
 from kec._io import check_output_path
 from kec.cli._common import LLM_CACHE_HELP, backend_names
 from kec.errors import BuildFailuresError, InvalidKnowledgeError, KecError
-from kec.knowledge.answers import NAME_NOT_DRAWN
 from kec.knowledge.document import (
     diff_knowledge,
     dumps_knowledge,
@@ -150,8 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from kec.knowledge.build import build_knowledge, read_label_file
-    from kec.knowledge.builder import BuildParams
+    from kec.llm.build import build_knowledge, read_label_file
+    from kec.llm.builder import BuildParams
 
     check_output_path(args.out, "file")
     base_url = _base_url_option(args)
@@ -190,6 +189,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _report_build(doc: dict, args: argparse.Namespace) -> None:
     """The summary line and one short line per failed or filled-in item (raw answers
     stay in the file's provenance); exit 3 only for requests that got no answer."""
+    from kec.llm.answers import NAME_NOT_DRAWN
+
     usage = doc["provenance"]["usage"]
     failures = doc["provenance"]["failures"]
     fallbacks = doc["provenance"].get("fallbacks") or []

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from kec import __version__
+from kec._version import __version__
 from kec.cli._common import quiet_third_party, use_formatter
 from kec.errors import KecError, clip_lines
 

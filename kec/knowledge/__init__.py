@@ -1,9 +1,11 @@
-"""Knowledge construction: labels -> concepts, attributes and pairs, in a validated file.
+"""Knowledge documents: concepts, attributes and pairs in a validated file.
 
-The builder (and through it :mod:`kec.backends`) is imported lazily, on first use of
-``kec.knowledge.KnowledgeBuilder`` / ``BuildParams``: the pure modules
-(:mod:`kec.knowledge.grouping`, :mod:`kec.knowledge.lint`, :mod:`kec.knowledge.document`,
-...) can be imported without any LLM backend, torch or model.
+The pure document layer: schema and validation, load/save, merge and diff
+(:mod:`kec.knowledge.document`), lint (:mod:`kec.knowledge.lint`, word lists in
+``data/textcheck.json``), hand-written knowledge (:mod:`kec.knowledge.handwritten`),
+labels and pair selection (:mod:`kec.knowledge.labels`, :mod:`kec.knowledge.grouping`).
+None of it imports an LLM backend, a prompt, torch or a model. Building a document with
+an LLM is :mod:`kec.llm` (``KnowledgeBuilder``, ``BuildParams``, ``build_knowledge``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 from kec._lazy import lazy_exports
 
 _LAZY = {
-    "BuildParams": "kec.knowledge.builder",
-    "KnowledgeBuilder": "kec.knowledge.builder",
     "concept_id": "kec.knowledge.document",
     "diff_knowledge": "kec.knowledge.document",
     "load_knowledge": "kec.knowledge.document",

@@ -13,8 +13,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from kec import __version__
 from kec._io import canonical_json, dump_json, sha256_text, write_json
+from kec._version import __version__
 from kec.errors import InputNotFoundError, InvalidKnowledgeError, KecError
 from kec.knowledge.text import printable
 from kec.schemas import knowledge_schema

@@ -53,7 +53,7 @@ def make_knowledge(
         No concepts, a pair or mapping that names an unknown concept, or a document the
         schema refuses (an empty name, a control character...).
     """
-    from kec import __version__
+    from kec._version import __version__
     from kec.knowledge.document import concept_id, now_iso, validate_knowledge
     from kec.knowledge.labels import labels_sha256
 

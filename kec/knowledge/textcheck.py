@@ -1,7 +1,7 @@
 """Text-only checks of LLM-written knowledge: placeholders, copies of the prompt, names.
 
 Pure functions over strings, shared by the linter (:mod:`kec.knowledge.lint`) and by the
-builder's answer validator (:mod:`kec.knowledge.answers`). Their word lists are data
+builder's answer validator (:mod:`kec.llm.answers`). Their word lists are data
 (``data/textcheck.json``), read once. Small models copy what they
 are shown: the letters a prompt uses for its concepts (``"A"``), the example words of a
 system prompt (``"shape"``, ``"colour"``) or the concept's own name. None of these says

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from kec import __version__
 from kec._io import atomic_write_text
+from kec._version import __version__
 from kec.report import plots
 from kec.report.images import ImageResolver, png_data_uri, representatives, thumbnail_data_uri
 from kec.report.result import (

@@ -139,8 +139,8 @@ def write_result(
     ResultError
         ``summary`` does not match the schema, or the lengths disagree.
     """
-    from kec import __version__
     from kec._io import atomic_write_files, dump_json
+    from kec._version import __version__
 
     folder = Path(folder)
     clusters = np.asarray(clusters, dtype=np.int64)

@@ -186,7 +186,7 @@ def test_encoder_with_wrong_shape_is_a_clear_error():
 def test_lint_imports_no_backend_or_torch():
     code = ("import sys, kec.knowledge.lint, kec.knowledge.grouping, kec.knowledge; "
             "bad = [m for m in sys.modules if m.startswith(('kec.backends', 'torch', "
-            "'kec.knowledge.builder', 'kec.prompts.x'))]; print(bad); assert not bad")
+            "'kec.llm.builder', 'kec.prompts.x'))]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

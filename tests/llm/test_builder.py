@@ -4,7 +4,8 @@ import pytest
 
 from kec.backends.base import SamplingParams
 from kec.errors import KecError
-from kec.knowledge import BuildParams, KnowledgeBuilder, concept_id, validate_knowledge
+from kec.knowledge import concept_id, validate_knowledge
+from kec.llm import BuildParams, KnowledgeBuilder
 from tests.conftest import needs_llama
 
 pytestmark = [needs_llama, pytest.mark.slow]

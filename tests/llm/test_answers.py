@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from kec.backends.base import Backend, ChatRequest, ChatResult
-from kec.knowledge import BuildParams, KnowledgeBuilder, validate_knowledge
-from kec.knowledge.answers import answer_problem, drawn_from, usable_items
+from kec.knowledge import validate_knowledge
+from kec.llm import BuildParams, KnowledgeBuilder
+from kec.llm.answers import answer_problem, drawn_from, usable_items
 
 
 def _job(pid, labels=("cat",), names=(), **values):

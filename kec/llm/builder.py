@@ -3,7 +3,7 @@
 1. **Groups.** Pre-formed label groups (e.g. from ``kec scaffold``) are condensed as given.
    Without groups, labels that name the same kind of thing are grouped: WordNet links
    (synonyms, hypernyms, gloss genus, labels of one basic-level kind) and text similarity
-   ``cos(e_i, e_j) > group_threshold`` (:func:`kec.knowledge.condense.group_labels`); the
+   ``cos(e_i, e_j) > group_threshold`` (:func:`kec.llm.condense.group_labels`); the
    method used is recorded in ``provenance.grouping``.
 2. **Condensation.** Each group becomes one concept (name + short visual description).
 3. **Uni-attributes.** ``n_attributes`` (:math:`\\lambda_1`) visual attributes per concept.
@@ -22,10 +22,10 @@ stopped.
 
 Names come from the labels: a one-label concept is named by its label, and the LLM's
 name for a group is kept only when it is drawn from the group's labels or the names
-WordNet gives all of them (:func:`kec.knowledge.condense.shared_names`; else the group's
+WordNet gives all of them (:func:`kec.llm.condense.shared_names`; else the group's
 WordNet kind or first label, recorded in ``provenance.fallbacks``), so an instruction
 inside a label cannot name a concept. An item whose every answer stays invalid is
-filled honestly (:mod:`kec.knowledge.glosses`: WordNet's gloss, else the label alone)
+filled honestly (:mod:`kec.llm.glosses`: WordNet's gloss, else the label alone)
 and listed in ``provenance.fallbacks``; an item whose requests got no answer is listed
 in ``provenance.failures``.
 """
@@ -42,24 +42,24 @@ from typing import Any
 
 import numpy as np
 
-from kec import __version__
+from kec._version import __version__
 from kec.backends.base import Backend, SamplingParams
 from kec.backends.cache import ResponseCache
 from kec.backends.structured import AnswerError, Job, StructuredRunner
 from kec.errors import KecError
-from kec.knowledge.answers import (
+from kec.knowledge.document import KIND, SCHEMA_VERSION, canonicalize, concept_id, now_iso
+from kec.knowledge.grouping import select_pairs
+from kec.knowledge.labels import labels_sha256, unique_labels
+from kec.knowledge.text import dedup_attributes, one_line
+from kec.llm.answers import (
     NAME_NOT_DRAWN,
     answer_problem,
     drawn_from,
     job_names,
     usable_items,
 )
-from kec.knowledge.condense import GroupingResult, group_kind, group_labels, shared_names
-from kec.knowledge.document import KIND, SCHEMA_VERSION, canonicalize, concept_id, now_iso
-from kec.knowledge.glosses import gloss_attributes, gloss_description
-from kec.knowledge.grouping import select_pairs
-from kec.knowledge.labels import labels_sha256, unique_labels
-from kec.knowledge.text import dedup_attributes, one_line
+from kec.llm.condense import GroupingResult, group_kind, group_labels, shared_names
+from kec.llm.glosses import gloss_attributes, gloss_description
 from kec.prompts import BUILTIN_PROMPTS, load_prompt
 from kec.protocols import DescribedTextEncoder
 
@@ -92,7 +92,7 @@ class BuildParams:
     max_pairs_per_concept: int = 3  # open: cap per concept
     n_captions: int = 3  # kec's choice: captions per concept for CAE (0 = none)
     grouping: str = "auto"  # auto (WordNet when installed) | wordnet | similarity
-    sibling_hops: int = 4  # steps to a label's kind (0 = no sibling links), kec.knowledge.condense
+    sibling_hops: int = 4  # steps to a label's kind (0 = no sibling links), kec.llm.condense
 
     def validate(self) -> None:
         if self.n_attributes < 0 or self.n_pair_attributes < 0:

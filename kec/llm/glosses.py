@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kec.knowledge.condense import group_senses
+from kec.llm.condense import group_senses
 
 __all__ = ["gloss_attributes", "gloss_description"]
 

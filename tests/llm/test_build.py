@@ -55,7 +55,7 @@ def test_build_knowledge_takes_labels_or_groups(tmp_path):
 
 
 def test_labels_from_a_text_collection_are_its_distinct_labels(tmp_path, monkeypatch):
-    from kec.knowledge import build
+    from kec.llm import build
 
     coll = tmp_path / "tickets.txt"
     coll.write_text("printer jams\thardware\nreset my password\taccounts\n"

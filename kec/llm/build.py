@@ -82,7 +82,7 @@ def build_knowledge(
         Groups labels and pairs concepts: a spec (``"minilm"``) or an object with
         ``encode``; made only when needed.
     params : BuildParams or mapping, optional
-        :class:`kec.knowledge.builder.BuildParams` (or its fields as a dict).
+        :class:`kec.llm.builder.BuildParams` (or its fields as a dict).
     temperature, max_tokens, seed
         LLM sampling (``temperature=0``: greedy, reproducible).
     template_dir : path, optional
@@ -114,7 +114,7 @@ def build_knowledge(
     from kec.backends import create_backend
     from kec.backends.base import SamplingParams
     from kec.backends.cache import default_cache_dir
-    from kec.knowledge.builder import BuildParams, KnowledgeBuilder
+    from kec.llm.builder import BuildParams, KnowledgeBuilder
     from kec.prompts import BUILTIN_PROMPTS, load_prompt
 
     if (labels is None) == (groups is None):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kec.knowledge.glosses import gloss_attributes, gloss_description
+from kec.llm.glosses import gloss_attributes, gloss_description
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/share/wordnet/data.noun").is_file(),

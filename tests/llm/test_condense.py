@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kec.knowledge.condense import (
+from kec.llm.condense import (
     genus_word,
     group_kind,
     group_labels,
@@ -182,8 +182,9 @@ def test_similarity_links_and_method_without_wordnet():
 
 @needs_wordnet
 def test_the_builder_condenses_the_17_labels_and_says_how(minilm):
-    from kec.knowledge import BuildParams, KnowledgeBuilder, validate_knowledge
-    from tests.knowledge.test_answers import ScriptedBackend
+    from kec.knowledge import validate_knowledge
+    from kec.llm import BuildParams, KnowledgeBuilder
+    from tests.llm.test_answers import ScriptedBackend
 
     b = KnowledgeBuilder(ScriptedBackend(), minilm, cache_dir=None, progress=False,
                          params=BuildParams(n_captions=0, n_pair_attributes=0))

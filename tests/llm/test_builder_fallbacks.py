@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from kec.backends.base import Backend, ChatRequest, ChatResult
-from kec.knowledge import BuildParams, KnowledgeBuilder, validate_knowledge
-from kec.knowledge.answers import NAME_NOT_DRAWN
-from tests.knowledge.test_condense import BRACES, INJECTION
+from kec.knowledge import validate_knowledge
+from kec.llm import BuildParams, KnowledgeBuilder
+from kec.llm.answers import NAME_NOT_DRAWN
+from tests.llm.test_condense import BRACES, INJECTION
 
 needs_wordnet = pytest.mark.skipif(
     not Path("/usr/share/wordnet/data.noun").is_file(),
@@ -90,7 +91,7 @@ def test_items_without_a_usable_answer_are_filled_from_wordnet_and_marked():
 
 @needs_wordnet
 def test_a_pair_without_a_usable_answer_is_reported_by_its_names():
-    from tests.knowledge.test_answers import TinyEncoder
+    from tests.llm.test_answers import TinyEncoder
 
     b = KnowledgeBuilder(ObedientBackend(), TinyEncoder(), cache_dir=None, progress=False,
                          params=BuildParams(n_captions=0))
