@@ -334,6 +334,7 @@ class ShardedFeatureSet(FeatureSet):
 
     @property
     def dim(self) -> int:
+        """Feature dimension ``d`` (from the index; no shard is read)."""
         return self._dim
 
     @property

@@ -81,10 +81,12 @@ class KnowledgeFeatures:
 
     @property
     def n_concepts(self) -> int:
+        """Number of concepts ``Q``."""
         return len(self.concept_ids)
 
     @property
     def dim(self) -> int:
+        """Embedding dimension ``d``."""
         return int(self.zeta.shape[1])
 
     def attribute_means(self) -> np.ndarray:

@@ -31,6 +31,8 @@ def concept_id(labels: Iterable[str]) -> str:
 
 
 def now_iso() -> str:
+    """The current UTC time to the second, ISO 8601 with ``Z``
+    (``"2026-01-31T12:00:00Z"``)."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -42,6 +44,8 @@ def _validator() -> Draft202012Validator:
 
 
 def json_path(parts: Iterable[Any]) -> str:
+    """A JSON path from keys and indices: ``["concepts", 2, "name"]`` →
+    ``"$.concepts[2].name"``."""
     out = "$"
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else f".{p}"
@@ -165,12 +169,37 @@ def _control_errors(obj: dict[str, Any], base: str, keys: Iterable[str]
 
 
 def validate_knowledge(doc: Any, source: str = "<knowledge>") -> None:
+    """Check ``doc`` against the schema and the semantic rules.
+
+    Parameters
+    ----------
+    doc : object
+        A decoded knowledge document.
+    source : str, default "<knowledge>"
+        Name of the file or input, used in the error message.
+
+    Raises
+    ------
+    InvalidKnowledgeError
+        With every problem :func:`validation_errors` found, as ``(json_path, message)``.
+    """
     errors = validation_errors(doc)
     if errors:
         raise InvalidKnowledgeError(source, errors)
 
 
 def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of a knowledge file, not yet validated.
+
+    Raises
+    ------
+    InputNotFoundError
+        The file does not exist.
+    KecError
+        It cannot be read as UTF-8 text.
+    InvalidKnowledgeError
+        It is not JSON, or nests deeper than ``MAX_DEPTH`` levels.
+    """
     try:
         text = Path(path).read_text("utf-8")
     except FileNotFoundError:
@@ -209,6 +238,8 @@ def canonicalize(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps_knowledge(doc: dict[str, Any]) -> str:
+    """The text :func:`save_knowledge` would write: :func:`canonicalize`'d, sorted keys,
+    2-space indent, trailing newline (not validated)."""
     return dump_json(canonicalize(doc))
 
 

@@ -103,6 +103,7 @@ class LintItem:
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; ``concept``, ``pair`` and ``side`` only when set."""
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "text": self.text,
                                "flags": list(self.flags), "scores": dict(self.scores)}
         if self.concept is not None:
@@ -125,10 +126,12 @@ class LintReport:
 
     @property
     def flagged(self) -> list[LintItem]:
+        """The items carrying at least one flag, in document order."""
         return [it for it in self.items if it.flags]
 
     @property
     def clean(self) -> bool:
+        """Whether no item is flagged."""
         return not self.flagged
 
     def counts(self) -> dict[str, int]:
@@ -140,6 +143,7 @@ class LintReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (thresholds, counts by kind and by flag) with every item."""
         kinds: dict[str, int] = {}
         for it in self.items:
             kinds[it.kind] = kinds.get(it.kind, 0) + 1
