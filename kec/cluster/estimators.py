@@ -376,7 +376,9 @@ class CAE(_MethodEstimator):
     .. math:: x^u_i = \mathrm{normalize}\Big(\sum_j T_{ij} S_{ij} u_j\Big), \quad
               w^m_i = \mathrm{softmax}_m\big(\cos(x^m_i, p_i)/\gamma\big)
 
-    (Zhu et al., AAAI 2026, arXiv:2512.00904). ``fit`` needs ``nouns``; ``captions`` are
+    (Zhu et al., AAAI 2026, arXiv:2512.00904), then the weighted sum
+    :math:`\sum_m w^m_i x^m_i` (``fusion="sum"``, default) or the weighted concatenation
+    (``fusion="concat"``) is clustered. ``fit`` needs ``nouns``; ``captions`` are
     optional, and without them the captions of a ``knowledge`` file stand in.
 
     Examples

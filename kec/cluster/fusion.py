@@ -9,7 +9,9 @@ CAE's adaptive fusion over modalities :math:`m` (image, nouns, captions, ...):
 
 then either the weighted sum :math:`\sum_m w^m_i x^m_i` or the weighted concatenation
 :math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]` (docs/methods.md leaves the choice open; both are
-here). KEC's fusion is the plain concatenation :math:`[x_i ; \kappa_i]`.
+here). KEC's published fusion is the plain concatenation :math:`[x_i ; \kappa_i]`
+(``fusion="concat"``); kec's knowledge methods default to guarded fusion instead
+(:mod:`kec.cluster.guard`, :mod:`kec.cluster.strategies`).
 """
 
 from __future__ import annotations

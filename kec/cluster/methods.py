@@ -5,14 +5,20 @@ timings, parameters and, for knowledge methods, cluster names and explanations),
 :func:`run_method` to pick one by name.
 
 ===========  =================================================================  ==========
-method       features clustered                                                 needs
+method       features clustered (default fusion)                                needs
 ===========  =================================================================  ==========
 kmeans       :math:`x_i`                                                        images
 tac          :math:`[x_i ; \hat t_i]`, TAC's text counterpart (§1)              nouns
-kec          :math:`[x_i ; \kappa_i]`, softmax-grounded knowledge (§2)          knowledge
+kec          softmax-grounded knowledge (§2), guarded fusion with :math:`x_i`   knowledge
+             (§4.3); ``fusion="concat"``: :math:`[x_i ; \kappa_i]` as published
 cae          adaptive fusion of :math:`x_i, x^u_i, x^v_i`, OT-aligned (§3)      nouns
-kec+cae      adaptive fusion of :math:`x_i, c_i, a_i`, OT-grounded knowledge    knowledge
+kec+cae      OT-grounded knowledge (§4), guarded fusion with :math:`x_i`;       knowledge
+             ``fusion="adaptive"``: CAE's fusion of :math:`x_i, c_i, a_i`
 ===========  =================================================================  ==========
+
+Guarded fusion (:mod:`kec.cluster.guard`) clusters :math:`x_i` alone, the knowledge
+partition refined on :math:`x_i`, or :math:`[x^\perp_i ; \beta\hat c_i ; \beta\hat a_i]`,
+as the data decides; ``MethodResult.info["guard"]`` records the decision (docs/api.md).
 
 A cluster's **name** is the concept with the highest mean grounding weight over its
 members (:math:`\omega` or the row-normalised concept plan); its **explanation** is the
@@ -87,9 +93,16 @@ class MethodResult:
         Knowledge methods: per cluster ``{"cluster", "size", "name", "concepts",
         "attributes", "nearest"}``.
     info : dict
-        Diagnostics (selected texts, OT convergence, fusion weights...).
+        Diagnostics (selected texts, OT convergence, fusion weights, guarded fusion's
+        decision); every key, by method and fusion, is listed in docs/api.md.
     features : numpy.ndarray or None
         The matrix that was clustered (only with ``keep_features=True``).
+    feature_map : FeatureMap or None
+        Maps new items into the clustered space (:mod:`kec.cluster.feature_maps`),
+        for :meth:`predict`.
+    centres : numpy.ndarray or None
+        ``(K, D)`` float32 unit centres of the clusters in that space (zero for an
+        empty cluster), for :meth:`predict`.
     """
 
     method: str
