@@ -163,7 +163,20 @@ def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
     """Baseline: cluster the image features alone (docs/methods.md §6).
 
     ``device`` (every method): ``"auto"``, ``"cpu"``, ``"cuda"`` or ``None`` (numpy): where
-    the OT solvers and k-means run; inputs and outputs stay numpy."""
+    the OT solvers and k-means run; inputs and outputs stay numpy.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
+    """
     p = method_params("kmeans", params)
     X, k = check_images(X, n_clusters)
     stages = _Stages()
@@ -178,7 +191,22 @@ def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
 @declared("tac")
 def run_tac(X: np.ndarray, nouns: np.ndarray, n_clusters: int, **params: Any
             ) -> MethodResult:
-    r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`."""
+    r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    nouns : array-like of shape (M, d)
+        Noun features in the space of ``X``.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
+    """
     p = method_params("tac", params)
     X, k = check_images(X, n_clusters)
     T = check_texts(nouns, X, "noun features")
@@ -217,6 +245,21 @@ def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **para
     partition on :math:`x`, or refine it on :math:`[x^\perp ; \beta\hat c ;
     \beta\hat a]` (:mod:`kec.cluster.guard`); the attribute view is
     :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    knowledge : KnowledgeFeatures
+        Knowledge embedded in the space of ``X`` (:func:`kec.cluster.knowledge_features`).
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (names and explanations)
+        and ``info`` (docs/api.md).
     """
     p = method_params("kec", params)
     X, k = check_images(X, n_clusters)
@@ -256,6 +299,22 @@ def run_cae(X: np.ndarray, nouns: np.ndarray, n_clusters: int, *,
 
     Without ``captions`` the caption modality is left out (CAE's "no captions" ablation).
     ``fusion`` is ``"sum"`` (weighted sum, default) or ``"concat"``.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    nouns : array-like of shape (M, d)
+        Noun features in the space of ``X``.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    captions : array-like of shape (M', d), optional
+        Caption features in the space of ``X``.
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
     """
     p = method_params("cae", params)
     X, k = check_images(X, n_clusters)
@@ -311,6 +370,23 @@ def run_kec_cae(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, *,
     ``info["ignored_levels"]``); ``fusion="adaptive"``: CAE's weights over
     :math:`[x, c, a, \dots]` with ``fusion_mode`` ``"sum"`` or ``"concat"``;
     ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    knowledge : KnowledgeFeatures
+        Knowledge embedded in the space of ``X`` (:func:`kec.cluster.knowledge_features`).
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    nouns, captions : array-like of shape (M, d), optional
+        The optional levels, in the space of ``X``.
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (names and explanations)
+        and ``info`` (docs/api.md).
     """
     p = method_params("kec+cae", params)
     X, k = check_images(X, n_clusters)
@@ -397,6 +473,25 @@ def name_clusters(
     KEC defines no per-attribute weight). The explanation lists, best first: the
     attributes of the pair (top concept, top concept of the nearest cluster), then the
     top concept's own attributes, then any others, by the cluster's mean weight.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (N, d)
+        The items.
+    labels : numpy.ndarray of shape (N,)
+        Their clusters, in ``0..n_clusters-1``.
+    n_clusters : int
+        ``K`` (empty clusters get the name ``None``).
+    knowledge : KnowledgeFeatures
+        The embedded knowledge.
+    grounding : Grounding
+        Its grounding on ``X`` (:mod:`kec.cluster.grounding`).
+    temperature : float
+        :math:`T` of the softmax attribute weights (softmax grounding only).
+    n_names, n_attributes : int
+        Concepts and attributes listed per cluster.
+    device : str or None
+        Where the attribute weights are computed.
 
     Returns
     -------
@@ -493,6 +588,40 @@ def run_method(
     (``nouns``/``captions`` add optional levels to ``kec+cae``, ``captions`` to
     ``cae``). Inputs the method does not use are not passed on. Other keyword
     arguments are the method's parameters (:func:`kec.cluster.params.method_params`).
+
+    Parameters
+    ----------
+    name : str
+        ``"kmeans"``, ``"tac"``, ``"kec"``, ``"cae"`` or ``"kec+cae"``.
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    nouns, captions : array-like of shape (M, d), optional
+        Text features in the space of ``X``.
+    knowledge : KnowledgeFeatures, optional
+        Embedded knowledge.
+    **params
+        The method's parameters (see each ``run_*`` function).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (knowledge methods) and
+        ``info`` (docs/api.md).
+
+    Raises
+    ------
+    ClusteringInputError
+        Unknown method, a required input missing, or an invalid input or parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kec.cluster import run_method
+    >>> X = np.repeat(np.eye(2, 4), 5, axis=0)
+    >>> run_method("kmeans", X, 2, random_state=0).labels.reshape(2, 5).std(axis=1)
+    array([0., 0.])
     """
     if name not in METHOD_NAMES:
         raise ClusteringInputError(f"unknown method {name!r}; choose from {METHOD_NAMES}")
