@@ -141,3 +141,16 @@ def test_documented_modules_import_no_llm_side_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_every_docstring_example_runs() -> None:
+    """The ``>>>`` examples of the documented modules pass as doctests."""
+    import doctest
+
+    failed = {}
+    for name in documented_module_names():
+        result = doctest.testmod(importlib.import_module(name), report=False,
+                                 optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        if result.failed:
+            failed[name] = result.failed
+    assert not failed, f"failing docstring examples (run python -m doctest): {failed}"
