@@ -214,6 +214,16 @@ def create_clusterer(
     **kwargs
         Estimator parameters (e.g. ``n_init``, ``n_neighbors``, ``linkage``); for spectral
         and agglomerative, unknown ones go to the scikit-learn estimator.
+
+    Returns
+    -------
+    SphericalKMeans, SpectralClusterer or AgglomerativeClusterer
+        Unfitted.
+
+    Raises
+    ------
+    ClusteringInputError
+        Unknown ``name``, or ``n_clusters`` / ``random_state`` invalid.
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) \
             or n_clusters < 1:

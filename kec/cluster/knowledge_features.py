@@ -226,6 +226,11 @@ def knowledge_features(
     source : str
         Name used in error messages.
 
+    Returns
+    -------
+    KnowledgeFeatures
+        The concepts' name, description and attribute embeddings, with their indices.
+
     Raises
     ------
     InvalidKnowledgeError

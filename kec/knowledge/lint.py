@@ -368,6 +368,11 @@ def drop_flagged(
     report : LintReport
     flags : iterable of str, optional
         Only items carrying one of these flags are dropped (default: any flag).
+
+    Returns
+    -------
+    dict
+        A new document; ``doc`` is not changed.
     """
     wanted = set(FLAGS if flags is None else flags)
     out = copy.deepcopy(dict(doc))
