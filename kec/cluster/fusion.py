@@ -123,9 +123,27 @@ def adaptive_fusion(
     modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA, mode: str = "sum",
     device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`adaptive_weights` then :func:`weighted_sum` (``mode="sum"``) or
-    :func:`weighted_concat` (``mode="concat"``), computed on ``device`` (numpy out).
-    Returns ``(fused, weights)``."""
+    r"""CAE's adaptive fusion: :func:`adaptive_weights`, then :func:`weighted_sum`
+    (``mode="sum"``) or :func:`weighted_concat` (``mode="concat"``).
+
+    Parameters
+    ----------
+    modalities : sequence of numpy.ndarray
+        ``M`` arrays of shape ``(N, d)``: the image features first, then each text level.
+    gamma : float
+        Temperature :math:`\gamma` of the softmax over modalities (> 0; default 0.01).
+    mode : {"sum", "concat"}
+        Weighted sum ``(N, d)`` or weighted concatenation ``(N, M·d)``.
+    device : str or None
+        Where to compute; the results come back as numpy.
+
+    Returns
+    -------
+    fused : numpy.ndarray
+        The fused features.
+    weights : numpy.ndarray
+        ``(N, M)`` weight of every modality for every item (rows sum to 1).
+    """
     if mode not in FUSION_MODES:
         raise ClusteringInputError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
     gamma = check_positive(gamma, "gamma")
