@@ -437,9 +437,25 @@ def lint_and_drop(
 
     What ``kec cluster`` does by default before grounding (``--keep-flagged`` keeps
     everything): :func:`kec.knowledge.lint.lint_knowledge`, then
-    :func:`kec.knowledge.lint.drop_flagged`. Returns ``(document, info)``, ``info``
-    holding the flag counts and every dropped item (kind, text, flags) for
-    ``summary.json``.
+    :func:`kec.knowledge.lint.drop_flagged`.
+
+    Parameters
+    ----------
+    doc : mapping
+        A knowledge document.
+    text_encoder : object with ``encode``
+        The encoder of the features the knowledge will be grounded on.
+    keep_flagged : bool
+        Score and report, but drop nothing.
+
+    Returns
+    -------
+    document : dict
+        ``doc`` without the flagged items (a copy).
+    info : dict
+        ``kept_flagged``, ``counts`` (items per flag) and ``dropped`` (every dropped
+        item, :meth:`LintItem.to_dict`): the estimators' ``lint_``, recorded by
+        ``kec cluster`` in ``summary.json``.
     """
     report = lint_knowledge(doc, text_encoder.encode)
     flagged = report.flagged
