@@ -276,7 +276,32 @@ def save_feature_shards(
     shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> Path:
     """Write ``features`` as a sharded set (the arguments of :func:`kec.features.save_features`
-    plus ``shard_rows``)."""
+    plus ``shard_rows``).
+
+    Parameters
+    ----------
+    folder : path-like
+        Destination folder (swapped in when complete).
+    features : numpy.ndarray
+        ``(n, d)``; stored as float32.
+    ids : sequence of str
+        One per row.
+    kind : {"image", "text", "items"}
+        What the rows are.
+    encoder : mapping
+        The encoder's ``describe()``.
+    labels : sequence of str, optional
+        Ground-truth labels, one per row.
+    extra : mapping, optional
+        JSON-serialisable provenance, stored in ``index.json``.
+    shard_rows : int
+        Rows per shard file (default 65,536).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written.
+    """
     feats = np.asarray(features)
     if feats.ndim != 2:
         raise ValueError(f"features must be 2-D (n, d), got shape {feats.shape}")
@@ -334,6 +359,7 @@ class ShardedFeatureSet(FeatureSet):
 
     @property
     def dim(self) -> int:
+        """Feature dimension ``d`` (from the index; no shard is read)."""
         return self._dim
 
     @property

@@ -100,14 +100,17 @@ class FeatureSet:
 
     @property
     def kind(self) -> str:
+        """``metadata["kind"]``: ``"image"``, ``"text"`` or ``"items"``."""
         return str(self.metadata.get("kind"))
 
     @property
     def encoder(self) -> dict[str, Any]:
+        """A copy of ``metadata["encoder"]``, the encoder's description (``{}`` if none)."""
         return dict(self.metadata.get("encoder") or {})
 
     @property
     def dim(self) -> int:
+        """Feature dimension ``d``."""
         return int(self.features.shape[1])
 
     def __len__(self) -> int:

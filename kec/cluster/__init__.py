@@ -14,7 +14,9 @@ Modules (pure functions or scikit-learn estimators over numpy arrays):
 - :mod:`kec.cluster.scaffold` — TAC's over-clustering, noun selection, text counterpart
   and KEC's over-cluster merging into label groups;
 - :mod:`kec.cluster.grounding` — KEC's softmax grounding and the OT grounding of kec+cae;
-- :mod:`kec.cluster.fusion` — CAE's adaptive fusion, KEC's concatenation;
+- :mod:`kec.cluster.fusion` — CAE's adaptive fusion, KEC's (published) concatenation;
+- :mod:`kec.cluster.guard`, :mod:`kec.cluster.strategies` — guarded fusion, the default of
+  ``kec`` and ``kec+cae``, and the table of fusion strategies;
 - :mod:`kec.cluster.knowledge_features` — :func:`knowledge_features` embeds a knowledge
   document.
 

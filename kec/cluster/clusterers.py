@@ -83,6 +83,25 @@ class SpectralClusterer(_RowNormalized):
         Seed of the eigensolver and label assignment.
     extra_params : dict or None
         Further :class:`~sklearn.cluster.SpectralClustering` arguments.
+
+    Attributes
+    ----------
+    labels_ : numpy.ndarray of shape (N,)
+        int64 cluster of every row.
+    estimator_ : sklearn.cluster.SpectralClustering or None
+        The fitted scikit-learn estimator (``None`` when ``n_clusters`` is 1 or the
+        number of samples: the partition is then forced).
+    n_features_in_ : int
+        Dimension ``d`` seen by :meth:`fit`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0.1], [1, -0.1], [1, 0], [0.1, 1], [-0.1, 1], [0, 1]])
+    >>> from kec.cluster.clusterers import SpectralClusterer
+    >>> labels = SpectralClusterer(2, n_neighbors=4, random_state=0).fit_predict(X)
+    >>> bool(labels[0] == labels[1] == labels[2] != labels[3] == labels[4] == labels[5])
+    True
     """
 
     name = "spectral"
@@ -126,6 +145,25 @@ class AgglomerativeClusterer(_RowNormalized):
     extra_params : dict or None
         Further :class:`~sklearn.cluster.AgglomerativeClustering` arguments (a given
         ``connectivity`` replaces the k-NN graph).
+
+    Attributes
+    ----------
+    labels_ : numpy.ndarray of shape (N,)
+        int64 cluster of every row.
+    estimator_ : sklearn.cluster.AgglomerativeClustering or None
+        The fitted scikit-learn estimator (``None`` when ``n_clusters`` is 1 or the
+        number of samples: the partition is then forced).
+    n_features_in_ : int
+        Dimension ``d`` seen by :meth:`fit`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0.1], [1, -0.1], [1, 0], [0.1, 1], [-0.1, 1], [0, 1]])
+    >>> from kec.cluster.clusterers import AgglomerativeClusterer
+    >>> labels = AgglomerativeClusterer(2).fit_predict(X)
+    >>> bool(labels[0] == labels[1] == labels[2] != labels[3] == labels[4] == labels[5])
+    True
     """
 
     name = "agglomerative"
@@ -176,6 +214,16 @@ def create_clusterer(
     **kwargs
         Estimator parameters (e.g. ``n_init``, ``n_neighbors``, ``linkage``); for spectral
         and agglomerative, unknown ones go to the scikit-learn estimator.
+
+    Returns
+    -------
+    SphericalKMeans, SpectralClusterer or AgglomerativeClusterer
+        Unfitted.
+
+    Raises
+    ------
+    ClusteringInputError
+        Unknown ``name``, or ``n_clusters`` / ``random_state`` invalid.
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) \
             or n_clusters < 1:

@@ -83,7 +83,7 @@ labels_ : numpy.ndarray of shape (N,)
     Cluster of every item, int64 in ``0..K-1``.
 result_ : MethodResult
     Timings, the parameters used (``result_.params``) and diagnostics
-    (``result_.info``: README "result info").
+    (``result_.info``: its keys are listed in docs/api.md, "Result info").
 n_features_in_ : int
     Dimension ``d`` of the features seen in ``fit``.
 lint_ : dict or None
@@ -309,10 +309,20 @@ class TAC(_MethodEstimator):
 
     Examples
     --------
-    >>> from kec import TAC, load_features                       # doctest: +SKIP
-    >>> images = load_features("images.safetensors")             # doctest: +SKIP
-    >>> nouns = load_features("nouns.safetensors")               # doctest: +SKIP
-    >>> TAC(10, random_state=0).fit(images, nouns=nouns).labels_  # doctest: +SKIP
+    Three groups of items and noun features in the same space (in practice
+    ``kec.load_features("images.safetensors")`` and the nouns' feature file):
+
+    >>> import numpy as np
+    >>> from kec import TAC
+    >>> rng = np.random.default_rng(0)
+    >>> directions = np.eye(3, 4)
+    >>> X = np.repeat(directions, 10, axis=0) + 0.1 * rng.standard_normal((30, 4))
+    >>> nouns = np.vstack([directions, rng.standard_normal((5, 4))])
+    >>> tac = TAC(3, random_state=0).fit(X, nouns=nouns)
+    >>> np.bincount(tac.labels_)
+    array([10, 10, 10])
+    >>> sorted(tac.result_.info)
+    ['n_overclusters', 'n_selected_nouns']
     """
 
     _method = "tac"
@@ -334,11 +344,26 @@ class KEC(_MethodEstimator):
 
     Examples
     --------
-    >>> from kec import KEC, load_features                        # doctest: +SKIP
-    >>> images = load_features("images.safetensors")              # doctest: +SKIP
-    >>> kec = KEC(10, random_state=0).fit(images, knowledge="knowledge.json")  # doctest: +SKIP
-    >>> kec.cluster_names_[:3]                                    # doctest: +SKIP
-    ['golden retriever', 'tabby cat', 'goldfinch']
+    A hand-written knowledge document, embedded by a toy text encoder (in practice a
+    knowledge file, embedded by the text tower recorded in the images' feature file):
+
+    >>> import numpy as np
+    >>> from kec import KEC, make_knowledge
+    >>> words = ["cat", "dog", "car"]
+    >>> class WordEncoder:  # a text points to the words it names, plus a shared axis
+    ...     def encode(self, texts):
+    ...         v = np.array([[w in t for w in words] + [0.5] for t in texts], float)
+    ...         return v / np.linalg.norm(v, axis=1, keepdims=True)
+    >>> doc = make_knowledge({"cat": ["cat whiskers", "cat ears"],
+    ...                       "dog": ["dog tail", "dog bark"],
+    ...                       "car": ["car wheels", "car doors"]})
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.repeat(np.eye(3, 4), 10, axis=0) + 0.1 * rng.standard_normal((30, 4))
+    >>> kec = KEC(3, text_encoder=WordEncoder(), random_state=0).fit(X, knowledge=doc)
+    >>> [kec.cluster_names_[c] for c in kec.labels_[::10]]
+    ['cat', 'dog', 'car']
+    >>> kec.result_.info["guard"]["mode"]
+    'refine'
     """
 
     _method = "kec"
@@ -351,15 +376,28 @@ class CAE(_MethodEstimator):
     .. math:: x^u_i = \mathrm{normalize}\Big(\sum_j T_{ij} S_{ij} u_j\Big), \quad
               w^m_i = \mathrm{softmax}_m\big(\cos(x^m_i, p_i)/\gamma\big)
 
-    (Zhu et al., AAAI 2026, arXiv:2512.00904). ``fit`` needs ``nouns``; ``captions`` are
+    (Zhu et al., AAAI 2026, arXiv:2512.00904), then the weighted sum
+    :math:`\sum_m w^m_i x^m_i` (``fusion="sum"``, default) or the weighted concatenation
+    (``fusion="concat"``) is clustered. ``fit`` needs ``nouns``; ``captions`` are
     optional, and without them the captions of a ``knowledge`` file stand in.
 
     Examples
     --------
-    >>> from kec import CAE, load_features                           # doctest: +SKIP
-    >>> images = load_features("images.safetensors")                 # doctest: +SKIP
-    >>> CAE(10, random_state=0).fit(images, nouns=load_features("nouns.safetensors"),
-    ...                             knowledge="knowledge.json")      # doctest: +SKIP
+    Items, nouns and captions as features in one space (in practice feature files, or
+    lists of strings with a ``text_encoder``):
+
+    >>> import numpy as np
+    >>> from kec import CAE
+    >>> rng = np.random.default_rng(0)
+    >>> directions = np.eye(3, 4)
+    >>> X = np.repeat(directions, 10, axis=0) + 0.1 * rng.standard_normal((30, 4))
+    >>> nouns = np.vstack([directions, rng.standard_normal((5, 4))])
+    >>> captions = directions + 0.05 * rng.standard_normal((3, 4))
+    >>> cae = CAE(3, random_state=0).fit(X, nouns=nouns, captions=captions)
+    >>> np.bincount(cae.labels_)
+    array([10, 10, 10])
+    >>> sorted(cae.result_.info["mean_fusion_weights"])
+    ['captions', 'image', 'nouns']
     """
 
     _method = "cae"
@@ -379,10 +417,25 @@ class KECCAE(_MethodEstimator):
 
     Examples
     --------
-    >>> from kec import KECCAE, load_features                      # doctest: +SKIP
-    >>> images = load_features("images.safetensors")               # doctest: +SKIP
-    >>> KECCAE(10, random_state=0).fit(images, knowledge="knowledge.json").cluster_names_
-    ... # doctest: +SKIP
+    As for :class:`KEC`: a hand-written document and a toy text encoder.
+
+    >>> import numpy as np
+    >>> from kec import KECCAE, make_knowledge
+    >>> words = ["cat", "dog", "car"]
+    >>> class WordEncoder:  # a text points to the words it names, plus a shared axis
+    ...     def encode(self, texts):
+    ...         v = np.array([[w in t for w in words] + [0.5] for t in texts], float)
+    ...         return v / np.linalg.norm(v, axis=1, keepdims=True)
+    >>> doc = make_knowledge({"cat": ["cat whiskers", "cat ears"],
+    ...                       "dog": ["dog tail", "dog bark"],
+    ...                       "car": ["car wheels", "car doors"]})
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.repeat(np.eye(3, 4), 10, axis=0) + 0.1 * rng.standard_normal((30, 4))
+    >>> model = KECCAE(3, text_encoder=WordEncoder(), random_state=0)
+    >>> model.fit(X, knowledge=doc).cluster_names_[model.labels_[0]]
+    'cat'
+    >>> model.result_.info["concept_ot"]["converged"]
+    True
     """
 
     _method = "kec+cae"

@@ -9,7 +9,9 @@ CAE's adaptive fusion over modalities :math:`m` (image, nouns, captions, ...):
 
 then either the weighted sum :math:`\sum_m w^m_i x^m_i` or the weighted concatenation
 :math:`[w^1_i x^1_i; w^2_i x^2_i; \dots]` (docs/methods.md leaves the choice open; both are
-here). KEC's fusion is the plain concatenation :math:`[x_i ; \kappa_i]`.
+here). KEC's published fusion is the plain concatenation :math:`[x_i ; \kappa_i]`
+(``fusion="concat"``); kec's knowledge methods default to guarded fusion instead
+(:mod:`kec.cluster.guard`, :mod:`kec.cluster.strategies`).
 """
 
 from __future__ import annotations
@@ -121,9 +123,27 @@ def adaptive_fusion(
     modalities: Sequence[np.ndarray], gamma: float = DEFAULT_GAMMA, mode: str = "sum",
     device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`adaptive_weights` then :func:`weighted_sum` (``mode="sum"``) or
-    :func:`weighted_concat` (``mode="concat"``), computed on ``device`` (numpy out).
-    Returns ``(fused, weights)``."""
+    r"""CAE's adaptive fusion: :func:`adaptive_weights`, then :func:`weighted_sum`
+    (``mode="sum"``) or :func:`weighted_concat` (``mode="concat"``).
+
+    Parameters
+    ----------
+    modalities : sequence of numpy.ndarray
+        ``M`` arrays of shape ``(N, d)``: the image features first, then each text level.
+    gamma : float
+        Temperature :math:`\gamma` of the softmax over modalities (> 0; default 0.01).
+    mode : {"sum", "concat"}
+        Weighted sum ``(N, d)`` or weighted concatenation ``(N, M·d)``.
+    device : str or None
+        Where to compute; the results come back as numpy.
+
+    Returns
+    -------
+    fused : numpy.ndarray
+        The fused features.
+    weights : numpy.ndarray
+        ``(N, M)`` weight of every modality for every item (rows sum to 1).
+    """
     if mode not in FUSION_MODES:
         raise ClusteringInputError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
     gamma = check_positive(gamma, "gamma")

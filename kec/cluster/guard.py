@@ -637,6 +637,37 @@ def guarded_cluster(
     k-means partition of): :math:`x` (``data``; ``refine``, where the fixed point is of
     the anchored iterations) or :math:`[x^\perp ; \beta\hat c ; \beta\hat a]`
     (``nuisance``; without attributes :math:`[x^\perp ; \beta\hat c]`).
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(N, d)`` raw features.
+    concept : numpy.ndarray
+        ``(N, d_c)`` grounded concept view :math:`c_i`.
+    attribute : numpy.ndarray or None
+        ``(N, d_a)`` grounded attribute view :math:`a_i` (used in ``nuisance`` mode).
+    n_clusters : int
+        K.
+    beta : float
+        :math:`\beta`, weight of the knowledge views in ``nuisance`` mode (>= 0).
+    agreement_threshold, agreement_margin, objective_tolerance, anchor_weight : float
+        As in :func:`decide`.
+    spread_ratio, spread_margin, corroboration_threshold : float
+        As in :func:`decide`.
+    spread_runs, max_iter : int
+        As in :func:`decide`.
+    random_state, n_init, device
+        As in :func:`decide` (its k-means runs).
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``(N,)`` int64 clusters.
+    features : numpy.ndarray
+        The matrix described above.
+    decision : GuardDecision
+        The mode and its measurements; ``decision.info`` is ``MethodResult.info["guard"]``
+        (docs/api.md).
     """
     if beta < 0 or not np.isfinite(beta):
         raise ClusteringInputError(f"beta must be a finite number >= 0, got {beta}")

@@ -724,6 +724,7 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
+    >>> from kec import SphericalKMeans
     >>> X = np.array([[1, 0.1], [1, -0.1], [0.1, 1], [-0.1, 1]])
     >>> SphericalKMeans(2, random_state=0).fit_predict(X).tolist() in ([0, 0, 1, 1],
     ...                                                                 [1, 1, 0, 0])

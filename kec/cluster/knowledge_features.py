@@ -81,10 +81,12 @@ class KnowledgeFeatures:
 
     @property
     def n_concepts(self) -> int:
+        """Number of concepts ``Q``."""
         return len(self.concept_ids)
 
     @property
     def dim(self) -> int:
+        """Embedding dimension ``d``."""
         return int(self.zeta.shape[1])
 
     def attribute_means(self) -> np.ndarray:
@@ -223,6 +225,11 @@ def knowledge_features(
         sentence describes both sides), only concept ``a``, or none (uni-attributes only).
     source : str
         Name used in error messages.
+
+    Returns
+    -------
+    KnowledgeFeatures
+        The concepts' name, description and attribute embeddings, with their indices.
 
     Raises
     ------

@@ -5,14 +5,20 @@ timings, parameters and, for knowledge methods, cluster names and explanations),
 :func:`run_method` to pick one by name.
 
 ===========  =================================================================  ==========
-method       features clustered                                                 needs
+method       features clustered (default fusion)                                needs
 ===========  =================================================================  ==========
 kmeans       :math:`x_i`                                                        images
 tac          :math:`[x_i ; \hat t_i]`, TAC's text counterpart (§1)              nouns
-kec          :math:`[x_i ; \kappa_i]`, softmax-grounded knowledge (§2)          knowledge
+kec          softmax-grounded knowledge (§2), guarded fusion with :math:`x_i`   knowledge
+             (§4.3); ``fusion="concat"``: :math:`[x_i ; \kappa_i]` as published
 cae          adaptive fusion of :math:`x_i, x^u_i, x^v_i`, OT-aligned (§3)      nouns
-kec+cae      adaptive fusion of :math:`x_i, c_i, a_i`, OT-grounded knowledge    knowledge
+kec+cae      OT-grounded knowledge (§4), guarded fusion with :math:`x_i`;       knowledge
+             ``fusion="adaptive"``: CAE's fusion of :math:`x_i, c_i, a_i`
 ===========  =================================================================  ==========
+
+Guarded fusion (:mod:`kec.cluster.guard`) clusters :math:`x_i` alone, the knowledge
+partition refined on :math:`x_i`, or :math:`[x^\perp_i ; \beta\hat c_i ; \beta\hat a_i]`,
+as the data decides; ``MethodResult.info["guard"]`` records the decision (docs/api.md).
 
 A cluster's **name** is the concept with the highest mean grounding weight over its
 members (:math:`\omega` or the row-normalised concept plan); its **explanation** is the
@@ -87,9 +93,16 @@ class MethodResult:
         Knowledge methods: per cluster ``{"cluster", "size", "name", "concepts",
         "attributes", "nearest"}``.
     info : dict
-        Diagnostics (selected texts, OT convergence, fusion weights...).
+        Diagnostics (selected texts, OT convergence, fusion weights, guarded fusion's
+        decision); every key, by method and fusion, is listed in docs/api.md.
     features : numpy.ndarray or None
         The matrix that was clustered (only with ``keep_features=True``).
+    feature_map : FeatureMap or None
+        Maps new items into the clustered space (:mod:`kec.cluster.feature_maps`),
+        for :meth:`predict`.
+    centres : numpy.ndarray or None
+        ``(K, D)`` float32 unit centres of the clusters in that space (zero for an
+        empty cluster), for :meth:`predict`.
     """
 
     method: str
@@ -150,7 +163,20 @@ def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
     """Baseline: cluster the image features alone (docs/methods.md §6).
 
     ``device`` (every method): ``"auto"``, ``"cpu"``, ``"cuda"`` or ``None`` (numpy): where
-    the OT solvers and k-means run; inputs and outputs stay numpy."""
+    the OT solvers and k-means run; inputs and outputs stay numpy.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
+    """
     p = method_params("kmeans", params)
     X, k = check_images(X, n_clusters)
     stages = _Stages()
@@ -165,7 +191,22 @@ def run_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> MethodResult:
 @declared("tac")
 def run_tac(X: np.ndarray, nouns: np.ndarray, n_clusters: int, **params: Any
             ) -> MethodResult:
-    r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`."""
+    r"""TAC, training-free (docs/methods.md §1): cluster :math:`[x_i ; \hat t_i]`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    nouns : array-like of shape (M, d)
+        Noun features in the space of ``X``.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
+    """
     p = method_params("tac", params)
     X, k = check_images(X, n_clusters)
     T = check_texts(nouns, X, "noun features")
@@ -204,6 +245,21 @@ def run_kec(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, **para
     partition on :math:`x`, or refine it on :math:`[x^\perp ; \beta\hat c ;
     \beta\hat a]` (:mod:`kec.cluster.guard`); the attribute view is
     :math:`a_i = \sum_l \mathrm{softmax}_l(x_i\cdot\xi_l/T)\,\xi_l`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    knowledge : KnowledgeFeatures
+        Knowledge embedded in the space of ``X`` (:func:`kec.cluster.knowledge_features`).
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (names and explanations)
+        and ``info`` (docs/api.md).
     """
     p = method_params("kec", params)
     X, k = check_images(X, n_clusters)
@@ -243,6 +299,22 @@ def run_cae(X: np.ndarray, nouns: np.ndarray, n_clusters: int, *,
 
     Without ``captions`` the caption modality is left out (CAE's "no captions" ablation).
     ``fusion`` is ``"sum"`` (weighted sum, default) or ``"concat"``.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    nouns : array-like of shape (M, d)
+        Noun features in the space of ``X``.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    captions : array-like of shape (M', d), optional
+        Caption features in the space of ``X``.
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params`` and ``info`` (docs/api.md).
     """
     p = method_params("cae", params)
     X, k = check_images(X, n_clusters)
@@ -298,6 +370,23 @@ def run_kec_cae(X: np.ndarray, knowledge: KnowledgeFeatures, n_clusters: int, *,
     ``info["ignored_levels"]``); ``fusion="adaptive"``: CAE's weights over
     :math:`[x, c, a, \dots]` with ``fusion_mode`` ``"sum"`` or ``"concat"``;
     ``fusion="kec"``: :math:`[x ; c + a ; \dots]`.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    knowledge : KnowledgeFeatures
+        Knowledge embedded in the space of ``X`` (:func:`kec.cluster.knowledge_features`).
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    nouns, captions : array-like of shape (M, d), optional
+        The optional levels, in the space of ``X``.
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (names and explanations)
+        and ``info`` (docs/api.md).
     """
     p = method_params("kec+cae", params)
     X, k = check_images(X, n_clusters)
@@ -384,6 +473,25 @@ def name_clusters(
     KEC defines no per-attribute weight). The explanation lists, best first: the
     attributes of the pair (top concept, top concept of the nearest cluster), then the
     top concept's own attributes, then any others, by the cluster's mean weight.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (N, d)
+        The items.
+    labels : numpy.ndarray of shape (N,)
+        Their clusters, in ``0..n_clusters-1``.
+    n_clusters : int
+        ``K`` (empty clusters get the name ``None``).
+    knowledge : KnowledgeFeatures
+        The embedded knowledge.
+    grounding : Grounding
+        Its grounding on ``X`` (:mod:`kec.cluster.grounding`).
+    temperature : float
+        :math:`T` of the softmax attribute weights (softmax grounding only).
+    n_names, n_attributes : int
+        Concepts and attributes listed per cluster.
+    device : str or None
+        Where the attribute weights are computed.
 
     Returns
     -------
@@ -480,6 +588,40 @@ def run_method(
     (``nouns``/``captions`` add optional levels to ``kec+cae``, ``captions`` to
     ``cae``). Inputs the method does not use are not passed on. Other keyword
     arguments are the method's parameters (:func:`kec.cluster.params.method_params`).
+
+    Parameters
+    ----------
+    name : str
+        ``"kmeans"``, ``"tac"``, ``"kec"``, ``"cae"`` or ``"kec+cae"``.
+    X : array-like of shape (N, d)
+        Image (or text-item) features.
+    n_clusters : int
+        Number of clusters ``K`` (1 <= K <= N).
+    nouns, captions : array-like of shape (M, d), optional
+        Text features in the space of ``X``.
+    knowledge : KnowledgeFeatures, optional
+        Embedded knowledge.
+    **params
+        The method's parameters (see each ``run_*`` function).
+
+    Returns
+    -------
+    MethodResult
+        ``labels``, ``timings``, ``params``, ``clusters`` (knowledge methods) and
+        ``info`` (docs/api.md).
+
+    Raises
+    ------
+    ClusteringInputError
+        Unknown method, a required input missing, or an invalid input or parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kec.cluster import run_method
+    >>> X = np.repeat(np.eye(2, 4), 5, axis=0)
+    >>> run_method("kmeans", X, 2, random_state=0).labels.reshape(2, 5).std(axis=1)
+    array([0., 0.])
     """
     if name not in METHOD_NAMES:
         raise ClusteringInputError(f"unknown method {name!r}; choose from {METHOD_NAMES}")

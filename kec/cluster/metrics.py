@@ -51,6 +51,23 @@ def cluster_accuracy(y_true: Any, y_pred: Any) -> float:
     (:func:`scipy.optimize.linear_sum_assignment`) on the contingency table. With more
     clusters than classes the extra clusters match nothing and count as errors; with
     fewer, the extra classes do (docs/methods.md §6).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        Ground-truth classes (any hashable labels).
+    y_pred : array-like of shape (N,)
+        Predicted clusters (any hashable labels).
+
+    Returns
+    -------
+    float
+        ACC in ``[0, 1]``.
+
+    Raises
+    ------
+    ClusteringInputError
+        Labels not 1-D, of different lengths, or empty.
     """
     table = contingency_table(y_true, y_pred)
     rows, cols = linear_sum_assignment(table, maximize=True)
@@ -58,19 +75,65 @@ def cluster_accuracy(y_true: Any, y_pred: Any) -> float:
 
 
 def nmi(y_true: Any, y_pred: Any) -> float:
-    """Normalised mutual information (arithmetic mean), scikit-learn's definition."""
+    """Normalised mutual information (arithmetic mean), scikit-learn's definition.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        Ground-truth classes (any hashable labels).
+    y_pred : array-like of shape (N,)
+        Predicted clusters (any hashable labels).
+
+    Returns
+    -------
+    float
+        NMI in ``[0, 1]``.
+    """
     t, p = _pair(y_true, y_pred)
     return float(normalized_mutual_info_score(t, p))
 
 
 def ari(y_true: Any, y_pred: Any) -> float:
-    """Adjusted Rand index, scikit-learn's definition."""
+    """Adjusted Rand index, scikit-learn's definition.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        Ground-truth classes (any hashable labels).
+    y_pred : array-like of shape (N,)
+        Predicted clusters (any hashable labels).
+
+    Returns
+    -------
+    float
+        ARI: 1 for identical partitions, about 0 for independent ones, at least -0.5.
+    """
     t, p = _pair(y_true, y_pred)
     return float(adjusted_rand_score(t, p))
 
 
 def evaluate(y_true: Any, y_pred: Any) -> dict[str, float | int]:
-    """``{"acc", "nmi", "ari", "n_samples", "n_classes", "n_clusters"}`` (scores in [0, 1])."""
+    """ACC, NMI and ARI of a partition, with its sizes.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        Ground-truth classes (any hashable labels).
+    y_pred : array-like of shape (N,)
+        Predicted clusters (any hashable labels).
+
+    Returns
+    -------
+    dict
+        ``acc``, ``nmi`` (floats in ``[0, 1]``), ``ari`` (float, 1 at best, negative
+        below chance), ``n_samples``, ``n_classes``, ``n_clusters`` (ints).
+
+    Examples
+    --------
+    >>> from kec.cluster.metrics import evaluate
+    >>> evaluate(["a", "a", "b", "b"], [1, 1, 0, 0])["acc"]
+    1.0
+    """
     t, p = _pair(y_true, y_pred)
     return {
         "acc": cluster_accuracy(t, p),

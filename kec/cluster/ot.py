@@ -882,6 +882,11 @@ def semi_relaxed(
 
 semi_relaxed.__doc__ = (semi_relaxed.__doc__ or "") + _STREAM_DOC + """    rho : float
         Strength of the column-marginal penalty (> 0; default 1).
+
+    Returns
+    -------
+    OTResult
+        ``plan`` is ``None``; use :func:`transport_features` or :func:`plan_from_duals`.
 """
 
 
@@ -968,6 +973,11 @@ def partial(
 
 partial.__doc__ = (partial.__doc__ or "") + _STREAM_DOC + """    mass : float
         :math:`m`, at most ``min(sum(a), sum(b))`` (default 0.9).
+
+    Returns
+    -------
+    OTResult
+        ``plan`` is ``None``; use :func:`transport_features` or :func:`plan_from_duals`.
 """
 
 
@@ -1122,7 +1132,20 @@ def solve_and_transport(
 ) -> tuple[Any, OTResult]:
     """:func:`solve_ot` then :func:`transport_features`, reusing the solver's cached kernel.
 
-    ``device`` as in :func:`solve_ot`; other keywords go to the solver.
+    Parameters
+    ----------
+    X : numpy.ndarray or torch.Tensor
+        ``(N, d)`` items.
+    U : numpy.ndarray or torch.Tensor
+        ``(M, d)`` texts to transport onto them.
+    method : str
+        The solver, as in :func:`solve_ot` (``"auto"`` by size).
+    similarity_weighted : bool
+        As in :func:`transport_features`.
+    device : str or None
+        As in :func:`solve_ot`.
+    **kwargs
+        The solver's other keywords (``reg``, ``tol``, ``max_iter``...).
 
     Returns
     -------

@@ -379,12 +379,28 @@ class MethodSpec:
 
 
 def method_names() -> tuple[str, ...]:
-    """Names of all methods, in table order (``kmeans`` first)."""
+    """Names of all methods, in table order.
+
+    Returns
+    -------
+    tuple of str
+        ``("kmeans", "tac", "kec", "cae", "kec+cae")``: the keys of :data:`METHODS`.
+    """
     return tuple(METHODS)
 
 
 def method_spec(name: str) -> MethodSpec:
     """The entry of method ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A method name (:func:`method_names`).
+
+    Returns
+    -------
+    MethodSpec
+        Its inputs, parameters, defaults and fusion strategies (read-only).
 
     Raises
     ------

@@ -96,6 +96,17 @@ def overcluster(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means over-clustering (docs/methods.md §1.2).
 
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(N, d)`` image features.
+    n_clusters : int
+        Number ``L`` of over-clusters.
+    random_state : int or None
+        Seed of the k-means.
+    **kmeans_params
+        Further :class:`~kec.cluster.kmeans.SphericalKMeans` parameters.
+
     Returns
     -------
     labels : numpy.ndarray
@@ -218,6 +229,20 @@ def select_top_texts(centres: np.ndarray, texts: np.ndarray, top_k: int = 5) -> 
     similar texts by cosine :math:`c_l \cdot t_j`; the union is the selected set.
 
     ``top_k`` is open in CAE; 5 matches TAC's noun budget.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        ``(L, d)`` over-cluster centres.
+    texts : numpy.ndarray
+        ``(M, d)`` text features.
+    top_k : int
+        Texts kept per centre (at most ``M``).
+
+    Returns
+    -------
+    TextSelection
+        The union of the kept texts and the texts of every centre.
     """
     C, T = _texts_and_centres(centres, texts)
     top_k = min(_check_top_k(top_k), T.shape[0])
@@ -254,7 +279,21 @@ def text_counterpart(X: np.ndarray, texts: np.ndarray, tau: float = TAC_TAU) -> 
     .. math::  \hat t_i = \operatorname{normalize}\Big(\sum_j
                \operatorname{softmax}_j(x_i \cdot t_j / \tau)\, t_j\Big), \quad \tau = 0.005
 
-    Computed in row blocks; returns ``(N, d)`` float32 unit rows.
+    Computed in row blocks.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(N, d)`` image features :math:`x_i`.
+    texts : numpy.ndarray
+        ``(M, d)`` selected noun features :math:`t_j`.
+    tau : float
+        Softmax temperature :math:`\tau` (> 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, d)`` float32 unit rows :math:`\hat t_i`.
     """
     X = as_features(X, "image features")
     T = as_features(texts, "text features")

@@ -26,11 +26,30 @@ MAX_DEPTH = 64  # a knowledge file nests about 6 levels; anything deeper is not 
 
 
 def concept_id(labels: Iterable[str]) -> str:
-    """Stable id of the concept condensed from ``labels`` (order-insensitive)."""
+    """Stable id of the concept condensed from ``labels`` (order-insensitive).
+
+    Parameters
+    ----------
+    labels : iterable of str
+        The labels the concept condenses.
+
+    Returns
+    -------
+    str
+        ``"c-"`` and the first 10 hex digits of the SHA-256 of the sorted labels' JSON.
+
+    Examples
+    --------
+    >>> from kec.knowledge.document import concept_id
+    >>> concept_id(["cat", "kitten"]) == concept_id(["kitten", "cat"])
+    True
+    """
     return "c-" + sha256_text(canonical_json(sorted(labels)))[:10]
 
 
 def now_iso() -> str:
+    """The current UTC time to the second, ISO 8601 with ``Z``
+    (``"2026-01-31T12:00:00Z"``)."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -42,6 +61,8 @@ def _validator() -> Draft202012Validator:
 
 
 def json_path(parts: Iterable[Any]) -> str:
+    """A JSON path from keys and indices: ``["concepts", 2, "name"]`` →
+    ``"$.concepts[2].name"``."""
     out = "$"
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else f".{p}"
@@ -85,7 +106,18 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:  # noqa: C901 (over 15
     rules the schema cannot express (unique ids, pairs point at existing concepts,
     no self-pairs or duplicate pairs, no blank names, no control characters in names,
     descriptions, labels, attributes or captions). Another kind of kec file, or a
-    document nested deeper than :data:`MAX_DEPTH`, gives one error and no more."""
+    document nested deeper than :data:`MAX_DEPTH`, gives one error and no more.
+
+    Parameters
+    ----------
+    doc : object
+        A decoded knowledge document.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(json_path, message)`` per problem; empty when ``doc`` is valid.
+    """
     problem = kind_problem(doc)
     if problem is not None:
         return [("$", problem)]
@@ -165,12 +197,37 @@ def _control_errors(obj: dict[str, Any], base: str, keys: Iterable[str]
 
 
 def validate_knowledge(doc: Any, source: str = "<knowledge>") -> None:
+    """Check ``doc`` against the schema and the semantic rules.
+
+    Parameters
+    ----------
+    doc : object
+        A decoded knowledge document.
+    source : str, default "<knowledge>"
+        Name of the file or input, used in the error message.
+
+    Raises
+    ------
+    InvalidKnowledgeError
+        With every problem :func:`validation_errors` found, as ``(json_path, message)``.
+    """
     errors = validation_errors(doc)
     if errors:
         raise InvalidKnowledgeError(source, errors)
 
 
 def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of a knowledge file, not yet validated.
+
+    Raises
+    ------
+    InputNotFoundError
+        The file does not exist.
+    KecError
+        It cannot be read as UTF-8 text.
+    InvalidKnowledgeError
+        It is not JSON, or nests deeper than ``MAX_DEPTH`` levels.
+    """
     try:
         text = Path(path).read_text("utf-8")
     except FileNotFoundError:
@@ -188,7 +245,25 @@ def read_knowledge_json(path: str | os.PathLike[str]) -> Any:
 
 
 def load_knowledge(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a knowledge file; raises :class:`InvalidKnowledgeError`."""
+    """Read and validate a knowledge file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``*.knowledge.json`` file.
+
+    Returns
+    -------
+    dict
+        The document, as stored.
+
+    Raises
+    ------
+    InvalidKnowledgeError
+        Not JSON, or not a valid knowledge document (every problem listed).
+    InputNotFoundError
+        The file does not exist.
+    """
     doc = read_knowledge_json(path)
     validate_knowledge(doc, str(path))
     return doc
@@ -209,11 +284,26 @@ def canonicalize(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps_knowledge(doc: dict[str, Any]) -> str:
+    """The text :func:`save_knowledge` would write: :func:`canonicalize`'d, sorted keys,
+    2-space indent, trailing newline (not validated)."""
     return dump_json(canonicalize(doc))
 
 
 def save_knowledge(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Validate, order deterministically and write atomically."""
+    """Validate, order deterministically and write atomically.
+
+    Parameters
+    ----------
+    doc : dict
+        A knowledge document.
+    path : str or os.PathLike
+        Where to write it (replaced atomically).
+
+    Raises
+    ------
+    InvalidKnowledgeError
+        ``doc`` is not valid; nothing is written.
+    """
     doc = canonicalize(doc)
     validate_knowledge(doc, str(path))
     write_json(path, doc)
@@ -226,9 +316,30 @@ def _union(a: list[str], b: list[str]) -> list[str]:
 
 def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
                     ) -> dict[str, Any]:
-    """Union of knowledge files. Concepts with the same id (same labels) keep the first
-    file's name and description and the union of attributes; pairs likewise. Each input's
-    provenance is kept under ``provenance.merged_from``."""
+    """Union of knowledge files.
+
+    Concepts with the same id (same labels) keep the first file's name and description
+    (unless that one is a WordNet fallback and a later one is not) and the union of
+    attributes and captions; pairs keep the union of their attributes. Each input's
+    provenance is kept under ``provenance.merged_from``; usage is summed.
+
+    Parameters
+    ----------
+    docs : list of dict
+        Valid knowledge documents.
+    sources : list of str, optional
+        Their names in ``merged_from`` (default ``"input 0"``, ``"input 1"``...).
+
+    Returns
+    -------
+    dict
+        The merged document, :func:`canonicalize`'d.
+
+    Raises
+    ------
+    KecError
+        ``docs`` is empty.
+    """
     if not docs:
         raise KecError("nothing to merge")
     sources = sources or [f"input {i}" for i in range(len(docs))]
@@ -318,7 +429,21 @@ def _diff_pairs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = False) -> list[str]:
-    """Human-readable differences between two knowledge files (empty list: same knowledge)."""
+    """Human-readable differences between two knowledge files.
+
+    Parameters
+    ----------
+    a, b : dict
+        Knowledge documents (``a`` is the old one).
+    provenance : bool, default False
+        Also compare the backend, prompts, sampling, seed, parameters and text encoder.
+
+    Returns
+    -------
+    list of str
+        One line per difference (``-`` only in ``a``, ``+`` only in ``b``, ``~``
+        changed); empty when both hold the same knowledge.
+    """
     lines = _diff_concepts(a, b) + _diff_pairs(a, b)
     if provenance:
         keys = ("backend", "prompts", "sampling", "seed", "parameters", "text_encoder")
@@ -359,7 +484,20 @@ def record_line(rec: dict[str, Any], kind: str = "failed") -> str:
 def summarize(doc: dict[str, Any], max_items: int | None = None) -> str:
     """A plain-text view of a knowledge file for ``kec knowledge show``: one line per
     entry, every text escaped (:func:`kec.knowledge.text.printable`), so a name holding
-    a newline or a terminal escape sequence prints as ``\\n`` or ``\\x1b``."""
+    a newline or a terminal escape sequence prints as ``\\n`` or ``\\x1b``.
+
+    Parameters
+    ----------
+    doc : dict
+        A valid knowledge document.
+    max_items : int, optional
+        Show at most this many concepts and pairs (default: all).
+
+    Returns
+    -------
+    str
+        The text, lines joined by newlines.
+    """
     prov = doc["provenance"]
     names = {c["id"]: c["name"] for c in doc["concepts"]}
     usage = prov["usage"]

@@ -71,7 +71,24 @@ def unique_labels(labels: list[str], where: str = "label") -> list[str]:
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:
-    """One label per line; blank lines and lines starting with ``#`` are skipped."""
+    """Labels from a text file: one per line; blank lines and lines starting with ``#``
+    are skipped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A UTF-8 text file.
+
+    Returns
+    -------
+    list of str
+        The cleaned labels, without case-insensitive repeats, in file order.
+
+    Raises
+    ------
+    LabelError
+        The file is missing or unreadable, a label is invalid, or there is none.
+    """
     try:
         text = Path(path).read_text("utf-8")
     except FileNotFoundError:
@@ -88,7 +105,23 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
 
 def read_groups(path: str | os.PathLike[str]) -> list[list[str]]:
     """Label groups from JSON: ``kec scaffold``'s ``{"groups": [{"labels": [...]}, ...]}``
-    or a plain list of label lists."""
+    or a plain list of label lists.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A JSON groups file.
+
+    Returns
+    -------
+    list of list of str
+        One list of labels per group, in file order.
+
+    Raises
+    ------
+    LabelError
+        The file is missing, not JSON, or not a list of groups of strings.
+    """
     try:
         data: Any = json.loads(Path(path).read_text("utf-8"))
     except FileNotFoundError:

@@ -103,6 +103,7 @@ class LintItem:
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; ``concept``, ``pair`` and ``side`` only when set."""
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "text": self.text,
                                "flags": list(self.flags), "scores": dict(self.scores)}
         if self.concept is not None:
@@ -125,10 +126,12 @@ class LintReport:
 
     @property
     def flagged(self) -> list[LintItem]:
+        """The items carrying at least one flag, in document order."""
         return [it for it in self.items if it.flags]
 
     @property
     def clean(self) -> bool:
+        """Whether no item is flagged."""
         return not self.flagged
 
     def counts(self) -> dict[str, int]:
@@ -140,6 +143,7 @@ class LintReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (thresholds, counts by kind and by flag) with every item."""
         kinds: dict[str, int] = {}
         for it in self.items:
             kinds[it.kind] = kinds.get(it.kind, 0) + 1
@@ -364,6 +368,11 @@ def drop_flagged(
     report : LintReport
     flags : iterable of str, optional
         Only items carrying one of these flags are dropped (default: any flag).
+
+    Returns
+    -------
+    dict
+        A new document; ``doc`` is not changed.
     """
     wanted = set(FLAGS if flags is None else flags)
     out = copy.deepcopy(dict(doc))
@@ -428,9 +437,25 @@ def lint_and_drop(
 
     What ``kec cluster`` does by default before grounding (``--keep-flagged`` keeps
     everything): :func:`kec.knowledge.lint.lint_knowledge`, then
-    :func:`kec.knowledge.lint.drop_flagged`. Returns ``(document, info)``, ``info``
-    holding the flag counts and every dropped item (kind, text, flags) for
-    ``summary.json``.
+    :func:`kec.knowledge.lint.drop_flagged`.
+
+    Parameters
+    ----------
+    doc : mapping
+        A knowledge document.
+    text_encoder : object with ``encode``
+        The encoder of the features the knowledge will be grounded on.
+    keep_flagged : bool
+        Score and report, but drop nothing.
+
+    Returns
+    -------
+    document : dict
+        ``doc`` without the flagged items (a copy).
+    info : dict
+        ``kept_flagged``, ``counts`` (items per flag) and ``dropped`` (every dropped
+        item, :meth:`LintItem.to_dict`): the estimators' ``lint_``, recorded by
+        ``kec cluster`` in ``summary.json``.
     """
     report = lint_knowledge(doc, text_encoder.encode)
     flagged = report.flagged

@@ -32,7 +32,22 @@ def _clauses(gloss: str) -> list[str]:
 def gloss_description(labels: Sequence[str], wn: Any) -> tuple[str, list[str]]:
     """A description from the glosses of ``labels`` and the synsets read (``("", [])``
     when WordNet knows none). One label: its gloss; several: ``"label: gloss"`` joined
-    by ``"; "``. Cut to 600 characters at a clause boundary where possible."""
+    by ``"; "``. Cut to 600 characters at a clause boundary where possible.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        The concept's labels.
+    wn : object
+        NLTK's WordNet corpus reader (``nltk.corpus.wordnet``).
+
+    Returns
+    -------
+    description : str
+        The text (``""`` when WordNet knows no label).
+    synsets : list of str
+        Names of the synsets read (``"sports_car.n.01"``).
+    """
     found = _glosses(labels, wn)
     if not found:
         return "", []
@@ -48,7 +63,24 @@ def gloss_description(labels: Sequence[str], wn: Any) -> tuple[str, list[str]]:
 
 def gloss_attributes(labels: Sequence[str], wn: Any, n: int) -> tuple[list[str], list[str]]:
     """Up to ``n`` attributes from the glosses of ``labels`` (their clauses, in label
-    order, without repeats) and the synsets read; ``([], [])`` when WordNet knows none."""
+    order, without repeats) and the synsets read; ``([], [])`` when WordNet knows none.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        The concept's labels.
+    wn : object
+        NLTK's WordNet corpus reader.
+    n : int
+        Most attributes returned.
+
+    Returns
+    -------
+    attributes : list of str
+        The clauses kept.
+    synsets : list of str
+        Names of the synsets they come from.
+    """
     found = _glosses(labels, wn)
     out: list[str] = []
     used: list[str] = []
