@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cluster",
-        help="cluster image features (kmeans, tac, kec, cae, kec+cae)",
+        help="cluster image or text-item features (kmeans, tac, kec, cae, kec+cae)",
         description="Cluster image features, optionally guided by nouns, captions or a "
                     "knowledge file, and write assignments.csv and summary.json.",
     )
-    p.add_argument("images", type=Path, help="image feature file (kec embed images)")
+    p.add_argument("images", type=Path, help="image feature file (kec embed images), or "
+                   "a text collection's (kec embed collection)")
     p.add_argument("--k", type=int, required=True, help="number of clusters")
     p.add_argument("--method", choices=method_names(), default="kmeans",
                    help="clustering method (default: %(default)s)")
