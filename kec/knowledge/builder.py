@@ -15,6 +15,11 @@
 6. **Captions** (optional, ``n_captions``): short photo captions per concept, a caption
    corpus for CAE's caption level (docs/methods.md §3) when no caption dataset is at hand.
 
+The questions are those of the knowledge kind's prompt set (``kind``,
+:data:`kec.prompts.PROMPT_SETS`): for images (the default) how a concept looks in photos,
+as above; for a text collection's items what its texts are about (topics, facts, terms)
+and, for captions, short example texts.
+
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
 schema validation, repair with a new sample per retry, failure records), so a re-run
 costs zero calls for every usable answer and an interrupted build resumes where it
