@@ -192,7 +192,7 @@ def _load(images_path: Any, k: int, method: str, files: dict[str, Any], phrasing
     images = load_features(images_path, kind="image")
     if k > len(images):
         raise KecError(f"{spell('n_clusters', phrasing)} {k} is larger than the number of "
-                       f"images ({len(images)}) in {images_path}")
+                       f"{images.noun} ({len(images)}) in {images_path}")
     inputs: dict[str, Any] = {"features": describe_file(images_path, images)}
     texts: dict[str, Any] = {}
     for name in ("nouns", "captions"):

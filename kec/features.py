@@ -104,6 +104,11 @@ class FeatureSet:
         return str(self.metadata.get("kind"))
 
     @property
+    def noun(self) -> str:
+        """How messages call the rows: ``"items"`` (a text collection) or ``"images"``."""
+        return kind_noun(self.kind)
+
+    @property
     def encoder(self) -> dict[str, Any]:
         """A copy of ``metadata["encoder"]``, the encoder's description (``{}`` if none)."""
         return dict(self.metadata.get("encoder") or {})
@@ -411,6 +416,13 @@ def read_feature_header(
     return info, meta, (lists[0], lists[1]), data_start
 
 
+def kind_noun(kind: str | None) -> str:
+    """How messages call the rows of features of ``kind``: ``"items"`` for a text
+    collection's (``kec embed collection``), ``"texts"`` for text features, else
+    ``"images"``."""
+    return {"items": "items", "text": "texts"}.get(str(kind), "images")
+
+
 def check_kind(path: str | os.PathLike[str], found: Any, wanted: str | None) -> None:
     """Raise unless ``found`` is a known kind and, with ``wanted``, the one expected
     (``"image"`` accepts a text collection's ``"items"`` too: both can be clustered)."""
@@ -537,6 +549,7 @@ def check_compatible(image_set: FeatureSet, text_set: FeatureSet) -> None:
     if image_set.kind not in ITEM_KINDS:
         raise WrongFeatureKindError(f"{img_name} holds {image_set.kind} features, not image "
                                     "or text-collection items")
+    img_name = image_set.source or f"{image_set.kind} features"
     if text_set.kind != "text":
         raise WrongFeatureKindError(f"{txt_name} holds {text_set.kind} features, not text")
     diffs = encoder_differences(image_set.encoder, text_set.encoder)

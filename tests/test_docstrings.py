@@ -20,10 +20,10 @@ from pathlib import Path
 from types import ModuleType
 
 PURE_KNOWLEDGE = ("document", "lint", "grouping", "handwritten", "labels", "text",
-                  "textcheck", "glosses")
+                  "textcheck")
 # what a pure API module must never pull in
-LLM_SIDE = ("kec.backends", "kec.knowledge.builder", "kec.knowledge.build",
-            "kec.knowledge.answers", "kec.llm.builder", "kec.llm.build", "kec.llm.answers")
+LLM_SIDE = ("kec.backends", "kec.prompts", "kec.llm.condense", "kec.llm.glosses",
+            "kec.llm.builder", "kec.llm.build", "kec.llm.answers")
 
 
 def documented_module_names() -> list[str]:

@@ -34,11 +34,13 @@ logger = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cluster",
-        help="cluster image features (kmeans, tac, kec, cae, kec+cae)",
-        description="Cluster image features, optionally guided by nouns, captions or a "
-                    "knowledge file, and write assignments.csv and summary.json.",
+        help="cluster image or text-item features (kmeans, tac, kec, cae, kec+cae)",
+        description="Cluster image features (or a text collection's items), optionally "
+                    "guided by nouns, captions or a knowledge file, and write "
+                    "assignments.csv and summary.json.",
     )
-    p.add_argument("images", type=Path, help="image feature file (kec embed images)")
+    p.add_argument("images", type=Path, help="image feature file (kec embed images), or "
+                   "a text collection's (kec embed collection)")
     p.add_argument("--k", type=int, required=True, help="number of clusters")
     p.add_argument("--method", choices=method_names(), default="kmeans",
                    help="clustering method (default: %(default)s)")
@@ -47,12 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="knowledge file (kec knowledge build); needed by kec and kec+cae; "
                         "for cae without --captions, its captions are the caption corpus")
     p.add_argument("--nouns", type=Path, default=None,
-                   help="noun feature file from the images' encoder; needed by tac and cae")
+                   help="noun feature file from the features' encoder; needed by tac and cae")
     p.add_argument("--captions", type=Path, default=None,
-                   help="caption feature file from the images' encoder (cae, kec+cae)")
+                   help="caption feature file from the features' encoder (cae, kec+cae)")
     p.add_argument("--text-encoder", default=None,
-                   help="encoder for the knowledge texts (default: the images' own text "
-                        "encoder, e.g. clip:MODEL:PRETRAINED)")
+                   help="encoder for the knowledge texts (default: the features' own text "
+                        "encoder, e.g. clip:MODEL:PRETRAINED or minilm)")
     p.add_argument("--clusterer", choices=CLUSTERERS, default="kmeans",
                    help="final clustering algorithm (default: %(default)s)")
     p.add_argument("--n-init", type=n_init_arg, default="auto",

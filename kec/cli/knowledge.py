@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--groups", type=Path,
                      help="JSON label groups (from `kec scaffold`), condensed as given")
     b.add_argument("--out", type=Path, required=True, help="knowledge file to write")
+    b.add_argument("--kind", choices=["images", "items"], default=None,
+                   help="what the knowledge will ground: images (prompts ask how things "
+                        "look in photos) or a text collection's items (what texts are "
+                        "about); default: items when --labels is a text collection "
+                        "(text<TAB>label lines), else images")
     b.add_argument("--backend", default="llamacpp", choices=backend_names(),
                    help="LLM backend (llamacpp = embedded SmolLM2, offline)")
     b.add_argument("--model", default=None,
@@ -90,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its pairs")
     b.add_argument("--max-pairs", type=int, default=3, help="pairs per concept at most")
     b.add_argument("--n-captions", type=int, default=3,
-                   help="photo captions per concept (a caption corpus for `cae`; 0 = none)")
+                   help="photo captions (for --kind items: example texts) per concept "
+                        "(a caption corpus for `cae`; 0 = none)")
     b.add_argument("--max-repairs", type=int, default=2,
                    help="repair round-trips for an answer that breaks its schema")
     b.add_argument("--template-dir", type=Path, default=None,
@@ -149,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from kec.llm.build import build_knowledge, read_label_file
+    from kec.llm.build import build_knowledge, is_collection_file, read_label_file
     from kec.llm.builder import BuildParams
 
     check_output_path(args.out, "file")
@@ -158,6 +164,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         labels, groups, source = read_label_file(args.labels), None, str(args.labels)
     else:
         labels, groups, source = None, read_groups(args.groups), f"groups:{args.groups}"
+    kind = args.kind or ("items" if args.labels is not None and is_collection_file(args.labels)
+                         else "images")
     params = BuildParams(
         n_attributes=args.n_attributes,
         n_pair_attributes=args.n_pair_attributes,
@@ -180,7 +188,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         text_encoder=args.text_encoder, params=params, temperature=args.temperature,
         max_tokens=args.max_tokens, seed=args.seed, template_dir=args.template_dir,
         max_repairs=args.max_repairs, cache=not args.no_cache, cache_dir=args.cache_dir,
-        source=source, progress=False if args.quiet else None)
+        source=source, progress=False if args.quiet else None, kind=kind)
     save_knowledge(doc, args.out)
     _report_build(doc, args)
     return 0

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="render a clustering result as one self-contained HTML page",
         description="Per cluster: name, top concepts and attributes, size and its most "
-                    "representative images; metrics and a confusion matrix when labels "
+                    "representative images (for a text collection: its most central "
+                    "member texts); metrics and a confusion matrix when labels "
                     "exist; a PCA scatter of the features; the knowledge graph. The feature "
                     "and knowledge files the result names are found from any folder "
                     "(relative to the result folder or a folder above it); one that cannot "
@@ -23,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("result", type=Path, help="a `kec cluster --out` (or bench run) folder")
     p.add_argument("--out", type=Path, required=True, help="HTML file to write")
     p.add_argument("--features", type=Path, default=None,
-                   help="image feature file or sharded feature set (a folder with "
-                        "index.json) (default: the one the result's summary names)")
+                   help="image or text-collection feature file, or a sharded feature set "
+                        "(a folder with index.json) (default: the one the result's summary names)")
     p.add_argument("--knowledge", type=Path, default=None,
                    help="knowledge file for the graph (default: the one the summary names)")
     p.add_argument("--images", type=Path, default=None,
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cluster cards shown, largest first")
     p.add_argument("--images-per-cluster", type=int, default=12,
                    help="most representative images shown per cluster card")
+    p.add_argument("--texts-per-cluster", type=int, default=5,
+                   help="text collections: most central member texts shown per card")
     p.add_argument("--thumb-size", type=int, default=96, help="thumbnail side in pixels")
     p.add_argument("--title", default=None, help="page title")
     p.add_argument("--screenshot", type=Path, default=None,
@@ -46,13 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from kec.report import ReportOptions, screenshot, write_report
 
-    if args.max_clusters < 1 or args.images_per_cluster < 0 or args.thumb_size < 16:
-        raise KecError("--max-clusters >= 1, --images-per-cluster >= 0, --thumb-size >= 16")
+    if (args.max_clusters < 1 or args.images_per_cluster < 0 or args.texts_per_cluster < 0
+            or args.thumb_size < 16):
+        raise KecError("--max-clusters >= 1, --images-per-cluster >= 0, "
+                       "--texts-per-cluster >= 0, --thumb-size >= 16")
     check_output_path(args.out, "file")
     if args.screenshot is not None:
         check_output_path(args.screenshot, "file")
     options = ReportOptions(max_clusters=args.max_clusters,
                             images_per_cluster=args.images_per_cluster,
+                            texts_per_cluster=args.texts_per_cluster,
                             thumb_size=args.thumb_size, title=args.title)
     out = write_report(args.result, args.out, features=args.features,
                        knowledge=args.knowledge, images_root=args.images, options=options)

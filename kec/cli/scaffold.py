@@ -40,12 +40,14 @@ def n_init_arg(value: str) -> int | str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scaffold",
-        help="over-cluster images and select nouns: label groups for 'kec knowledge build'",
+        help="over-cluster images (or text items) and select nouns: label groups for "
+             "'kec knowledge build'",
         description="Over-cluster the image features (spherical k-means), give every noun "
                     "to its best centre and keep each centre's top nouns (TAC), merge "
                     "similar over-clusters (KEC), and write the label groups as JSON.",
     )
-    p.add_argument("images", type=Path, help="image feature file (kec embed images)")
+    p.add_argument("images", type=Path, help="image feature file (kec embed images), or "
+                   "a text collection's (kec embed collection)")
     p.add_argument("nouns", type=Path, help="noun feature file from the same encoder "
                                             "(kec embed texts NOUNS --like IMAGES)")
     p.add_argument("--out", type=Path, required=True, help="groups JSON to write")
@@ -96,13 +98,13 @@ def cmd_scaffold(args: argparse.Namespace) -> int:
     )
     if not doc["groups"]:
         raise KecError("no over-cluster kept any noun; check that the nouns were encoded "
-                       "with the images' encoder")
+                       f"with the {images.noun}' encoder")
     doc["source"].update(images=describe_file(args.images, images),
                          nouns=describe_file(args.nouns, nouns))
     write_json(args.out, doc)
     stats = doc["stats"]
     print(f"wrote {stats['n_groups']} label groups ({stats['n_selected_nouns']} nouns from "
-          f"{doc['params']['n_overclusters']} over-clusters of {len(images)} images) to "
+          f"{doc['params']['n_overclusters']} over-clusters of {len(images)} {images.noun}) to "
           f"{args.out}")
     return 0
 

@@ -26,6 +26,7 @@ document). Given arrays and :class:`KnowledgeFeatures` it runs on the math alone
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -40,6 +41,8 @@ from kec.cluster._checks import ClusteringInputError
 from kec.cluster.knowledge_features import NAME_TEMPLATE, KnowledgeFeatures, knowledge_features
 from kec.cluster.registry import check_inputs, spell, unused_inputs
 from kec.errors import InvalidKnowledgeError, KecError
+
+logger = logging.getLogger(__name__)
 
 #: The concept-name template for each feature kind: CLIP's zero-shot prompt for images,
 #: the bare name for the items of a text collection (a name is itself a short text).
@@ -503,6 +506,18 @@ def prepare_inputs(
     return out
 
 
+def _check_knowledge_kind(doc: Mapping[str, Any], kind: str, source: str) -> None:
+    """Warn when the knowledge was built for the other kind of features (its prompts asked
+    how things look in photos for text items, or what texts are about for images)."""
+    prov = doc.get("provenance")
+    built = prov.get("kind") if isinstance(prov, Mapping) else None
+    wanted = "items" if kind == "items" else "images"
+    if built is not None and built != wanted:
+        logger.warning("%s was built for %s (kec knowledge build --kind %s) but clusters %s; "
+                       "rebuild it with --kind %s for knowledge that fits", source, built,
+                       built, features_noun(kind), wanted)
+
+
 def _knowledge_inputs(out: MethodInputs, value: Any, encoder: Callable[[], Any],
                       lint: bool | str, method: str, phrasing: str) -> None:
     """Fill ``out.knowledge`` (or, for ``cae``, ``out.captions``) from ``value``."""
@@ -520,6 +535,7 @@ def _knowledge_inputs(out: MethodInputs, value: Any, encoder: Callable[[], Any],
             out.knowledge = value
         return
     doc, source, sha = knowledge_document(value)
+    _check_knowledge_kind(doc, out.kind, source)
     enc = encoder()
     doc, out.lint = _lint(doc, enc, lint, source)
     if method == "cae":

@@ -446,8 +446,9 @@ def _knowledge(kf: Any, X: np.ndarray, pair_attributes: bool) -> KnowledgeFeatur
         )
     if kf.dim != X.shape[1]:
         raise ClusteringInputError(
-            f"dimension mismatch: image features are {X.shape[1]}-d but the knowledge was "
-            f"embedded in {kf.dim}-d (use the image encoder's text tower)"
+            f"dimension mismatch: the features are {X.shape[1]}-d but the knowledge was "
+            f"embedded in {kf.dim}-d (use the features' encoder, or an image encoder's text "
+            "tower)"
         )
     return kf if pair_attributes else kf.without_pair_attributes()
 

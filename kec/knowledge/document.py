@@ -389,6 +389,9 @@ def merge_knowledge(docs: list[dict[str, Any]], sources: list[str] | None = None
             "merged_from": [{"source": s, **d["provenance"]} for s, d in zip(sources, docs)],
         },
     }
+    kinds = {d["provenance"].get("kind", "images") for d in docs}
+    if len(kinds) == 1 and any("kind" in d["provenance"] for d in docs):
+        merged["provenance"]["kind"] = kinds.pop()  # mixed kinds: none recorded
     return canonicalize(merged)
 
 
@@ -446,7 +449,8 @@ def diff_knowledge(a: dict[str, Any], b: dict[str, Any], provenance: bool = Fals
     """
     lines = _diff_concepts(a, b) + _diff_pairs(a, b)
     if provenance:
-        keys = ("backend", "prompts", "sampling", "seed", "parameters", "text_encoder")
+        keys = ("backend", "prompts", "kind", "sampling", "seed", "parameters",
+                "text_encoder")
         for key in keys:
             va, vb = a["provenance"].get(key), b["provenance"].get(key)
             if canonical_json(va) != canonical_json(vb):

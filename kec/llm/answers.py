@@ -23,6 +23,7 @@ from kec.knowledge.textcheck import (
     content_words,
     text_flags,
 )
+from kec.prompts import prompt_role
 
 __all__ = ["NAME_NOT_DRAWN", "Problem", "answer_problem", "drawn_from", "job_names",
            "usable_items"]
@@ -66,8 +67,8 @@ def job_names(prompt_id: str, values: Mapping[str, Any], labels: Sequence[str] =
               ) -> list[str]:
     """The names an answer must not merely repeat: the concept's (or both concepts')
     name and labels (read from the ``name*`` values, or the ``concept*`` objects of an
-    older template)."""
-    if prompt_id == "pair_attributes":
+    older template). ``prompt_id``: a template id or its role."""
+    if prompt_role(prompt_id) == "pair_attributes":
         names = [values.get("name_a"), values.get("name_b")]
         found = [n for n in names if isinstance(n, str)]
         return found or _name(values.get("concept_a")) + _name(values.get("concept_b"))
@@ -95,6 +96,7 @@ def _shown(texts: Sequence[str], n: int = 3) -> str:
 def _condense_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
     labels = list(getattr(job, "labels", ()))
     group = len(labels) > 1  # one label names its concept: its answer's name is unused
+    said = "look" if job.prompt.id == "condense" else "topic"  # images; text items
     for key in ("name", "description") if group else ("description",):
         text = value.get(key)
         if isinstance(text, str):
@@ -105,7 +107,7 @@ def _condense_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
             if flags:
                 return Problem(
                     f"the {key} {text!r} is {_WHY[flags[0]]}; write the actual "
-                    f"{'common name of these labels' if key == 'name' else 'look'}",
+                    f"{'common name of these labels' if key == 'name' else said}",
                     f"{_WHY[flags[0]]} {key}")
     return None
 
@@ -129,7 +131,7 @@ def answer_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
     copy (an answer with at least one real item is accepted; the builder drops the
     copies with :func:`usable_items`).
     """
-    pid = job.prompt.id
+    pid = prompt_role(job.prompt.id)
     if pid == "condense":
         return _condense_problem(job, value)
     key = _LIST_KEY.get(pid)
@@ -141,6 +143,7 @@ def answer_problem(job: _Job, value: Mapping[str, Any]) -> Problem | None:
     if usable_items(texts, names, captions=pid == "captions"):
         return None
     who = " and ".join(repr(n) for n in list(dict.fromkeys(names))[:2]) or "the concept"
+    what = "topics or terms of texts about" if job.prompt.id != pid else "visible traits of"
     return Problem(f"every item ({_shown(texts, 4)}) is a placeholder letter, a word from "
-                   f"the instructions or only the concept's name; write concrete visible "
-                   f"traits of {who}", f"placeholder or copied {key}")
+                   f"the instructions or only the concept's name; write concrete {what} "
+                   f"{who}", f"placeholder or copied {key}")

@@ -27,20 +27,26 @@ def read_label_file(path: str | os.PathLike[str]) -> list[str]:
         The file cannot be read, a collection line is malformed, or a collection has
         lines without a label.
     """
-    from pathlib import Path
-
     from kec.knowledge.labels import read_labels, unique_labels
 
-    try:
-        text = Path(path).read_text("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return read_labels(path)  # its own one-line error
-    if not any("\t" in ln for ln in text.splitlines() if not ln.lstrip().startswith("#")):
-        return read_labels(path)
+    if not is_collection_file(path):
+        return read_labels(path)  # an unreadable file: its own one-line error
     from kec.encoders.collection import read_collection
 
     labels = read_collection(path).labels  # a line without a label is refused there
     return unique_labels(labels or [])
+
+
+def is_collection_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` reads as a text collection (a ``text<TAB>label`` line), not a plain
+    label list: ``kec knowledge build --labels`` then builds knowledge for text items."""
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any("\t" in ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
 
 
 def build_knowledge(
@@ -60,6 +66,7 @@ def build_knowledge(
     cache_dir: str | os.PathLike[str] | None = None,
     source: str | None = None,
     progress: bool | None = False,
+    kind: str = "images",
 ) -> dict[str, Any]:
     """Build a knowledge document (KEC's concepts, attributes, pairs; docs/methods.md §2)
     from ``labels`` or ``groups`` with an LLM.
@@ -98,6 +105,10 @@ def build_knowledge(
         Recorded in ``labels.source`` (default ``"list"``, or ``"groups"``).
     progress : bool or None
         Progress bars (``None``: when stderr is a terminal).
+    kind : {"images", "items"}
+        What the knowledge will ground: images, or the items of a text collection; picks
+        the prompt set (:data:`kec.prompts.PROMPT_SETS`: how things look in photos, or
+        what texts are about) and is recorded in ``provenance.kind``.
 
     Returns
     -------
@@ -115,7 +126,7 @@ def build_knowledge(
     from kec.backends.base import SamplingParams
     from kec.backends.cache import default_cache_dir
     from kec.llm.builder import BuildParams, KnowledgeBuilder
-    from kec.prompts import BUILTIN_PROMPTS, load_prompt
+    from kec.prompts import load_prompt, prompt_ids
 
     if (labels is None) == (groups is None):
         raise KecError("give labels=... or groups=..., one of them")
@@ -127,7 +138,7 @@ def build_knowledge(
     if max_tokens < 1:
         raise KecError(f"max_tokens must be >= 1, got {max_tokens}")
     sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
-    for pid in BUILTIN_PROMPTS:  # fail on a bad template before loading any model
+    for pid in prompt_ids(kind).values():  # fail on a bad template or kind before any model
         load_prompt(pid, template_dir)
     needs_encoder = groups is None or (params.max_pairs_per_concept > 0
                                        and params.n_pair_attributes > 0)
@@ -141,9 +152,9 @@ def build_knowledge(
     with create_backend(backend, **options) as llm:
         builder = KnowledgeBuilder(llm, encoder, cache_dir=folder, sampling=sampling,
                                    params=params, template_dir=template_dir,
-                                   max_repairs=max_repairs, progress=progress)
+                                   max_repairs=max_repairs, progress=progress, kind=kind)
         return builder.build(labels=labels, groups=groups,
                              source=source or ("list" if groups is None else "groups"))
 
 
-__all__ = ["build_knowledge", "read_label_file"]
+__all__ = ["build_knowledge", "is_collection_file", "read_label_file"]

@@ -15,6 +15,11 @@
 6. **Captions** (optional, ``n_captions``): short photo captions per concept, a caption
    corpus for CAE's caption level (docs/methods.md §3) when no caption dataset is at hand.
 
+The questions are those of the knowledge kind's prompt set (``kind``,
+:data:`kec.prompts.PROMPT_SETS`): for images (the default) how a concept looks in photos,
+as above; for a text collection's items what its texts are about (topics, facts, terms)
+and, for captions, short example texts.
+
 Every LLM call goes through :class:`~kec.backends.structured.StructuredRunner` (cache,
 schema validation, repair with a new sample per retry, failure records), so a re-run
 costs zero calls for every usable answer and an interrupted build resumes where it
@@ -60,7 +65,7 @@ from kec.llm.answers import (
 )
 from kec.llm.condense import GroupingResult, group_kind, group_labels, shared_names
 from kec.llm.glosses import gloss_attributes, gloss_description
-from kec.prompts import BUILTIN_PROMPTS, load_prompt
+from kec.prompts import load_prompt, prompt_ids
 from kec.protocols import DescribedTextEncoder
 
 logger = logging.getLogger(__name__)
@@ -129,6 +134,10 @@ class KnowledgeBuilder:
     params : BuildParams
     template_dir : path or None
         A directory of user templates overriding the built-in ones by id.
+    kind : {"images", "items"}
+        What the knowledge will ground: images (prompts ask how things look in photos)
+        or a text collection's items (what texts are about); picks the prompt set
+        (:data:`kec.prompts.PROMPT_SETS`) and is recorded in ``provenance.kind``.
     max_repairs : int
         Repair round-trips for an answer that breaks its schema.
     progress : bool or None
@@ -146,8 +155,10 @@ class KnowledgeBuilder:
         template_dir: str | os.PathLike[str] | None = None,
         max_repairs: int = 2,
         progress: bool | None = None,
+        kind: str = "images",
     ):
         self.backend = backend
+        self.kind = kind
         self.text_encoder = text_encoder
         self.params = params or BuildParams()
         self.params.validate()
@@ -156,8 +167,8 @@ class KnowledgeBuilder:
                                        max_repairs=max_repairs, progress=progress,
                                        validate=_validate_answer)
         self.grouping: dict[str, Any] = {}
-        self.prompts = {pid: load_prompt(pid, template_dir)
-                        for pid in BUILTIN_PROMPTS}
+        self.prompts = {role: load_prompt(pid, template_dir)  # by role
+                        for role, pid in prompt_ids(kind).items()}
         self._filled: dict[tuple[str, str], dict[str, Any]] = {}  # fallbacks by item
         self._renamed: list[dict[str, Any]] = []  # group names not drawn from the labels
         self._wn: Any = None
@@ -212,6 +223,7 @@ class KnowledgeBuilder:
                 "finished_at": now_iso(),
                 "backend": self.backend.describe(),
                 "prompts": [t.ref() for t in self.prompts.values()],
+                "kind": self.kind,
                 "sampling": self.sampling.to_dict(),
                 "seed": self.sampling.seed,
                 "parameters": {
@@ -254,8 +266,8 @@ class KnowledgeBuilder:
                 logger.info("WordNet unavailable (%s): no WordNet names or glosses", exc)
         return self._wn
 
-    def _fill(self, prompt_id: str, item: str, source: str, synsets: list[str]) -> None:
-        self._filled[(prompt_id, item)] = {"fallback": source, "synsets": synsets}
+    def _fill(self, role: str, item: str, source: str, synsets: list[str]) -> None:
+        self._filled[(self.prompts[role].id, item)] = {"fallback": source, "synsets": synsets}
 
     # -- steps -------------------------------------------------------------------------
     def _encode(self, texts: list[str]) -> np.ndarray:
@@ -324,7 +336,7 @@ class KnowledgeBuilder:
             return name
         kind = group_kind(labels, wn) if wn is not None else None
         self._renamed.append({
-            "prompt": "condense", "item": cid, "labels": list(labels),
+            "prompt": self.prompts["condense"].id, "item": cid, "labels": list(labels),
             "reason": NAME_NOT_DRAWN,
             "error": f"the name {name[:80]!r} is in none of the labels or their shared "
                      f"WordNet names; named {kind or labels[0]!r} instead",

@@ -9,6 +9,12 @@ instructions cannot change the template around it.
 
 Users can point at their own directory: a file ``<id>.json`` there replaces the
 built-in template of that id (its answers must still carry the keys the builder reads).
+
+Knowledge for images and knowledge for a text collection's items ask different
+questions (how a thing looks in a photo; what a text is about): :data:`PROMPT_SETS` maps
+each knowledge kind to the template id of each role (``condense``,
+``concept_attributes``, ``pair_attributes``, ``captions``). Each template has its own id,
+which keys the LLM cache.
 """
 
 from __future__ import annotations
@@ -20,15 +26,27 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from kec._io import canonical_json, sha256_text
 from kec.errors import KecError
 from kec.schemas import load_schema
 
-__all__ = ["BUILTIN_PROMPTS", "PromptError", "PromptTemplate", "load_prompt"]
+__all__ = ["BUILTIN_PROMPTS", "KNOWLEDGE_KINDS", "PROMPT_ROLES", "PROMPT_SETS", "PromptError",
+           "PromptTemplate", "load_prompt", "prompt_ids", "prompt_role"]
 
-BUILTIN_PROMPTS = ("condense", "concept_attributes", "pair_attributes", "captions")
+#: the builder's questions, in the order it asks them
+PROMPT_ROLES = ("condense", "concept_attributes", "pair_attributes", "captions")
+#: knowledge kind -> role -> template id: ``images`` asks how things look in photos,
+#: ``items`` (a text collection) what texts are about
+PROMPT_SETS: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyType({
+    "images": MappingProxyType({r: r for r in PROMPT_ROLES}),
+    "items": MappingProxyType({r: f"{r}_items" for r in PROMPT_ROLES}),
+})
+KNOWLEDGE_KINDS = tuple(PROMPT_SETS)
+BUILTIN_PROMPTS = tuple(dict.fromkeys(t for s in PROMPT_SETS.values() for t in s.values()))
+_ROLE_OF = {t: r for s in PROMPT_SETS.values() for r, t in s.items()}
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TYPES = {
     "string": lambda v: isinstance(v, str),
@@ -43,6 +61,22 @@ _REQUIRED_KEYS = {
     "pair_attributes": {"attributes"},
     "captions": {"captions"},
 }
+
+
+def prompt_ids(kind: str = "images") -> MappingProxyType[str, str]:
+    """Role -> template id of the prompt set for knowledge of ``kind``
+    (:data:`PROMPT_SETS`)."""
+    try:
+        return PROMPT_SETS[kind]
+    except KeyError:
+        raise PromptError(f"knowledge kind must be one of {', '.join(KNOWLEDGE_KINDS)}, "
+                          f"got {kind!r}") from None
+
+
+def prompt_role(prompt_id: str) -> str:
+    """The role of a template id (``"concept_attributes_items"`` ->
+    ``"concept_attributes"``); an unknown id is its own role."""
+    return _ROLE_OF.get(prompt_id, prompt_id)
 
 
 class PromptError(KecError):
@@ -85,7 +119,7 @@ class PromptTemplate:
                 f"{source}: placeholders {sorted(used)} do not match declared variables "
                 f"{sorted(variables)}"
             )
-        needed = _REQUIRED_KEYS.get(tid, set())
+        needed = _REQUIRED_KEYS.get(prompt_role(tid), set())
         if not needed <= set(schema.get("required", [])):
             raise PromptError(f"{source}: response schema must require {sorted(needed)}")
         return cls(tid, version, str(data.get("description", "")), variables, schema, messages,

@@ -34,6 +34,9 @@ from kec.report.result import (
 
 logger = logging.getLogger(__name__)
 
+#: characters of a member text shown on a card (a collection id keeps the first 120)
+TEXT_CHARS = 120
+
 
 @dataclass
 class ReportOptions:
@@ -45,6 +48,8 @@ class ReportOptions:
         Cluster cards shown (largest clusters first); the rest are listed in one line.
     images_per_cluster : int
         Thumbnails per cluster.
+    texts_per_cluster : int
+        Member texts per cluster card of a text collection (its most central items).
     thumb_size : int
         Thumbnail side in pixels.
     title : str or None
@@ -53,6 +58,7 @@ class ReportOptions:
 
     max_clusters: int = 100
     images_per_cluster: int = 12
+    texts_per_cluster: int = 5
     thumb_size: int = 96
     title: str | None = None
 
@@ -121,8 +127,8 @@ def _aligned_features(result: ClusterResult, feature_set: Any) -> np.ndarray | N
     rows = [index.get(i) for i in result.ids]
     if any(r is None for r in rows):
         missing = sum(r is None for r in rows)
-        logger.warning("%d result ids are not in the feature file; no scatter or "
-                       "representative images", missing)
+        logger.warning("%d result ids are not in the feature file; no scatter, and the "
+                       "first members stand for each cluster", missing)
         return None
     return np.asarray(feature_set.features)[rows]
 
@@ -156,11 +162,11 @@ def public(obj: Any) -> Any:
 
 
 def _run_section(result: ClusterResult, features_path: str | None,
-                 knowledge_path: str | None) -> str:
+                 knowledge_path: str | None, what: str = "images") -> str:
     """Method, sizes and input files in view; parameters and timings folded."""
     rows: list[tuple[str, str]] = [
         ("method", result.method),
-        ("images", str(len(result))),
+        (what, str(len(result))),
         ("clusters", str(len(result.info))),
     ]
     for name, path in (("features file", features_path), ("knowledge file", knowledge_path)):
@@ -196,9 +202,11 @@ def _cluster_card(result: ClusterResult, c: int, colour: str, thumbs: list[str],
         items = "".join(f"<li>{_e(a)}{'' if w is None else f' <small>({w:.2f})</small>'}</li>"
                         for a, w in ci.attributes[:5])
         parts.append(f"<ul>{items}</ul>")
-    if texts is not None:
+    if texts:
         parts.append("<ol class='texts'>" + "".join(f"<li>{_e(t)}</li>" for t in texts)
                      + "</ol>")
+    elif texts is not None:
+        parts.append('<p class="note">no member texts shown</p>')
     elif thumbs:
         imgs = "".join(f'<img src="{t}" alt="cluster {c} image">' for t in thumbs)
         parts.append(f'<div class="grid">{imgs}</div>')
@@ -275,7 +283,7 @@ def build_report(
                         f"<span>{_e(k.upper())} %</span></div>"
                         for k in ("acc", "nmi", "ari") if k in metrics)
         body.append(f"<section><h2>Metrics</h2><div class='metrics'>{tiles}</div></section>")
-    body.append(_run_section(res, features_path, knowledge_path))
+    body.append(_run_section(res, features_path, knowledge_path, what))
 
     figs: list[str] = []
     if res.labels is not None:
@@ -294,7 +302,7 @@ def build_report(
 
     cards, n_thumbs = _cards(res, order[: opts.max_clusters], colour_of, feats, resolver,
                              opts, items)
-    if resolver.located and resolver.failures and n_thumbs == 0:
+    if not items and resolver.located and resolver.failures and n_thumbs == 0:
         where = (f"under {images_root}" if images_root else
                  f"under {resolver.source_root}" if resolver.source_root else
                  "in the dataset the feature file names")
@@ -310,11 +318,11 @@ def build_report(
                 f"</p><div class='clusters'>{''.join(cards)}</div>{more}</section>")
     if doc is not None:
         body.append(_knowledge_section(doc, names.values()))
-    if resolver.refused:
+    if resolver.refused and not items:
         logger.warning("%d image ids lie outside the image folder and were not opened (a "
                        "result folder from elsewhere?); give --images DIR to allow a folder",
                        resolver.refused)
-    if resolver.failures:
+    if resolver.failures and not items:
         logger.warning("%d images could not be found for thumbnails (try --images DIR)",
                        resolver.failures)
     body.append("</main>")
@@ -332,11 +340,16 @@ def _holds_items(res: ClusterResult, feature_set: Any) -> bool:
     return isinstance(features, dict) and features.get("kind") == "items"
 
 
-def item_text(item_id: str) -> str:
-    """The text of a collection item id ``<line>:<text>`` (the first 120 characters, see
-    :func:`kec.cli.embed.read_collection`); any other id as it is."""
+def item_text(item_id: str, limit: int = TEXT_CHARS) -> str:
+    """The text of a collection item id ``<line>:<text>`` (the first 120 characters of
+    the line, :data:`kec.encoders.collection.ID_TEXT_CHARS`; ``…`` marks a text that may
+    go on), cut at ``limit`` characters; any other id (an older or foreign feature file)
+    as it is, cut the same way."""
     head, sep, text = item_id.partition(":")
-    return text if sep and head.isdigit() else item_id
+    text = text if sep and head.isdigit() else item_id
+    if len(text) > limit:
+        return text[: limit - 1].rstrip() + "…"
+    return text + "…" if sep and head.isdigit() and len(text) >= TEXT_CHARS else text
 
 
 def _cards(res: ClusterResult, shown: list[int], colour_of: dict[int, str],
@@ -348,11 +361,12 @@ def _cards(res: ClusterResult, shown: list[int], colour_of: dict[int, str],
     n_thumbs = 0
     for c in shown:
         members = np.flatnonzero(res.clusters == c).tolist()
-        chosen = representatives(feats, members, opts.images_per_cluster)
         if items:
+            chosen = representatives(feats, members, opts.texts_per_cluster)
             texts = [item_text(res.ids[i]) for i in chosen]
             cards.append(_cluster_card(res, c, colour_of[c], [], texts, "items"))
             continue
+        chosen = representatives(feats, members, opts.images_per_cluster)
         thumbs = []
         for i in chosen if resolver.located else ():
             im = resolver.open(res.ids[i])

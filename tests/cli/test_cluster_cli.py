@@ -340,3 +340,36 @@ def test_spread_ratio_inf_turns_the_spread_check_off(files, capsys, monkeypatch)
                           "--knowledge", str(files["knowledge"]), "--beta", "inf",
                           "--out", str(out)])
     assert "--beta must be a finite number >= 0" in err
+
+
+def test_a_text_collection_is_called_items_in_every_message(files, capsys, caplog,
+                                                            monkeypatch):
+    """The feature kind is recorded once (the feature file's ``kind``): for a text
+    collection scaffold and cluster speak of items, and knowledge built for images is
+    flagged (issue 16.7)."""
+    from kec.features import load_features
+
+    fs = load_features(files["images"])
+    items = files["tmp"] / "tickets.features.safetensors"
+    save_features(items, fs.features, ids=[f"{i + 1}:ticket {i}" for i in range(60)],
+                  kind="items", encoder=ENCODER, labels=fs.labels)
+    out = files["tmp"] / "groups.json"
+    assert main(["scaffold", str(items), str(files["nouns"]), "--out", str(out),
+                 "--overclusters", "6", "--top-k", "2", "--seed", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "over-clusters of 60 items)" in said and "image" not in said
+    err = _error(capsys, ["cluster", str(items), "--k", "61", "--out",
+                          str(files["tmp"] / "r0")])
+    assert "number of items (60)" in err and "image" not in err
+    doc = json.loads(files["knowledge"].read_text())
+    doc["provenance"]["kind"] = "images"
+    built_for_images = files["tmp"] / "images.knowledge.json"
+    save_knowledge(doc, built_for_images)
+    caplog.clear()
+    monkeypatch.setattr(inputs_module, "make_text_encoder", lambda spec: files["enc"])
+    assert main(["cluster", str(items), "--k", "3", "--method", "kec", "--knowledge",
+                 str(built_for_images), "--text-encoder", "hash", "--out",
+                 str(files["tmp"] / "r1")]) == 0
+    assert "was built for images (kec knowledge build --kind images) but clusters item " \
+           "features; rebuild it with --kind items" in caplog.text
+    assert "clustered 60 items into 3 clusters" in capsys.readouterr().out

@@ -81,3 +81,31 @@ def test_labels_from_a_text_collection_are_its_distinct_labels(tmp_path, monkeyp
                  "--quiet"]) == 0
     assert seen["labels"] == ["hardware", "accounts"]
     assert [c["name"] for c in load_knowledge(out)["concepts"]] == ["accounts", "hardware"]
+
+
+def test_the_knowledge_kind_follows_the_labels_file_unless_given(tmp_path, monkeypatch):
+    """`--labels COLLECTION` builds knowledge for text items (prompts about what texts say),
+    a plain label list for images; `--kind` decides when given."""
+    from kec.llm import build
+
+    coll = tmp_path / "tickets.txt"
+    coll.write_text("printer jams\thardware\nreset my password\taccounts\n")
+    plain = tmp_path / "labels.txt"
+    plain.write_text("hardware\naccounts\n")
+    assert build.is_collection_file(coll) and not build.is_collection_file(plain)
+    assert not build.is_collection_file(tmp_path / "missing.txt")
+    with pytest.raises(KecError, match="knowledge kind must be one of images, items"):
+        kec.build_knowledge(["cat"], kind="image")  # refused before any model loads
+    kinds = []
+
+    def fake_build(labels, **kwargs):
+        kinds.append(kwargs["kind"])
+        return kec.make_knowledge({x: [f"{x} thing"] for x in labels})
+
+    monkeypatch.setattr(build, "build_knowledge", fake_build)
+    for i, (labels, flags) in enumerate([(coll, []), (plain, []), (coll, ["--kind", "images"]),
+                                         (plain, ["--kind", "items"])]):
+        out = tmp_path / f"k{i}.json"
+        assert main(["knowledge", "build", "--labels", str(labels), "--out", str(out),
+                     "--quiet", *flags]) == 0
+    assert kinds == ["items", "images", "images", "items"]

@@ -96,3 +96,39 @@ def test_a_text_collection_shows_member_texts_and_warns_of_no_image(tmp_path, ca
     assert "<li>printer jam 0</li>" in page and "<li>password reset 4</li>" in page
     assert "images not available" not in page and "data:image/jpeg" not in page
     assert "image" not in caplog.text
+
+
+def test_text_collection_cards_show_a_few_escaped_member_texts(tmp_path, caplog):
+    """A card of a text collection lists its most central member texts (HTML-escaped, cut
+    to one line), never "images not available"; the page counts items, not images, also
+    when the feature file is gone (the summary records the kind)."""
+    from kec.cli.main import main
+    from kec.encoders.collection import ID_TEXT_CHARS
+    from kec.features import save_features
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(2, 8))
+    x = np.repeat(centres, 6, axis=0) + 0.01 * rng.normal(size=(12, 8))
+    long = "the <b>invoice</b> & receipt " * 10
+    texts = [f"{long}{i}"[:ID_TEXT_CHARS] for i in range(6)] + [
+        f"reset my password {i}" for i in range(6)]
+    features = tmp_path / "tickets.features.safetensors"
+    save_features(features, x.astype(np.float32),
+                  ids=[f"{n + 1}:{t}" for n, t in enumerate(texts)], kind="items",
+                  encoder={"kind": "test", "model": "m", "pretrained": None, "dim": 8})
+    assert main(["cluster", str(features), "--k", "2", "--out", str(tmp_path / "r")]) == 0
+    caplog.clear()
+    page = build_report(tmp_path / "r", options=ReportOptions(texts_per_cluster=2))
+    cards = re.findall(r'<div class="card".*?</ol></div>', page)
+    assert len(cards) == 2 and all(c.count("<li>") == 2 for c in cards)
+    assert "<b>invoice</b>" not in page and "the &lt;b&gt;invoice&lt;/b&gt; &amp; receipt" in page
+    assert re.search(r"<li>the &lt;b&gt;invoice[^<]*…</li>", page)  # a cut text says so
+    assert "<li>reset my password" in page
+    assert "<tr><th>items</th><td>12</td></tr>" in page and "<th>images</th>" not in page
+    assert "images not available" not in page and "image" not in caplog.text
+    features.unlink()  # an old or moved feature file: the summary still says items
+    res = load_result(tmp_path / "r")
+    res.summary["inputs"]["features"] = {"kind": "items"}  # no file to open
+    page = build_report(res, options=ReportOptions(texts_per_cluster=0))
+    assert "images not available" not in page and "no member texts shown" in page
+    assert "12 items in 2 clusters" in page
