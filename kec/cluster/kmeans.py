@@ -53,6 +53,7 @@ from kec.cluster._checks import (
     ClusteringInputError,
     as_features,
     check_n_clusters,
+    check_random_state,
     check_real_dtype,
 )
 from kec.cluster.backend import (
@@ -821,6 +822,7 @@ class SphericalKMeans(ClusterMixin, BaseEstimator):
         self, n: int, d: int, device: str, torch_input: bool = False
     ) -> tuple[int, int]:
         k = check_n_clusters(self.n_clusters, n)
+        check_random_state(self.random_state)  # numpy's own error names no parameter
         if isinstance(self.init, str):
             if self.init not in ("k-means++", "random"):
                 raise ClusteringInputError(

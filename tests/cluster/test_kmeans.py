@@ -161,6 +161,13 @@ def test_bool_and_string_features_are_refused_as_by_the_estimators(bad):
         km_fit.predict(bad)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_a_bad_random_state_is_refused_naming_it(seed):
+    # issue 17 item 2: numpy raised "expected non-negative integer" from default_rng
+    with pytest.raises(ClusteringInputError, match=r"random_state must be .*got"):
+        SphericalKMeans(2, random_state=seed).fit(random_unit(6, 2))
+
+
 def test_object_arrays_of_numbers_are_read():
     # scikit-learn's convention (check_dtype_object): numbers stored as objects are numbers
     X = random_unit(6, 2)
