@@ -2,7 +2,9 @@
 
 Each configuration runs in a fresh subprocess (so peak memory is its own), on the same
 CLIP-like data (a shared mean direction, as CLIP image features have, plus cluster
-structure and noise), interleaved over ``--repeats`` rounds; the median time is reported.
+structure and noise), interleaved over ``--repeats`` rounds; the median wall time and
+the median process CPU time (all threads) of the fit are reported: on shared, loaded
+cores the CPU time is the steadier of the two.
 The objective is the spherical one, :math:`\\sum_i \\max_k x_i \\cdot c_k` (sum of the cosine
 of every point to its closest returned centre), computed the same way for every engine.
 
