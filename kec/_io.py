@@ -161,7 +161,7 @@ def probe_writable(path: str | os.PathLike[str]) -> None:
                               f"{exc.strerror or exc}") from None
 
 
-def check_output_path(path: str | os.PathLike[str],  # noqa: C901 (over 15: to split, issue 16 item 6)
+def check_output_path(path: str | os.PathLike[str],
                       kind: Literal["file", "dir"] = "file") -> Path:
     """Check, before any expensive work, that ``path`` can be written as a ``kind``.
 
@@ -194,18 +194,30 @@ def check_output_path(path: str | os.PathLike[str],  # noqa: C901 (over 15: to s
     except OSError as exc:
         raise OutputPathError(f"{what} {p}: {exc.strerror or exc}") from None
     if st is not None:
-        if kind == "file" and stat.S_ISDIR(st.st_mode):
-            raise OutputPathError(f"{what} {p} is an existing directory; give a file name "
-                                  f"(e.g. {p / 'out.json'})")
-        if kind == "file" and not stat.S_ISREG(st.st_mode):
-            raise OutputPathError(f"{what} {p} exists and is not a regular file")
-        if kind == "dir" and not stat.S_ISDIR(st.st_mode):
-            raise OutputPathError(f"{what} {p} is an existing file, not a folder; give a "
-                                  "folder name (it is created)")
-        target = p if kind == "dir" else p.parent
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise OutputPathError(f"{what} {p}: no permission to write in {target}")
+        _check_existing_output(p, st, kind, what)
         return p
+    _check_missing_output(p, what)
+    return p
+
+
+def _check_existing_output(p: Path, st: os.stat_result, kind: str, what: str) -> None:
+    """Raise :class:`OutputPathError` if the existing ``p`` cannot be written as a ``kind``."""
+    if kind == "file" and stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(f"{what} {p} is an existing directory; give a file name "
+                              f"(e.g. {p / 'out.json'})")
+    if kind == "file" and not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(f"{what} {p} exists and is not a regular file")
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(f"{what} {p} is an existing file, not a folder; give a "
+                              "folder name (it is created)")
+    target = p if kind == "dir" else p.parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what} {p}: no permission to write in {target}")
+
+
+def _check_missing_output(p: Path, what: str) -> None:
+    """Raise :class:`OutputPathError` unless the nearest existing ancestor of the missing
+    ``p`` is a writable directory."""
     # walk up to the nearest existing ancestor; it must be a writable directory
     parent = p.absolute().parent
     while True:
@@ -226,4 +238,3 @@ def check_output_path(path: str | os.PathLike[str],  # noqa: C901 (over 15: to s
         raise OutputPathError(f"{what} {p}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"{what} {p}: no permission to write in {parent}")
-    return p

@@ -101,7 +101,7 @@ def kind_problem(doc: Any) -> str | None:
     return None
 
 
-def validation_errors(doc: Any) -> list[tuple[str, str]]:  # noqa: C901 (over 15: to split, issue 16 item 6)
+def validation_errors(doc: Any) -> list[tuple[str, str]]:
     """All problems of ``doc`` as ``(json_path, message)``: schema first, then the semantic
     rules the schema cannot express (unique ids, pairs point at existing concepts,
     no self-pairs or duplicate pairs, no blank names, no control characters in names,
@@ -132,6 +132,15 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:  # noqa: C901 (over 15
         return errors
     concepts = doc.get("concepts") if isinstance(doc.get("concepts"), list) else []
     ids: dict[str, int] = {}
+    errors += _concept_errors(concepts, ids)
+    pairs = doc.get("pairs") if isinstance(doc.get("pairs"), list) else []
+    errors += _pair_errors(pairs, ids)
+    return errors
+
+
+def _concept_errors(concepts: list[Any], ids: dict[str, int]) -> list[tuple[str, str]]:
+    """Duplicate ids, blank names and control characters of ``concepts``; fills ``ids``."""
+    errors: list[tuple[str, str]] = []
     for i, c in enumerate(concepts):
         if not isinstance(c, dict):
             continue
@@ -147,7 +156,12 @@ def validation_errors(doc: Any) -> list[tuple[str, str]]:  # noqa: C901 (over 15
             errors.append((f"$.concepts[{i}].name", "name is blank"))
         errors += _control_errors(c, f"$.concepts[{i}]",
                                   ("name", "description", "labels", "attributes", "captions"))
-    pairs = doc.get("pairs") if isinstance(doc.get("pairs"), list) else []
+    return errors
+
+
+def _pair_errors(pairs: list[Any], ids: dict[str, int]) -> list[tuple[str, str]]:
+    """Unknown ids, self-pairs, control characters and duplicates of ``pairs``."""
+    errors: list[tuple[str, str]] = []
     seen_pairs: dict[tuple[str, str], int] = {}
     for i, p in enumerate(pairs):
         if not isinstance(p, dict):

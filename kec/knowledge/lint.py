@@ -227,7 +227,7 @@ def _r(x: float) -> float:
 
 
 # -- the linter --------------------------------------------------------------------------
-def lint_knowledge(  # noqa: C901 (over 15: to split, issue 16 item 6)
+def lint_knowledge(
     doc: Mapping[str, Any],
     encode: Encode | None = None,
     *,
@@ -276,76 +276,110 @@ def lint_knowledge(  # noqa: C901 (over 15: to split, issue 16 item 6)
     emb: dict[str, np.ndarray] = {}
     zeta = lab_mean = None
     if encode is not None and concepts:
-        texts = names + [d for d in descs if d] + [x for ls in labels for x in ls]
-        texts += [a for ls in attrs for a in ls]
-        texts += [a for p in pairs for a in _strs(p.get("attributes"))]
-        emb = _embed(encode, [t for t in texts if t])
-        dim = next(iter(emb.values())).shape[0]
-        zero = np.zeros(dim)
-        zeta = _unit(np.stack([emb.get(n, zero) + (emb[d] if d else zero)
-                               for n, d in zip(names, descs)]))
-        lab_mean = _unit(np.stack([np.mean([emb[x] for x in ls], axis=0) if ls else zero
-                                   for ls in labels]))
+        emb, zeta, lab_mean = _embed_concepts(encode, names, descs, labels, attrs, pairs)
     many = len(concepts) >= 2
 
     items: list[LintItem] = []
     for q in range(len(concepts)):
         cid = ids[q]
         base = f"$.concepts[{q}]"
-        # name: placeholder / prompt copy, and closeness to its own labels
-        flags = _name_flags(names[q], labels[q])
-        scores: dict[str, float] = {}
-        if zeta is not None and lab_mean is not None and names[q] in emb:
-            s_lab = lab_mean @ emb[names[q]]
-            scores["name_to_labels"] = _r(s_lab[q])
-            if many:
-                others = np.delete(s_lab, q)
-                scores["name_to_other_labels"] = _r(others.max())
-                if labels[q] and s_lab[q] < others.max():
-                    flags.append(NAME_OFF_LABELS)
-                scores["nearest_concept"] = _r(np.delete(zeta @ zeta[q], q).max())
-        items.append(LintItem(f"{base}.name", "name", names[q], cid, flags=tuple(flags),
-                              scores=scores))
+        items.append(_name_item(q, cid, names, labels, emb, zeta, lab_mean, many))
         if descs[q]:
             items.append(LintItem(f"{base}.description", "description", descs[q], cid,
                                   flags=tuple(text_flags(descs[q], own_names[q]))))
-        for k, text in enumerate(attrs[q]):
-            flags = text_flags(text, own_names[q])
-            scores = {}
-            if zeta is not None:
-                s = zeta @ emb[text]
-                scores["sim_own"] = _r(s[q])
-                if many:
-                    best = float(np.delete(s, q).max())
-                    scores["sim_best_other"] = _r(best)
-                    scores["margin"] = _r(s[q] - best)
-                    if s[q] - best <= margin:
-                        flags.append(NOT_CLOSER)
-            items.append(LintItem(f"{base}.attributes[{k}]", "attribute", text, cid, index=k,
-                                  flags=tuple(flags), scores=scores))
+        items += _attribute_items(q, cid, attrs[q], own_names[q], emb, zeta, many, margin)
 
     for i, p in enumerate(doc.get("pairs") or []):
         if not isinstance(p, Mapping):
             continue
-        a, b = str(p.get("a")), str(p.get("b"))
-        qa, qb = index.get(a), index.get(b)
-        a_names = own_names[qa] if qa is not None else []
-        b_names = own_names[qb] if qb is not None else []
-        for k, text in enumerate(_strs(p.get("attributes"))):
-            flags = text_flags(text, a_names + b_names)
-            side = _side(text, a_names, b_names)
-            scores = {}
-            if zeta is not None and qa is not None and qb is not None:
-                s = zeta @ emb[text]
-                delta = float(s[qa] - s[qb])
-                scores.update(sim_a=_r(s[qa]), sim_b=_r(s[qb]), separation=_r(delta))
-                signed = side * delta if side else abs(delta)
-                if signed <= pair_margin:
-                    flags.append(NOT_SEPARATING)
-            items.append(LintItem(f"$.pairs[{i}].attributes[{k}]", "pair_attribute", text, a,
-                                  pair=(a, b), index=k, side=side, flags=tuple(flags),
-                                  scores=scores))
+        items += _pair_items(i, p, index, own_names, emb, zeta, pair_margin)
     return LintReport(items, margin, pair_margin, embedded=zeta is not None)
+
+
+def _embed_concepts(encode: Encode, names: list[str], descs: list[str],
+                    labels: list[list[str]], attrs: list[list[str]],
+                    pairs: list[Mapping[str, Any]]
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Embeddings of every text, concept vectors (name + description) and label means."""
+    texts = names + [d for d in descs if d] + [x for ls in labels for x in ls]
+    texts += [a for ls in attrs for a in ls]
+    texts += [a for p in pairs for a in _strs(p.get("attributes"))]
+    emb = _embed(encode, [t for t in texts if t])
+    dim = next(iter(emb.values())).shape[0]
+    zero = np.zeros(dim)
+    zeta = _unit(np.stack([emb.get(n, zero) + (emb[d] if d else zero)
+                           for n, d in zip(names, descs)]))
+    lab_mean = _unit(np.stack([np.mean([emb[x] for x in ls], axis=0) if ls else zero
+                               for ls in labels]))
+    return emb, zeta, lab_mean
+
+
+def _name_item(q: int, cid: str, names: list[str], labels: list[list[str]],
+               emb: dict[str, np.ndarray], zeta: np.ndarray | None,
+               lab_mean: np.ndarray | None, many: bool) -> LintItem:
+    """The item of concept ``q``'s name: placeholder / prompt copy, and closeness to its
+    own labels."""
+    flags = _name_flags(names[q], labels[q])
+    scores: dict[str, float] = {}
+    if zeta is not None and lab_mean is not None and names[q] in emb:
+        s_lab = lab_mean @ emb[names[q]]
+        scores["name_to_labels"] = _r(s_lab[q])
+        if many:
+            others = np.delete(s_lab, q)
+            scores["name_to_other_labels"] = _r(others.max())
+            if labels[q] and s_lab[q] < others.max():
+                flags.append(NAME_OFF_LABELS)
+            scores["nearest_concept"] = _r(np.delete(zeta @ zeta[q], q).max())
+    return LintItem(f"$.concepts[{q}].name", "name", names[q], cid, flags=tuple(flags),
+                    scores=scores)
+
+
+def _attribute_items(q: int, cid: str, attrs: list[str], own_names: list[str],
+                     emb: dict[str, np.ndarray], zeta: np.ndarray | None, many: bool,
+                     margin: float) -> list[LintItem]:
+    """The items of concept ``q``'s attributes ``attrs``."""
+    items = []
+    for k, text in enumerate(attrs):
+        flags = text_flags(text, own_names)
+        scores = {}
+        if zeta is not None:
+            s = zeta @ emb[text]
+            scores["sim_own"] = _r(s[q])
+            if many:
+                best = float(np.delete(s, q).max())
+                scores["sim_best_other"] = _r(best)
+                scores["margin"] = _r(s[q] - best)
+                if s[q] - best <= margin:
+                    flags.append(NOT_CLOSER)
+        items.append(LintItem(f"$.concepts[{q}].attributes[{k}]", "attribute", text, cid,
+                              index=k, flags=tuple(flags), scores=scores))
+    return items
+
+
+def _pair_items(i: int, p: Mapping[str, Any], index: dict[str, int],
+                own_names: list[list[str]], emb: dict[str, np.ndarray],
+                zeta: np.ndarray | None, pair_margin: float) -> list[LintItem]:
+    """The items of the attributes of pair ``p`` (``$.pairs[i]``)."""
+    items = []
+    a, b = str(p.get("a")), str(p.get("b"))
+    qa, qb = index.get(a), index.get(b)
+    a_names = own_names[qa] if qa is not None else []
+    b_names = own_names[qb] if qb is not None else []
+    for k, text in enumerate(_strs(p.get("attributes"))):
+        flags = text_flags(text, a_names + b_names)
+        side = _side(text, a_names, b_names)
+        scores = {}
+        if zeta is not None and qa is not None and qb is not None:
+            s = zeta @ emb[text]
+            delta = float(s[qa] - s[qb])
+            scores.update(sim_a=_r(s[qa]), sim_b=_r(s[qb]), separation=_r(delta))
+            signed = side * delta if side else abs(delta)
+            if signed <= pair_margin:
+                flags.append(NOT_SEPARATING)
+        items.append(LintItem(f"$.pairs[{i}].attributes[{k}]", "pair_attribute", text, a,
+                              pair=(a, b), index=k, side=side, flags=tuple(flags),
+                              scores=scores))
+    return items
 
 
 def drop_flagged(

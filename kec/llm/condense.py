@@ -143,7 +143,7 @@ def _ancestors(synset: Any, max_hops: int) -> dict[Any, int]:
     return out
 
 
-def wordnet_links(  # noqa: C901 (over 15: to split, issue 16 item 6)
+def wordnet_links(
     labels: Sequence[str],
     wn: Any,
     *,
@@ -179,7 +179,6 @@ def wordnet_links(  # noqa: C901 (over 15: to split, issue 16 item 6)
     list of Link
         Sorted by ``(a, b)``, with ``a < b``; one link (the first reason found) per pair.
     """
-    n = len(labels)
     senses = [_synsets(wn, x)[:max_senses] for x in labels]
     first = [s[0] if s else None for s in senses]
     keys = [x.strip().lower() for x in labels]
@@ -187,34 +186,48 @@ def wordnet_links(  # noqa: C901 (over 15: to split, issue 16 item 6)
     for i, k in enumerate(keys):
         by_key.setdefault(_singular(k), []).append(i)
     found: dict[tuple[int, int], str] = {}
-
-    def add(i: int, j: int, reason: str) -> None:
-        if i != j:
-            found.setdefault((min(i, j), max(i, j)), reason)
-
     first_of: dict[Any, list[int]] = {}
     for j, s in enumerate(first):
         if s is not None:
             first_of.setdefault(s, []).append(j)
-    for i in range(n):
-        for s in senses[i]:
-            for j in first_of.get(s, []):  # a sense of i is j's first sense
-                add(i, j, "synonym")
-    for i in range(n):
-        for k, s in enumerate(senses[i]):  # later senses: direct hypernyms only
-            for anc in _ancestors(s, max_hops if k == 0 else 1):
-                for j in first_of.get(anc, []):
-                    add(i, j, "hypernym")
-        if first[i] is not None:
-            g = genus_word(first[i].definition())
-            for j in by_key.get(g or "", []):
-                add(i, j, "gloss")
+    _synonym_links(senses, first_of, found)
+    _hypernym_gloss_links(senses, first, first_of, by_key, max_hops, found)
     kinds: dict[tuple[int, int], str] = {}
     if sibling_hops > 0:
         _sibling_links(labels, wn, senses, found, kinds,
                        _Kinds(wn, sibling_hops, basic_count, min_ic))
     return [Link(a, b, r, kinds.get((a, b)) if r == "sibling" else None)
             for (a, b), r in sorted(found.items())]
+
+
+def _add_link(found: dict[tuple[int, int], str], i: int, j: int, reason: str) -> None:
+    """Record ``reason`` for the pair ``i``, ``j`` unless it has one or ``i == j``."""
+    if i != j:
+        found.setdefault((min(i, j), max(i, j)), reason)
+
+
+def _synonym_links(senses: list[list[Any]], first_of: dict[Any, list[int]],
+                   found: dict[tuple[int, int], str]) -> None:
+    """Add ``synonym`` links: a sense of one label is another label's first sense."""
+    for i in range(len(senses)):
+        for s in senses[i]:
+            for j in first_of.get(s, []):  # a sense of i is j's first sense
+                _add_link(found, i, j, "synonym")
+
+
+def _hypernym_gloss_links(senses: list[list[Any]], first: list[Any],
+                          first_of: dict[Any, list[int]], by_key: dict[str, list[int]],
+                          max_hops: int, found: dict[tuple[int, int], str]) -> None:
+    """Add ``hypernym`` and ``gloss`` links, label by label."""
+    for i in range(len(senses)):
+        for k, s in enumerate(senses[i]):  # later senses: direct hypernyms only
+            for anc in _ancestors(s, max_hops if k == 0 else 1):
+                for j in first_of.get(anc, []):
+                    _add_link(found, i, j, "hypernym")
+        if first[i] is not None:
+            g = genus_word(first[i].definition())
+            for j in by_key.get(g or "", []):
+                _add_link(found, i, j, "gloss")
 
 
 class _Kinds:
