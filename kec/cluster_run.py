@@ -293,9 +293,7 @@ def run_clustering(
                         **{**(params or {}), "random_state": seed, "device": used_device})
     if rows is not None:  # every rank's labels, in row order
         result.labels = rows.gather(result.labels)
-        result.info["distributed"] = {
-            "world_size": rows.world_size, "backend": rows.dist.get_backend(rows.group),
-            "all_reduces": rows.n_reductions, "bytes_all_reduced": rows.bytes_reduced}
+        result.info["distributed"] = rows.describe()
     timings.update(result.timings)
     t = time.perf_counter()
     metrics = evaluate(items.labels, result.labels) if items.labels is not None else None

@@ -66,17 +66,3 @@ def group(args: argparse.Namespace, device: str | None) -> Iterator[Any]:
     finally:
         shutdown()
 
-
-def block_of(features: Any, rows: Any) -> Any:
-    """This rank's rows of ``features`` (:func:`kec.cluster.distributed.block_of`)."""
-    from kec.cluster.distributed import block_of as rows_of
-
-    return rows_of(features, rows)
-
-
-def describe(rows: Any) -> dict[str, Any] | None:
-    """What summary.json records of the run's process group."""
-    if rows is None:
-        return None
-    return {"world_size": rows.world_size, "backend": rows.dist.get_backend(rows.group),
-            "all_reduces": rows.n_reductions, "bytes_all_reduced": rows.bytes_reduced}

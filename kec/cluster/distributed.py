@@ -144,6 +144,12 @@ class TorchRows(RowGroup):
         self.bytes_reduced = 0
         self.n_reductions = 0
 
+    def describe(self) -> dict[str, Any]:
+        """What ``summary.json`` records of the process group (``info["distributed"]``)."""
+        return {"world_size": self.world_size,
+                "backend": self.dist.get_backend(self.group),
+                "all_reduces": self.n_reductions, "bytes_all_reduced": self.bytes_reduced}
+
     # ---------------------------------------------------------------- conversions
     def _to_comm(self, x: Any) -> tuple[Any, Any]:
         """A fresh contiguous tensor on the communication device, and how to undo it."""
